@@ -1,0 +1,111 @@
+//! [`SagaContext`]: what a step or compensation knows about the saga it runs in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Per-transition context handed to every step and compensation.
+///
+/// Cheap to build: the trace id and the metadata are shared, not copied, between the
+/// transitions of one saga.
+#[derive(Clone, Debug)]
+pub struct SagaContext {
+    trace_id: Arc<str>,
+    saga: &'static str,
+    step: &'static str,
+    compensating: bool,
+    attempt: u32,
+    metadata: Arc<BTreeMap<String, String>>,
+    deadline: Option<Instant>,
+}
+
+impl SagaContext {
+    /// A context for the saga `saga` with trace id `trace_id`, positioned before any step.
+    pub fn new(saga: &'static str, trace_id: impl Into<Arc<str>>) -> Self {
+        Self {
+            trace_id: trace_id.into(),
+            saga,
+            step: "",
+            compensating: false,
+            attempt: 1,
+            metadata: Arc::default(),
+            deadline: None,
+        }
+    }
+
+    /// Replaces the metadata (forwarded request headers, for example).
+    pub fn with_metadata(mut self, metadata: impl Into<Arc<BTreeMap<String, String>>>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
+
+    /// Sets the instant after which the caller no longer waits.
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The same saga, positioned at `step` (or its compensation), attempt `attempt` (from 1).
+    pub fn at(&self, step: &'static str, compensating: bool, attempt: u32) -> Self {
+        Self {
+            trace_id: Arc::clone(&self.trace_id),
+            saga: self.saga,
+            step,
+            compensating,
+            attempt,
+            metadata: Arc::clone(&self.metadata),
+            deadline: self.deadline,
+        }
+    }
+
+    /// The trace id (`x-request-id`), which is also the saga id.
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// The shared trace id.
+    pub fn trace_id_arc(&self) -> &Arc<str> {
+        &self.trace_id
+    }
+
+    /// The saga's name.
+    pub fn saga(&self) -> &'static str {
+        self.saga
+    }
+
+    /// The step being run (or compensated); empty before the first step.
+    pub fn step(&self) -> &'static str {
+        self.step
+    }
+
+    /// True when this transition is a compensation.
+    pub fn is_compensating(&self) -> bool {
+        self.compensating
+    }
+
+    /// Which attempt this is, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Request metadata forwarded to the saga (headers of the triggering request, say).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    /// When the caller stops waiting, if it set a deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The stable idempotency key of this transition: `{trace_id}/{step}` for a step and
+    /// `{trace_id}/{step}/compensate` for its compensation. It is the same on every attempt
+    /// and every replica, so upstream services can deduplicate at-least-once deliveries.
+    pub fn idempotency_key(&self) -> String {
+        if self.compensating {
+            format!("{}/{}/compensate", self.trace_id, self.step)
+        } else {
+            format!("{}/{}", self.trace_id, self.step)
+        }
+    }
+}

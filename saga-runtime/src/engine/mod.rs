@@ -1,0 +1,1 @@
+//! The engine: drives a [`Saga`](crate::Saga) state machine in each mode.

@@ -1,0 +1,41 @@
+//! Runtime of sagaflow: the [`Saga`] trait that `#[saga]` implements, the engine that drives
+//! it (sync, async over a queue, throttled), the transports, the saga stores and the tonic glue.
+//!
+//! Users normally depend on the `sagaflow` facade crate, which re-exports this crate and the
+//! macros. The delivery contract every mode relies on is at-least-once: a step or a
+//! compensation may run more than once for one saga (after a crash, a redelivery or a
+//! retry), so steps and compensations must be idempotent. Each gets a stable idempotency key
+//! (`{trace_id}/{step}`) in its [`SagaContext`] for exactly that purpose.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod context;
+pub mod description;
+pub mod engine;
+pub mod error;
+pub mod retry;
+pub mod saga;
+pub mod store;
+pub mod transport;
+
+#[cfg(feature = "grpc")]
+pub mod grpc;
+
+pub use context::SagaContext;
+pub use description::{SagaDescription, StepDescription, StepKind};
+pub use error::{ErrorKind, SagaError, StepError, StepResult};
+pub use retry::RetryPolicy;
+pub use saga::{Cursor, Saga};
+
+/// Items the `#[saga]` expansion names by absolute path. Not a public API: no stability
+/// promise, may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use core::future::Future;
+    pub use core::result::Result;
+    pub use core::time::Duration;
+    pub use serde;
+
+    /// Generated check: a step returns `Result<T, StepError>` (spanned on the user's return type).
+    pub fn assert_step_output<T>(_: &core::result::Result<T, crate::StepError>) {}
+}

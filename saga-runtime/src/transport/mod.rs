@@ -1,0 +1,233 @@
+//! Transports: move saga messages between orchestrator replicas through a broker.
+//!
+//! # Delivery contract
+//! At-least-once. [`Transport::publish`] resolves only once the broker confirmed the message
+//! (RabbitMQ publisher confirm, JetStream publish ack; the memory transport once it is
+//! enqueued). A delivery is settled by the [`Handler`]'s [`Disposition`]: acked, nacked for
+//! redelivery (optionally after a delay) or dead-lettered with a reason. A delivery whose
+//! handler never settled it (the consumer crashed, the subscription was aborted) is
+//! redelivered to another consumer of the same group. Handlers must therefore be idempotent.
+//!
+//! Topic names are logical (`booking.create_order`); each transport puts them under its
+//! configured prefix. Dead letters of topic `t` go to the topic [`dead_letter_topic`]`(t)`
+//! with the reason in the [`DEAD_LETTER_REASON_HEADER`] header.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+/// Message headers (the trace id at least, under [`TRACE_ID_HEADER`]).
+pub type Headers = BTreeMap<String, String>;
+
+/// Header carrying the trace id of the saga a message belongs to.
+pub const TRACE_ID_HEADER: &str = "x-request-id";
+/// Header carrying the reason a message was dead-lettered.
+pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
+
+/// The logical topic that receives the dead letters of `topic`.
+pub fn dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dead-letter")
+}
+
+/// A message to publish.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Headers; the trace id at least.
+    pub headers: Headers,
+    /// The body (JSON for saga messages).
+    pub payload: Bytes,
+}
+
+/// A message handed to a [`Handler`].
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The logical topic it came from.
+    pub topic: String,
+    /// Its headers.
+    pub headers: Headers,
+    /// Its body.
+    pub payload: Bytes,
+    /// How many times it was delivered, this one included (1 on first delivery), when the
+    /// broker tells; at least 1.
+    pub delivery_count: u32,
+}
+
+impl Delivery {
+    /// The trace id header, or `"-"` when absent (for log lines).
+    pub fn trace_id(&self) -> &str {
+        self.headers
+            .get(TRACE_ID_HEADER)
+            .map(String::as_str)
+            .unwrap_or("-")
+    }
+}
+
+/// How a handler settles a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done: the broker forgets it.
+    Ack,
+    /// Redeliver, to any consumer of the group, after `delay` if given.
+    Nack {
+        /// Wait at least this long before redelivery.
+        delay: Option<Duration>,
+    },
+    /// Move it to the dead-letter topic with this reason.
+    DeadLetter {
+        /// Why (lands in the [`DEAD_LETTER_REASON_HEADER`] header).
+        reason: String,
+    },
+}
+
+/// Processes deliveries of one subscription. At most `concurrency` calls run at once.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one delivery and says how to settle it. Must not panic; a panic is treated
+    /// as a nack.
+    fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Disposition>;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Disposition> + Send + 'static,
+{
+    fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Disposition> {
+        Box::pin((self)(delivery))
+    }
+}
+
+/// Subscription options.
+#[derive(Clone, Debug)]
+pub struct SubscribeOptions {
+    /// Competing-consumer group: subscribers of one group split the messages; each group
+    /// gets every message.
+    pub group: String,
+    /// The most deliveries in flight at once for this subscriber.
+    pub concurrency: usize,
+}
+
+/// A transport failure. Every variant says which broker address or topic it is about.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The broker could not be reached within the connect timeout.
+    #[error("cannot connect to {broker} at {address}: {reason}")]
+    Connect {
+        /// "RabbitMQ", "NATS".
+        broker: &'static str,
+        /// The URL or address tried (without credentials).
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The broker did not confirm a publish.
+    #[error("publish to topic `{topic}` not confirmed: {reason}")]
+    Publish {
+        /// The logical topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// The payload is over the transport's limit.
+    #[error("message for topic `{topic}` is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The logical topic.
+        topic: String,
+        /// The payload size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Subscribing failed.
+    #[error("subscribe to topic `{topic}` failed: {reason}")]
+    Subscribe {
+        /// The logical topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// The transport is shut down.
+    #[error("transport is closed")]
+    Closed,
+}
+
+/// A message broker as the engine sees it. Object safe: the engine holds an
+/// `Arc<dyn Transport>`.
+pub trait Transport: Send + Sync + fmt::Debug + 'static {
+    /// Publishes `message` to `topic`; resolves once the broker confirmed it.
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Starts consuming `topic` as a member of `options.group`, with at most
+    /// `options.concurrency` handler calls in flight.
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        options: SubscribeOptions,
+        handler: Arc<dyn Handler>,
+    ) -> BoxFuture<'a, Result<Subscription, TransportError>>;
+}
+
+/// Stops a subscription (implemented by each transport).
+pub trait SubscriptionControl: Send + Sync + 'static {
+    /// Stops taking new deliveries and waits up to `grace` for in-flight ones to be settled.
+    /// Returns how many were still in flight when the grace ran out (0 when all finished).
+    fn shutdown(self: Box<Self>, grace: Duration) -> BoxFuture<'static, usize>;
+    /// Stops at once without settling in-flight deliveries (they are redelivered), as a
+    /// crash would.
+    fn abort(self: Box<Self>);
+}
+
+/// A running subscription. Dropping it aborts it (in-flight deliveries are redelivered);
+/// call [`Subscription::shutdown`] to drain.
+pub struct Subscription {
+    control: Option<Box<dyn SubscriptionControl>>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("running", &self.control.is_some())
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// Wraps a transport's control handle.
+    pub fn new(control: Box<dyn SubscriptionControl>) -> Self {
+        Self {
+            control: Some(control),
+        }
+    }
+
+    /// Stops taking new deliveries and lets in-flight ones finish within `grace`; returns
+    /// how many were still in flight when it gave up.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
+        match self.control.take() {
+            Some(control) => control.shutdown(grace).await,
+            None => 0,
+        }
+    }
+
+    /// Stops at once; in-flight deliveries are not settled and get redelivered.
+    pub fn abort(mut self) {
+        if let Some(control) = self.control.take() {
+            control.abort();
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(control) = self.control.take() {
+            control.abort();
+        }
+    }
+}
