@@ -5,6 +5,16 @@ use super::progress::{Failure, Progress};
 use super::transition::run_transition;
 use crate::{Saga, SagaContext, SagaError};
 
+/// The error for a running state where an outcome was expected (never happens: the loop
+/// only stops on a final progress).
+pub(crate) fn unreachable_running<T>(cx: &SagaContext) -> Result<T, SagaError> {
+    Err(SagaError::InvalidState {
+        saga: cx.saga().to_string(),
+        trace_id: cx.trace_id().to_string(),
+        message: "a running saga has no outcome".to_string(),
+    })
+}
+
 /// Runs sagas in the caller's task.
 ///
 /// The caller's future owns the saga while it runs: if it is dropped midway (a client
@@ -51,13 +61,9 @@ impl SyncEngine {
                     progress = Progress::after(cx, state, failure, result);
                 }
                 done => {
-                    return done.into_result().unwrap_or_else(|| {
-                        Err(SagaError::InvalidState {
-                            saga: cx.saga().to_string(),
-                            trace_id: cx.trace_id().to_string(),
-                            message: "the engine stopped on a running state".to_string(),
-                        })
-                    });
+                    return done
+                        .into_result()
+                        .unwrap_or_else(|| unreachable_running(cx));
                 }
             }
         }
