@@ -437,10 +437,10 @@ impl<S: Saga> Inner<S> {
 
     /// Records that `state` is next (best effort: the saga goes on if the store is down).
     async fn record_progress(&self, cx: &SagaContext, state: &S::State) {
-        if let Some(status) = status_of::<S>(state) {
-            if let Err(e) = self.store.update(cx.trace_id(), status, 0).await {
-                warn!(trace_id = cx.trace_id(), error = %e, "cannot record saga progress");
-            }
+        if let Some(status) = status_of::<S>(state)
+            && let Err(e) = self.store.update(cx.trace_id(), status, 0).await
+        {
+            warn!(trace_id = cx.trace_id(), error = %e, "cannot record saga progress");
         }
     }
 
