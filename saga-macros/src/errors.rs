@@ -85,13 +85,13 @@ pub(crate) fn closest<'a>(
         .map(|(_, candidate)| candidate)
 }
 
-/// `"; did you mean `x`?"` when a candidate is close to `name`, else an empty string.
+/// `" (did you mean `x`?)"` when a candidate is close to `name`, else an empty string.
 pub(crate) fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> String {
     closest(name, candidates)
-        .map(|c| format!("; did you mean `{c}`?"))
+        .map(|c| format!(" (did you mean `{c}`?)"))
         .unwrap_or_default()
 }
 

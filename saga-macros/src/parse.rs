@@ -47,18 +47,19 @@ pub(crate) fn saga_def(
         other => return Err(syn::Error::new(item_keyword(&other), NOT_AN_IMPL)),
     };
     if let Some((_, trait_path, _)) = &item.trait_ {
-        errors.spanned(
+        return Err(syn::Error::new_spanned(
             trait_path,
             "`#[saga]` goes on an inherent impl block (`impl Booking { ... }`), not on a trait impl: it implements the `Saga` trait itself",
-        );
+        ));
     }
-    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+    let generic = !item.generics.params.is_empty() || item.generics.where_clause.is_some();
+    if generic {
         errors.spanned(
             &item.generics,
             "a saga cannot be generic: its state is stored and shipped as JSON and must be one concrete type; write `impl Booking { ... }`",
         );
     }
-    let ty = self_ident(&item.self_ty, errors);
+    let ty = self_ident(&item.self_ty, !generic, errors);
     let mut steps = Vec::new();
     let mut fns = Vec::new();
     for member in &mut item.items {
@@ -140,10 +141,10 @@ fn member_attrs(member: &mut ImplItem) -> Option<&mut Vec<Attribute>> {
 }
 
 /// The name of the type in `impl Type`, which must be a plain, non-generic type name.
-fn self_ident(ty: &Type, errors: &Errors) -> Ident {
+fn self_ident(ty: &Type, report_arguments: bool, errors: &Errors) -> Ident {
     if let Type::Path(p) = ty {
         if let (None, Some(last)) = (&p.qself, p.path.segments.last()) {
-            if matches!(last.arguments, PathArguments::None) {
+            if matches!(last.arguments, PathArguments::None) || !report_arguments {
                 return last.ident.clone();
             }
             errors.spanned(

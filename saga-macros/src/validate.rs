@@ -81,6 +81,7 @@ pub(crate) fn flow<'a>(def: &'a SagaDef, errors: &Errors) -> Flow<'a> {
             errors.spanned(name, format_args!("duplicate step `{name}`: a step of that name comes earlier in the block; step names must be unique"));
         }
         let kind = kind(step, errors);
+        retry_bounds(step, errors);
         let compensation = match (&step.opts.compensate, kind) {
             (Some(comp), Kind::Compensatable) => {
                 compensation(def, step, &comp.value, &mut used_compensations, errors)
@@ -155,18 +156,36 @@ fn kind(step: &Step, errors: &Errors) -> Kind {
             format_args!("step `{name}` is marked both `pivot` and `retriable`: choose one"),
         );
     }
-    if o.compensate.is_some() {
-        Kind::Compensatable
-    } else if o.pivot.is_some() {
+    // On a conflict, `pivot` wins over `retriable` over `compensate`, so that the order
+    // checks do not report the same mistake again.
+    if o.pivot.is_some() {
         Kind::Pivot
     } else if o.retriable.is_some() {
         Kind::Retriable
+    } else if o.compensate.is_some() {
+        Kind::Compensatable
     } else {
         errors.spanned(
             &step.attr,
             format_args!("step `{name}` has no compensation: add `compensate = undo_fn` (an async fn of this block that undoes it), or mark it `pivot` (the point of no return) or `retriable` (after the pivot, retried until it succeeds)"),
         );
         Kind::Compensatable
+    }
+}
+
+/// `initial_backoff_ms` above `max_backoff_ms` is a contradiction.
+fn retry_bounds(step: &Step, errors: &Errors) {
+    let o = &step.opts;
+    if let (Some(initial), Some(max)) = (&o.initial_backoff_ms, &o.max_backoff_ms) {
+        if initial.value > max.value {
+            errors.spanned(
+                &initial.key,
+                format_args!(
+                    "`initial_backoff_ms = {}` is above `max_backoff_ms = {}`: the first delay cannot exceed the bound of every delay",
+                    initial.value, max.value
+                ),
+            );
+        }
     }
 }
 

@@ -130,11 +130,13 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
         bound.dedup_by(|a, b| a == b);
         let output = &step.output;
         let span = shape.ret.as_ref().map_or_else(|| name.span(), |r| r.span());
-        let annotation =
-            quote_spanned!(span=> #krate::__private::Result<#output, #krate::StepError>);
+        let call = quote_spanned! {span=>
+            let __sagaflow_out: #krate::__private::Result<#output, #krate::StepError> =
+                self.#name(__sagaflow_cx, #(#args),*).await;
+        };
         arms.push(quote! {
             #state::#variant { #(#bound,)* .. } => {
-                let __sagaflow_out: #annotation = self.#name(__sagaflow_cx, #(#args),*).await;
+                #call
                 __sagaflow_out.map(#effect::#variant)
             }
         });
@@ -152,11 +154,13 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
                 .ret
                 .as_ref()
                 .map_or_else(|| comp_name.span(), |r| r.span());
-            let annotation =
-                quote_spanned!(ret_span=> #krate::__private::Result<(), #krate::StepError>);
+            let call = quote_spanned! {ret_span=>
+                let __sagaflow_out: #krate::__private::Result<(), #krate::StepError> =
+                    self.#comp_name(__sagaflow_cx, #arg).await;
+            };
             arms.push(quote! {
                 #state::#variant { #name: __sagaflow_output, .. } => {
-                    let __sagaflow_out: #annotation = self.#comp_name(__sagaflow_cx, #arg).await;
+                    #call
                     __sagaflow_out.map(|()| #effect::Compensated)
                 }
             });
