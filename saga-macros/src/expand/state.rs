@@ -47,6 +47,7 @@ pub(super) fn state_enum(cx: &Cx<'_>) -> TokenStream {
         #[doc = #doc]
         #[derive(::core::fmt::Debug, #krate::__private::serde::Serialize, #krate::__private::serde::Deserialize)]
         #[serde(crate = #serde)]
+        #[allow(private_interfaces)]
         pub enum #state {
             #(#variants,)*
         }
@@ -83,7 +84,7 @@ pub(super) fn effect_enum(cx: &Cx<'_>) -> TokenStream {
         #[doc = #doc]
         #[doc(hidden)]
         #[derive(::core::fmt::Debug)]
-        #[allow(non_camel_case_types)]
+        #[allow(non_camel_case_types, private_interfaces)]
         pub enum #effect {
             #(#variants,)*
             /// A compensation succeeded.
