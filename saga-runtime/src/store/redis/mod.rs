@@ -283,6 +283,12 @@ impl RedisStore {
         self.watcher.subscribed_count()
     }
 
+    /// The server-side id (`CLIENT ID`) of the watcher's pub/sub connection. For tests.
+    #[doc(hidden)]
+    pub async fn watch_connection_id(&self) -> Result<i64, StoreError> {
+        self.watcher.connection_id(&self.shared).await
+    }
+
     async fn begin_record(&self, record: SagaRecord) -> Result<Begin, StoreError> {
         let shared = &self.shared;
         let trace_id = record.trace_id.as_str();

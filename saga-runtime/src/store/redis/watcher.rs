@@ -53,6 +53,7 @@ pub(super) struct Watcher {
     pub(super) waiters: Arc<Waiters>,
     requests: mpsc::UnboundedSender<Request>,
     subscribed: Arc<AtomicUsize>,
+    pubsub: ConnectionManager,
 }
 
 impl Watcher {
@@ -101,7 +102,7 @@ impl Watcher {
         let subscribed = Arc::new(AtomicUsize::new(0));
         let task = Task {
             shared,
-            pubsub,
+            pubsub: pubsub.clone(),
             waiters: Arc::clone(&waiters),
             subscribed: HashSet::new(),
             subscribed_count: Arc::clone(&subscribed),
@@ -111,6 +112,7 @@ impl Watcher {
             waiters,
             requests,
             subscribed,
+            pubsub,
         }
     }
 
@@ -141,6 +143,15 @@ impl Watcher {
                 "subscribing to the completion of trace id {trace_id} took over {bound:?}; is Redis overloaded or down?"
             ))),
         }
+    }
+
+    /// The server-side id (`CLIENT ID`) of the pub/sub connection.
+    pub(super) async fn connection_id(&self, shared: &Shared) -> Result<i64, StoreError> {
+        let mut pubsub = self.pubsub.clone();
+        let id = ::redis::cmd("CLIENT").arg("ID").to_owned();
+        shared
+            .bounded("CLIENT ID", "-", id.query_async(&mut pubsub))
+            .await
     }
 
     /// Channels currently subscribed by this instance.
