@@ -129,10 +129,9 @@ impl Fixture {
     /// Waits until B has `n` watchers, and for Redis `channels` subscribed channels.
     async fn until_b_watches(&self, n: usize, channels: usize) {
         match &self.stores {
-            Stores::Memory(store) => eventually("memory watchers registered", || {
-                store.watcher_count() == n
-            })
-            .await,
+            Stores::Memory(store) => {
+                eventually("memory watchers registered", || store.watcher_count() == n).await
+            }
             Stores::Redis { b, .. } => {
                 eventually("Redis watchers registered and subscribed", || {
                     b.watcher_count() == n && b.subscribed_channel_count() == channels
@@ -200,7 +199,12 @@ async fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) ->
 
 fn record(trace_id: &str, input: &serde_json::Value) -> SagaRecord {
     let input = serde_json::to_vec(input).expect("json");
-    SagaRecord::new(trace_id, "booking", fingerprint("booking", &input), "create_order")
+    SagaRecord::new(
+        trace_id,
+        "booking",
+        fingerprint("booking", &input),
+        "create_order",
+    )
 }
 
 fn running(step: usize, name: &str) -> SagaStatus {
@@ -318,7 +322,10 @@ async fn update_tracks_the_lifecycle(fx: &Fixture) {
     let created_at = first.created_at_ms;
     assert_eq!(a.begin(first).await.expect("begin"), Begin::Started);
     if let Some(ttl) = fx.pttl("life").await {
-        assert!(ttl > FINISHED_TTL.as_millis() as i64, "running TTL, got {ttl}");
+        assert!(
+            ttl > FINISHED_TTL.as_millis() as i64,
+            "running TTL, got {ttl}"
+        );
     }
 
     a.update("life", running(1, "create_payment"), 2)
@@ -347,7 +354,10 @@ async fn update_tracks_the_lifecycle(fx: &Fixture) {
     .await
     .expect("update");
     let got = b.get("life").await.expect("get").expect("record");
-    assert!(matches!(got.status, SagaStatus::Compensating { step: 0, .. }));
+    assert!(matches!(
+        got.status,
+        SagaStatus::Compensating { step: 0, .. }
+    ));
     assert_eq!(got.attempts, 1);
 
     a.update("life", completed(json!({"order": 42})), 0)
@@ -397,7 +407,10 @@ async fn update_of_a_failed_saga(fx: &Fixture) {
         assert_eq!(got.status.outcome(), Some(Err(error)));
         assert_eq!(got.attempts, 5);
         if let Some(ttl) = fx.pttl(id).await {
-            assert!(ttl > 0 && ttl <= FINISHED_TTL.as_millis() as i64, "got {ttl}");
+            assert!(
+                ttl > 0 && ttl <= FINISHED_TTL.as_millis() as i64,
+                "got {ttl}"
+            );
         }
     }
 }
@@ -518,12 +531,23 @@ async fn many_watchers_all_resolve(fx: &Fixture) {
 
 async fn dropped_watch_leaves_no_entry(fx: &Fixture) {
     let b = fx.b();
-    fx.a().begin(record("dropped", &json!(1))).await.expect("begin");
+    fx.a()
+        .begin(record("dropped", &json!(1)))
+        .await
+        .expect("begin");
     let watch = tokio::spawn(async move { b.watch("dropped").await });
     fx.until_b_watches(1, 1).await;
     watch.abort();
-    assert!(bounded("aborted watch", watch).await.is_err_and(|e| e.is_cancelled()));
-    assert_eq!(fx.b_watchers(), 0, "the dropped watcher must be unregistered");
+    assert!(
+        bounded("aborted watch", watch)
+            .await
+            .is_err_and(|e| e.is_cancelled())
+    );
+    assert_eq!(
+        fx.b_watchers(),
+        0,
+        "the dropped watcher must be unregistered"
+    );
     // Redis: its channel is unsubscribed too.
     fx.until_b_watches(0, 0).await;
     if let Stores::Redis { b, admin, .. } = &fx.stores {
@@ -549,12 +573,19 @@ async fn memory_store_expires_finished_records() {
         .update("ttl", running(1, "create_payment"), 1)
         .await
         .expect("update");
-    assert!(store.get("ttl").await.expect("get").is_some(), "running records stay");
+    assert!(
+        store.get("ttl").await.expect("get").is_some(),
+        "running records stay"
+    );
     store
         .update("ttl", completed(json!(null)), 1)
         .await
         .expect("update");
-    assert_eq!(store.get("ttl").await.expect("get"), None, "expired at once");
+    assert_eq!(
+        store.get("ttl").await.expect("get"),
+        None,
+        "expired at once"
+    );
     // The id is free again once its record expired.
     assert_eq!(
         store.begin(record("ttl", &json!(2))).await.expect("begin"),
@@ -587,7 +618,10 @@ async fn redis_bad_url_is_refused() {
     .await
     .expect_err("not a Redis URL");
     assert!(error.message.contains("invalid Redis URL"), "{error}");
-    assert!(!error.message.contains("secret"), "password leaked: {error}");
+    assert!(
+        !error.message.contains("secret"),
+        "password leaked: {error}"
+    );
 }
 
 #[tokio::test]

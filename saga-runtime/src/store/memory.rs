@@ -83,7 +83,9 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section is a single map operation: a poisoned lock is consistent.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn expiry(&self, status: &SagaStatus, now: Instant) -> Option<Instant> {
@@ -155,7 +157,7 @@ impl MemoryStore {
 
     async fn watch_outcome(&self, trace_id: &str) -> Result<Outcome, StoreError> {
         // Register first, then read: an update between the two wakes the waiter.
-        let (waiter, _) = self.waiters.register(trace_id);
+        let waiter = self.waiters.register(trace_id);
         if let Some(outcome) = self.get_now(trace_id).and_then(|r| r.status.outcome()) {
             return Ok(outcome);
         }

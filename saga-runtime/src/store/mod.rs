@@ -19,9 +19,9 @@ pub mod memory;
 pub mod redis;
 mod waiters;
 
-pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisStore};
+pub use memory::MemoryStore;
 
 /// Where a saga stands, as recorded in the store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -52,26 +52,29 @@ impl Waiters {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps half-updated (every operation
         // is a single insert/remove), so a poisoned lock is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a waiter for `trace_id`. Returns it and whether it is the id's first waiter.
-    pub(crate) fn register(self: &Arc<Self>, trace_id: &str) -> (Waiter, bool) {
+    /// Registers a waiter for `trace_id`.
+    pub(crate) fn register(self: &Arc<Self>, trace_id: &str) -> Waiter {
         let (tx, rx) = oneshot::channel();
         let mut inner = self.lock();
         let key = inner.next_key;
         inner.next_key += 1;
-        let slot = inner.by_trace_id.entry(trace_id.to_string()).or_default();
-        let first = slot.is_empty();
-        slot.insert(key, tx);
+        inner
+            .by_trace_id
+            .entry(trace_id.to_string())
+            .or_default()
+            .insert(key, tx);
         drop(inner);
-        let waiter = Waiter {
+        Waiter {
             rx,
             registry: Arc::clone(self),
             trace_id: trace_id.to_string(),
             key,
-        };
-        (waiter, first)
+        }
     }
 
     /// Wakes every waiter of `trace_id` with `result`; returns how many were woken.
@@ -88,11 +91,13 @@ impl Waiters {
     }
 
     /// True while `trace_id` has at least one waiter.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn is_watched(&self, trace_id: &str) -> bool {
         self.lock().by_trace_id.contains_key(trace_id)
     }
 
     /// Every trace id with at least one waiter.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn watched_ids(&self) -> Vec<String> {
         self.lock().by_trace_id.keys().cloned().collect()
     }

@@ -214,7 +214,11 @@ impl RedisStore {
         }
     }
 
-    async fn open(info: ConnectionInfo, config: RedisConfig, addr: String) -> Result<Self, StoreError> {
+    async fn open(
+        info: ConnectionInfo,
+        config: RedisConfig,
+        addr: String,
+    ) -> Result<Self, StoreError> {
         let connect_error = |error: ::redis::RedisError| StoreError {
             backend: BACKEND,
             message: format!("cannot connect to Redis at {addr}: {error}; {START_HINT}"),
@@ -239,8 +243,11 @@ impl RedisStore {
             .map_err(connect_error)?;
 
         let keys = Arc::new(Keys::new(&config.key_prefix));
-        let (waiters, requests, rx, on_push) = Watcher::prepare(Arc::clone(&keys));
-        let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let (parts, on_push) = Watcher::prepare(Arc::clone(&keys));
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
         let pubsub_client = Client::open(info.set_redis_settings(resp3)).map_err(connect_error)?;
         let pubsub = pubsub_client
             .get_connection_manager_with_config(
@@ -257,7 +264,7 @@ impl RedisStore {
             addr,
             commands,
         });
-        let watcher = Watcher::start(Arc::clone(&shared), pubsub, waiters, requests, rx);
+        let watcher = Watcher::start(Arc::clone(&shared), pubsub, parts);
         Ok(Self { shared, watcher })
     }
 
@@ -365,7 +372,7 @@ impl RedisStore {
     async fn watch_outcome(&self, trace_id: &str) -> Result<Outcome, StoreError> {
         // Register, subscribe, then read: a completion published after the subscription
         // wakes the waiter; one written before it is seen by the read.
-        let (waiter, _) = self.watcher.waiters.register(trace_id);
+        let waiter = self.watcher.waiters.register(trace_id);
         self.watcher.subscribe(&self.shared, trace_id).await?;
         if let Some(outcome) = self
             .shared
@@ -447,7 +454,10 @@ mod tests {
 
     #[test]
     fn redact_hides_the_password() {
-        assert_eq!(redact("redis://u:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(
+            redact("redis://u:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
     }
 

@@ -47,6 +47,13 @@ pub(super) enum Request {
     Resync,
 }
 
+/// What [`Watcher::prepare`] sets up before the pub/sub connection exists.
+pub(super) struct Parts {
+    waiters: Arc<Waiters>,
+    requests: mpsc::UnboundedSender<Request>,
+    rx: mpsc::UnboundedReceiver<Request>,
+}
+
 /// The handle the store keeps; dropping it stops the task and closes the connection.
 #[derive(Debug)]
 pub(super) struct Watcher {
@@ -57,25 +64,24 @@ pub(super) struct Watcher {
 }
 
 impl Watcher {
-    /// The waiter registry and the push handler for the pub/sub connection; the watcher task
-    /// starts with [`Watcher::start`] once the connection exists.
+    /// The waiter registry and request queue ([`Parts`]) and the push handler for the
+    /// pub/sub connection; the watcher task starts with [`Watcher::start`] once the
+    /// connection exists.
     pub(super) fn prepare(
         keys: Arc<Keys>,
     ) -> (
-        Arc<Waiters>,
-        mpsc::UnboundedSender<Request>,
-        mpsc::UnboundedReceiver<Request>,
+        Parts,
         impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
     ) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let idle_tx = tx.downgrade();
+        let (requests, rx) = mpsc::unbounded_channel();
+        let idle_tx = requests.downgrade();
         let waiters = Waiters::new(Some(Box::new(move |trace_id: &str| {
             if let Some(tx) = idle_tx.upgrade() {
                 let _ = tx.send(Request::Idle(trace_id.to_string()));
             }
         })));
         let push_waiters = Arc::clone(&waiters);
-        let push_tx = tx.downgrade();
+        let push_tx = requests.downgrade();
         let on_push = move |info: PushInfo| {
             match info.kind {
                 PushKind::Message => on_message(&keys, &push_waiters, info.data),
@@ -88,17 +94,21 @@ impl Watcher {
             }
             Ok(())
         };
-        (waiters, tx, rx, on_push)
+        let parts = Parts {
+            waiters,
+            requests,
+            rx,
+        };
+        (parts, on_push)
     }
 
     /// Spawns the task that owns `pubsub` and serves `requests`.
-    pub(super) fn start(
-        shared: Arc<Shared>,
-        pubsub: ConnectionManager,
-        waiters: Arc<Waiters>,
-        requests: mpsc::UnboundedSender<Request>,
-        rx: mpsc::UnboundedReceiver<Request>,
-    ) -> Self {
+    pub(super) fn start(shared: Arc<Shared>, pubsub: ConnectionManager, parts: Parts) -> Self {
+        let Parts {
+            waiters,
+            requests,
+            rx,
+        } = parts;
         let subscribed = Arc::new(AtomicUsize::new(0));
         let task = Task {
             shared,
@@ -118,7 +128,11 @@ impl Watcher {
 
     /// Resolves once the channel of `trace_id` is subscribed. The caller registered a waiter
     /// for the id before, so the subscription is kept until that waiter is gone.
-    pub(super) async fn subscribe(&self, shared: &Shared, trace_id: &str) -> Result<(), StoreError> {
+    pub(super) async fn subscribe(
+        &self,
+        shared: &Shared,
+        trace_id: &str,
+    ) -> Result<(), StoreError> {
         let (ack, acked) = oneshot::channel();
         let request = Request::Subscribe {
             trace_id: trace_id.to_string(),
@@ -330,7 +344,11 @@ async fn resync_once(
 ) -> Result<(), StoreError> {
     let ping = ::redis::cmd("PING");
     shared
-        .bounded("PING the pub/sub connection", "-", ping.query_async::<Value>(pubsub))
+        .bounded(
+            "PING the pub/sub connection",
+            "-",
+            ping.query_async::<Value>(pubsub),
+        )
         .await?;
     for trace_id in waiters.watched_ids() {
         let record = shared.get(&trace_id).await;
