@@ -647,3 +647,143 @@ async fn redis_corrupt_record_names_the_key() {
     assert!(error.message.contains(&key), "{error}");
     fx.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_watcher_survives_a_killed_pubsub_connection() {
+    let fx = Fixture::redis("killed").await;
+    let Stores::Redis { a, b, admin, .. } = &fx.stores else {
+        unreachable!()
+    };
+    let mut admin = admin.clone();
+    for id in ["before", "after"] {
+        a.begin(record(id, &json!(id))).await.expect("begin");
+    }
+    let watcher = b.clone();
+    let before = tokio::spawn(async move { watcher.watch("before").await });
+    let watcher = b.clone();
+    let after = tokio::spawn(async move { watcher.watch("after").await });
+    fx.until_b_watches(2, 2).await;
+
+    let id = b.watch_connection_id().await.expect("CLIENT ID");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL");
+    assert_eq!(killed, 1);
+    // Completed while the watcher reconnects (its PUBLISH may reach nobody): the watcher
+    // re-reads the watched records once it is back.
+    a.update("before", completed(json!("b")), 1)
+        .await
+        .expect("update");
+    let outcome = bounded("watch across a reconnect", before).await;
+    assert_eq!(outcome.expect("task").expect("watch"), Ok(json!("b")));
+
+    // Once reconnected the subscriptions are back: a later completion is delivered.
+    let new_id = bounded("CLIENT ID after reconnect", b.watch_connection_id())
+        .await
+        .expect("CLIENT ID");
+    assert_ne!(new_id, id, "a new pub/sub connection");
+    a.update("after", completed(json!("a")), 1)
+        .await
+        .expect("update");
+    let outcome = bounded("watch after a reconnect", after).await;
+    assert_eq!(outcome.expect("task").expect("watch"), Ok(json!("a")));
+    fx.cleanup().await;
+}
+
+/// A TCP proxy to Redis that can be shut down, to make the server "go away" for one store
+/// without touching the shared Redis.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a local port");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut stop_accepting = stopped.clone();
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = stop_accepting.changed() => return,
+                };
+                let Ok((mut client, _)) = accepted else {
+                    return;
+                };
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:6379").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = stopped.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, stop }
+    }
+
+    /// Closes the listener and every proxied connection.
+    fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gone_fails_operations_in_bounded_time() {
+    let proxy = Proxy::start().await;
+    let prefix = unique("gone");
+    let config = RedisConfig {
+        key_prefix: prefix.clone(),
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(2),
+        ..RedisConfig::from(store_config())
+    };
+    let url = format!("redis://{}", proxy.addr);
+    let store = RedisStore::connect(&url, config).await.unwrap_or_else(|e| {
+        panic!("Redis unreachable through the proxy ({e}). Start it with: {START_REDIS}")
+    });
+    store.begin(record("gone", &json!(1))).await.expect("begin");
+    proxy.stop();
+
+    let address = proxy.addr.to_string();
+    let error = bounded("get after Redis went away", store.get("gone"))
+        .await
+        .expect_err("Redis is gone");
+    assert!(error.message.contains(&address), "{error}");
+    let error = bounded(
+        "begin after Redis went away",
+        store.begin(record("gone-2", &json!(2))),
+    )
+    .await
+    .expect_err("Redis is gone");
+    assert!(error.message.contains(&address), "{error}");
+    let error = bounded("watch after Redis went away", store.watch("gone"))
+        .await
+        .expect_err("Redis is gone");
+    assert!(error.message.contains(&address), "{error}");
+    assert_eq!(store.watcher_count(), 0);
+
+    // The record written through the proxy, removed directly.
+    let mut admin = redis::Client::open(redis_url())
+        .expect("valid Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{prefix}:saga:gone"))
+        .query_async(&mut admin)
+        .await
+        .expect("DEL");
+}
