@@ -113,11 +113,8 @@ impl GrpcServer {
     /// reported SERVING by health under its full name.
     pub fn add_service<S>(mut self, service: S) -> Self
     where
-        S: tower::Service<
-                http::Request<Body>,
-                Response = http::Response<Body>,
-                Error = Infallible,
-            > + NamedService
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
             + Clone
             + Send
             + Sync
@@ -155,7 +152,9 @@ impl GrpcServer {
         let (v1, v1alpha) = self.reflection()?;
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in &self.services {
-            health.set_service_status(*name, ServingStatus::Serving).await;
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
 
         let listener = tokio::net::TcpListener::bind(addr)
@@ -173,9 +172,13 @@ impl GrpcServer {
         let signal = async move {
             stop.await;
             tracing::info!(%local_addr, "gRPC server shutting down: draining in-flight calls");
-            reporter.set_service_status("", ServingStatus::NotServing).await;
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             for name in &services {
-                reporter.set_service_status(*name, ServingStatus::NotServing).await;
+                reporter
+                    .set_service_status(*name, ServingStatus::NotServing)
+                    .await;
             }
         };
 
@@ -212,20 +215,18 @@ impl GrpcServer {
             let mut builder = tonic_reflection::server::Builder::configure()
                 .include_reflection_service(false)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(
-                    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-                )
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(
                     tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
                 );
             for set in &self.descriptor_sets {
                 builder = builder.register_encoded_file_descriptor_set(set);
             }
-            let names = self
-                .services
-                .iter()
-                .copied()
-                .chain([HEALTH_SERVICE, REFLECTION_V1, REFLECTION_V1ALPHA]);
+            let names = self.services.iter().copied().chain([
+                HEALTH_SERVICE,
+                REFLECTION_V1,
+                REFLECTION_V1ALPHA,
+            ]);
             for name in names {
                 builder = builder.with_service_name(name);
             }

@@ -115,8 +115,7 @@ pub fn status_from_saga_error(error: &SagaError) -> Status {
     if let Some(step) = step {
         metadata.insert("step".to_owned(), step.to_owned());
     }
-    let details =
-        ErrorDetails::with_error_info(saga_error_reason(error), ERROR_DOMAIN, metadata);
+    let details = ErrorDetails::with_error_info(saga_error_reason(error), ERROR_DOMAIN, metadata);
     let mut status = Status::with_error_details(code, error.to_string(), details);
     if let Ok(value) = MetadataValue::try_from(trace_id) {
         status.metadata_mut().insert(REQUEST_ID_HEADER, value);
