@@ -72,7 +72,7 @@ impl LoadGate {
     /// (the maximum restarts from the calls in flight now).
     pub fn stats(&self, reset: bool) -> LoadStats {
         let in_flight = self.in_flight.load(Ordering::Acquire);
-        let stats = if reset {
+        if reset {
             LoadStats {
                 in_flight,
                 max_in_flight: self.max_in_flight.swap(in_flight, Ordering::AcqRel),
@@ -86,8 +86,7 @@ impl LoadGate {
                 calls: self.calls.load(Ordering::Acquire),
                 rejected: self.rejected.load(Ordering::Acquire),
             }
-        };
-        stats
+        }
     }
 }
 
