@@ -28,8 +28,8 @@ use futures_util::StreamExt;
 use saga_runtime::error::StuckAt;
 use saga_runtime::grpc::{
     ERROR_DOMAIN, GrpcServer, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, ServerHandle,
-    TraceIdPolicy, outgoing_request, saga_context, status_from_saga_error, step_error_from_status,
-    trace_id_from_status,
+    TraceIdPolicy, outgoing_request, response_with_trace_id, saga_context, status_from_saga_error,
+    step_error_from_status, trace_id_from_status,
 };
 use saga_runtime::{SagaContext, SagaError, StepError};
 use tokio::sync::{Semaphore, mpsc};
@@ -417,11 +417,14 @@ impl BookingService for TestBooking {
             }
             .into());
         }
-        Ok(Response::new(BookingSyncResponse {
-            request_id: cx.trace_id().to_owned(),
-            order_id: 1,
-            payment_id: 2,
-        }))
+        Ok(response_with_trace_id(
+            cx.trace_id(),
+            BookingSyncResponse {
+                request_id: cx.trace_id().to_owned(),
+                order_id: 1,
+                payment_id: 2,
+            },
+        ))
     }
 
     async fn handle_async_booking(
@@ -487,6 +490,13 @@ async fn saga_errors_reach_a_client_with_code_message_and_trace_id_details() {
     .await
     .expect("booking succeeds");
     assert_eq!(ok.get_ref().request_id, "wire-ok");
+    assert_eq!(
+        ok.metadata()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some("wire-ok"),
+        "successful responses echo x-request-id"
+    );
 
     let status = within(
         "a failing booking",

@@ -17,7 +17,7 @@ mod server;
 mod status;
 mod trace;
 
-pub use outgoing::{outgoing_request, set_saga_metadata};
+pub use outgoing::{outgoing_request, response_with_trace_id, set_saga_metadata};
 pub use server::{GrpcServer, ServeError, ServerHandle};
 pub use status::{
     ERROR_DOMAIN, saga_error_reason, status_from_saga_error, step_error_from_status,

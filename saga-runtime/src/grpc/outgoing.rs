@@ -5,8 +5,8 @@
 //! one tonic client is shared by every saga running in the process, while the headers belong
 //! to one transition of one saga, which only the [`SagaContext`] in hand knows.
 
-use tonic::Request;
 use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Request, Response};
 
 use super::{IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER};
 use crate::SagaContext;
@@ -21,6 +21,17 @@ pub fn outgoing_request<T>(cx: &SagaContext, message: T) -> Request<T> {
     let mut request = Request::new(message);
     set_saga_metadata(cx, request.metadata_mut());
     request
+}
+
+/// A response carrying `message` and the `x-request-id: {trace_id}` header, so a client that
+/// let the server generate the id ([`TraceIdPolicy::Generate`](super::TraceIdPolicy)) learns
+/// it. Error statuses made from a saga error carry it already.
+pub fn response_with_trace_id<T>(trace_id: &str, message: T) -> Response<T> {
+    let mut response = Response::new(message);
+    response
+        .metadata_mut()
+        .insert(REQUEST_ID_HEADER, header_value(trace_id));
+    response
 }
 
 /// Sets (replacing any previous value) the `x-request-id` and `x-idempotency-key` headers of
