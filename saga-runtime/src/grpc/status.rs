@@ -14,6 +14,7 @@
 //! | variant | code | reason in `ErrorInfo` |
 //! |---|---|---|
 //! | `Compensated` (a step failed for good, every completed step undone) | `FailedPrecondition` | `SAGA_COMPENSATED` |
+//! | `RollbackQueued` (a step failed for good, compensation queued on the rollback topic) | `FailedPrecondition` | `SAGA_ROLLBACK_QUEUED` |
 //! | `Stuck` (a compensation or retriable step exhausted its retries) | `Internal` | `SAGA_STUCK` |
 //! | `DeadlineExceeded` (the caller's wait ended; the saga goes on) | `DeadlineExceeded` | `SAGA_DEADLINE_EXCEEDED` |
 //! | `IdTaken` (trace id used by another input) | `AlreadyExists` | `SAGA_ID_TAKEN` |
@@ -78,6 +79,7 @@ impl From<Status> for StepError {
 pub fn saga_error_reason(error: &SagaError) -> &'static str {
     match error {
         SagaError::Compensated { .. } => "SAGA_COMPENSATED",
+        SagaError::RollbackQueued { .. } => "SAGA_ROLLBACK_QUEUED",
         SagaError::Stuck { .. } => "SAGA_STUCK",
         SagaError::DeadlineExceeded { .. } => "SAGA_DEADLINE_EXCEEDED",
         SagaError::IdTaken { .. } => "SAGA_ID_TAKEN",
@@ -93,6 +95,9 @@ pub fn saga_error_reason(error: &SagaError) -> &'static str {
 pub fn status_from_saga_error(error: &SagaError) -> Status {
     let (code, saga, step) = match error {
         SagaError::Compensated { saga, step, .. } => {
+            (Code::FailedPrecondition, Some(saga), Some(step.as_str()))
+        }
+        SagaError::RollbackQueued { saga, step, .. } => {
             (Code::FailedPrecondition, Some(saga), Some(step.as_str()))
         }
         SagaError::Stuck { saga, stuck, .. } => {
