@@ -74,6 +74,8 @@ mod errors;
 mod expand;
 mod parse;
 mod signature;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 use proc_macro::TokenStream;
