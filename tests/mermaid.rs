@@ -8,8 +8,8 @@ struct Booking;
 #[saga]
 impl Booking {
     #[step(compensate = cancel_order)]
-    async fn create_order(&self, _cx: &SagaContext, req: &String) -> StepResult<u32> {
-        Ok(req.len() as u32)
+    async fn create_order(&self, _cx: &SagaContext, req: &u32) -> StepResult<u32> {
+        Ok(*req)
     }
     async fn cancel_order(&self, _cx: &SagaContext, _order: &u32) -> StepResult<()> {
         Ok(())

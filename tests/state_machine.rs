@@ -59,7 +59,7 @@ impl Booking {
         self.record("reserve_seat")?;
         Ok(format!("seat-{}", create_order.id))
     }
-    async fn release_seat(&self, _cx: &SagaContext, _seat: &String) -> StepResult<()> {
+    async fn release_seat(&self, _cx: &SagaContext, _seat: &str) -> StepResult<()> {
         self.record("release_seat")
     }
 
@@ -69,7 +69,7 @@ impl Booking {
         _cx: &SagaContext,
         req: &Request,
         create_order: &Order,
-        reserve_seat: &String,
+        reserve_seat: &str,
     ) -> StepResult<u64> {
         self.record("charge")?;
         Ok(u64::from(create_order.id) * 100 + (reserve_seat.len() + req.user.len()) as u64)

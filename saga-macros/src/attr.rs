@@ -197,16 +197,16 @@ where
     T::Err: std::fmt::Display,
 {
     let expr: Expr = meta.value()?.parse()?;
-    if let Expr::Lit(lit) = &expr {
-        if let Lit::Int(int) = &lit.lit {
-            return match int.base10_parse::<T>() {
-                Ok(n) => Ok(Some(n)),
-                Err(error) => {
-                    errors.push(error);
-                    Ok(None)
-                }
-            };
-        }
+    if let Expr::Lit(lit) = &expr
+        && let Lit::Int(int) = &lit.lit
+    {
+        return match int.base10_parse::<T>() {
+            Ok(n) => Ok(Some(n)),
+            Err(error) => {
+                errors.push(error);
+                Ok(None)
+            }
+        };
     }
     errors.spanned(expr, "expected a non-negative integer literal, like `20`");
     Ok(None)

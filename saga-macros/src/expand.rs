@@ -60,7 +60,7 @@ impl Cx<'_> {
             .take(index)
             .enumerate()
             .filter_map(|(i, s)| s.compensation.as_ref().map(|c| (i, c)))
-            .last();
+            .next_back();
         match last {
             Some((i, comp)) => {
                 let names = self.names(i + 1);

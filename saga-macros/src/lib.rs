@@ -30,7 +30,9 @@
 //! - Data flows by name. The first step's data parameter (at most one) is the saga INPUT and
 //!   its name is the input's name (a first step without one makes the input `input: ()`).
 //!   Every later data parameter is named after the input or an EARLIER step, whose output it
-//!   receives. rustc checks the types.
+//!   receives. rustc checks the types, with deref coercion: a `String` output may be received
+//!   as `&str`, a `Vec<T>` as `&[T]`. The input itself is stored, so it is written as the
+//!   owned type (`req: &String`, not `&str`).
 //! - The saga's output is the last step's output.
 //! - Each step is exactly one of: `compensate = fn_name` (compensatable), `pivot` (the point of
 //!   no return, never compensated), `retriable` (after the pivot, retried until it succeeds,
@@ -72,6 +74,8 @@ mod errors;
 mod expand;
 mod parse;
 mod signature;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 use proc_macro::TokenStream;

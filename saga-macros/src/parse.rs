@@ -142,17 +142,16 @@ fn member_attrs(member: &mut ImplItem) -> Option<&mut Vec<Attribute>> {
 
 /// The name of the type in `impl Type`, which must be a plain, non-generic type name.
 fn self_ident(ty: &Type, report_arguments: bool, errors: &Errors) -> Ident {
-    if let Type::Path(p) = ty {
-        if let (None, Some(last)) = (&p.qself, p.path.segments.last()) {
-            if matches!(last.arguments, PathArguments::None) || !report_arguments {
-                return last.ident.clone();
-            }
+    if let Type::Path(p) = ty
+        && let (None, Some(last)) = (&p.qself, p.path.segments.last())
+    {
+        if report_arguments && !matches!(last.arguments, PathArguments::None) {
             errors.spanned(
                 &last.arguments,
                 "a saga type cannot take generic arguments: its state is stored as JSON and must be one concrete type",
             );
-            return last.ident.clone();
         }
+        return last.ident.clone();
     }
     errors.spanned(ty, "`#[saga]` needs a named type: `impl Booking { ... }`");
     Ident::new("Saga", Span::call_site())

@@ -131,6 +131,12 @@ fn input(def: &SagaDef, errors: &Errors) -> (Ident, Type) {
             syn::parse_quote!(()),
         ),
     };
+    if is_unsized(&input.1) {
+        errors.spanned(
+            &input.1,
+            "the saga input is stored in the saga state and must be an owned, sized type: write `&String` for `&str`, `&Vec<T>` for `&[T]`",
+        );
+    }
     for extra in data {
         errors.spanned(
             &extra.name,
@@ -138,6 +144,16 @@ fn input(def: &SagaDef, errors: &Errors) -> (Ident, Type) {
         );
     }
     input
+}
+
+/// `str`, `[T]`, `dyn Trait`: types the state cannot own.
+fn is_unsized(ty: &Type) -> bool {
+    match ty {
+        Type::Slice(_) | Type::TraitObject(_) => true,
+        Type::Path(p) => p.qself.is_none() && p.path.is_ident("str"),
+        Type::Paren(p) => is_unsized(&p.elem),
+        _ => false,
+    }
 }
 
 /// The step's kind, after checking that exactly one of the three is given.
@@ -176,16 +192,16 @@ fn kind(step: &Step, errors: &Errors) -> Kind {
 /// `initial_backoff_ms` above `max_backoff_ms` is a contradiction.
 fn retry_bounds(step: &Step, errors: &Errors) {
     let o = &step.opts;
-    if let (Some(initial), Some(max)) = (&o.initial_backoff_ms, &o.max_backoff_ms) {
-        if initial.value > max.value {
-            errors.spanned(
-                &initial.key,
-                format_args!(
-                    "`initial_backoff_ms = {}` is above `max_backoff_ms = {}`: the first delay cannot exceed the bound of every delay",
-                    initial.value, max.value
-                ),
-            );
-        }
+    if let (Some(initial), Some(max)) = (&o.initial_backoff_ms, &o.max_backoff_ms)
+        && initial.value > max.value
+    {
+        errors.spanned(
+            &initial.key,
+            format_args!(
+                "`initial_backoff_ms = {}` is above `max_backoff_ms = {}`: the first delay cannot exceed the bound of every delay",
+                initial.value, max.value
+            ),
+        );
     }
 }
 

@@ -24,18 +24,18 @@ impl Trip {
     async fn c(&self, _cx: &SagaContext, b: &u32) -> StepResult<String> {
         Ok(format!("c{b}"))
     }
-    async fn undo_c(&self, _cx: &SagaContext, _c: &String) -> StepResult<()> {
+    async fn undo_c(&self, _cx: &SagaContext, _c: &str) -> StepResult<()> {
         Ok(())
     }
     #[step(compensate = undo_d)]
-    async fn d(&self, _cx: &SagaContext, c: &String) -> StepResult<Vec<u8>> {
+    async fn d(&self, _cx: &SagaContext, c: &str) -> StepResult<Vec<u8>> {
         Ok(c.as_bytes().to_vec())
     }
-    async fn undo_d(&self, _cx: &SagaContext, _d: &Vec<u8>) -> StepResult<()> {
+    async fn undo_d(&self, _cx: &SagaContext, _d: &[u8]) -> StepResult<()> {
         Ok(())
     }
     #[step(compensate = undo_e)]
-    async fn e(&self, _cx: &SagaContext, d: &Vec<u8>) -> StepResult<usize> {
+    async fn e(&self, _cx: &SagaContext, d: &[u8]) -> StepResult<usize> {
         Ok(d.len())
     }
     async fn undo_e(&self, _cx: &SagaContext, _e: &usize) -> StepResult<()> {
