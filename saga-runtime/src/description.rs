@@ -45,9 +45,9 @@ pub struct SagaDescription {
 }
 
 impl SagaDescription {
-    /// The step at `index`. Panics if out of range: indexes come from the saga's own cursor.
-    pub fn step(&self, index: usize) -> &StepDescription {
-        &self.steps[index]
+    /// The step at `index`, if there is one.
+    pub fn step(&self, index: usize) -> Option<&StepDescription> {
+        self.steps.get(index)
     }
 
     /// The index of the pivot step, if any.
