@@ -5,6 +5,10 @@
 //! existing record has the same input (the caller gets, or waits for, that saga's outcome)
 //! or a different one (the id is taken). [`SagaStore::watch`] resolves when a saga reaches
 //! a final status, on any replica; it subscribes before it reads, so no end is missed.
+//!
+//! Backends: [`MemoryStore`] (always built; one process) and, with the `redis` feature,
+//! `RedisStore` in the `redis` module (shared by every replica; records as JSON under a key
+//! prefix, completions over pub/sub on one multiplexed connection per store instance).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
