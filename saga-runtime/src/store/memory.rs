@@ -133,6 +133,10 @@ impl MemoryStore {
                 .get_mut(trace_id)
                 .filter(|entry| entry.is_live(now))
                 .ok_or_else(|| missing(trace_id))?;
+            if entry.record.status.is_final() {
+                // An ended saga stays ended: a late or duplicate delivery does not reopen it.
+                return Ok(());
+            }
             entry.expires_at = self.expiry(&status, now);
             entry.record.status = status;
             entry.record.attempts = attempts;

@@ -204,7 +204,9 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
     /// non-final one restarts the running safety TTL ([`StoreConfig::running_ttl`]).
     ///
     /// Fails with a [`StoreError`] naming the id when it has no record (never begun, removed
-    /// or expired). Concurrent updates of one id: the last write wins.
+    /// or expired). A record that is already final is left as it is (the update is ignored):
+    /// a late or duplicate delivery never reopens an ended saga. Otherwise concurrent updates
+    /// of one id: the last write wins.
     fn update<'a>(
         &'a self,
         trace_id: &'a str,

@@ -340,6 +340,10 @@ impl RedisStore {
             .get(trace_id)
             .await?
             .ok_or_else(|| missing(shared, trace_id))?;
+        if record.status.is_final() {
+            // An ended saga stays ended: a late or duplicate delivery does not reopen it.
+            return Ok(());
+        }
         let is_final = status.is_final();
         let ttl = shared.config.store.ttl_for(&status);
         record.status = status;
