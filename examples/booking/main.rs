@@ -1,39 +1,33 @@
-//! TEMPORARY (grpc branch): starts only the example's upstream services, so they can be
-//! tried with grpcurl. The lead replaces this file with the real booking example (the
-//! orchestrator on port 10000, flags for transports and roles).
+//! The booking example: an Order service, a Payment service and the saga orchestrator's
+//! `pb.BookingService` on port 10000, in one process with the in-memory transport and store.
 //!
-//! `cargo run --example booking` then
-//! `grpcurl -plaintext localhost:10001 list` (order) and `localhost:10002` (payment).
+//! ```sh
+//! cargo run --example booking
+//! grpcurl -plaintext localhost:10000 list
+//! grpcurl -rpc-header x-request-id:req-1 -plaintext -d '{"ProductID": "1", "FaultInject": "false"}' \
+//!     localhost:10000 pb.BookingService/HandleSyncBooking
+//! ```
+//!
+//! Flags switch to RabbitMQ or NATS and Redis and run one role per process
+//! (`cargo run --example booking -- --help`).
 
+mod app;
 mod order;
 mod payment;
+mod saga;
+mod service;
 mod upstream;
 
-use saga_runtime::grpc::GrpcServer;
-use upstream::LoadConfig;
+use clap::Parser;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter("info").init();
-    let order_svc = order::OrderSvc::new(LoadConfig::default());
-    let payment_svc = payment::PaymentSvc::new(LoadConfig::default());
-    let orders = GrpcServer::new()
-        .register_file_descriptor_set(booking_proto::FILE_DESCRIPTOR_SET)
-        .add_service(order_svc.clone().into_server())
-        .serve("127.0.0.1:10001".parse()?)
-        .await?;
-    let payments = GrpcServer::new()
-        .register_file_descriptor_set(booking_proto::FILE_DESCRIPTOR_SET)
-        .add_service(payment_svc.clone().into_server())
-        .serve("127.0.0.1:10002".parse()?)
-        .await?;
-    let (a, b) = tokio::join!(orders.wait(), payments.wait());
-    a?;
-    b?;
-    tracing::info!(
-        order = ?order_svc.gate().stats(false),
-        payment = ?payment_svc.gate().stats(false),
-        "upstream load since start"
-    );
-    Ok(())
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let options = app::Options::parse();
+    let app = app::start(options).await?;
+    app.wait().await
 }
