@@ -12,6 +12,21 @@
 //! configured prefix. Dead letters of topic `t` go to the topic [`dead_letter_topic`]`(t)`
 //! with the reason in the [`DEAD_LETTER_REASON_HEADER`] header.
 
+mod config;
+mod dispatch;
+pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
+
+pub use config::TransportConfig;
+pub use memory::MemoryTransport;
+#[cfg(feature = "nats")]
+pub use nats::NatsTransport;
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::RabbitMqTransport;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
