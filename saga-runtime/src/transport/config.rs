@@ -39,6 +39,10 @@ pub struct TransportConfig {
     /// [`TransportError::Connect`](super::TransportError::Connect), in milliseconds.
     /// Default 5000.
     pub connect_timeout_ms: u64,
+    /// NATS only: how long the server waits for an ack before it redelivers a delivery
+    /// (what a crashed or aborted subscriber left unsettled), in milliseconds. RabbitMQ
+    /// redelivers as soon as the consumer's channel closes; memory at once. Default 30000.
+    pub ack_wait_ms: u64,
     /// Name shown by the broker's management for the connection (RabbitMQ connection name,
     /// NATS client name). Default `"sagaflow"`.
     pub connection_name: String,
@@ -52,6 +56,7 @@ impl Default for TransportConfig {
             concurrency: HashMap::new(),
             max_payload: 8 * 1024 * 1024,
             connect_timeout_ms: 5_000,
+            ack_wait_ms: 30_000,
             connection_name: "sagaflow".to_owned(),
         }
     }
@@ -90,6 +95,11 @@ impl TransportConfig {
         Duration::from_millis(self.connect_timeout_ms)
     }
 
+    /// The NATS ack wait as a [`Duration`].
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_millis(self.ack_wait_ms)
+    }
+
     /// `topic` under the prefix: `{topic_prefix}.{topic}`.
     pub fn physical_topic(&self, topic: &str) -> String {
         format!("{}.{}", self.topic_prefix, topic)
@@ -106,6 +116,17 @@ pub(crate) fn message_size(message: &super::Message) -> usize {
             .sum::<usize>()
 }
 
+/// The URL without its password, e.g. `amqp://guest@127.0.0.1:5672/%2f`.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let user = url[scheme_end + 3..at].split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme_end + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +141,11 @@ mod tests {
         assert_eq!(config.concurrency_for("zero"), 1);
         assert_eq!(config.subscribe_options("a", "g").concurrency, 3);
         assert_eq!(config.physical_topic("a"), "p.a");
+    }
+
+    #[test]
+    fn redact_drops_the_password() {
+        assert_eq!(redact("amqp://guest:secret@h:5672/%2f"), "amqp://guest@h:5672/%2f");
+        assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
     }
 }

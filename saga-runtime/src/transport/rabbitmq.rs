@@ -45,7 +45,7 @@ use lapin::{
     ExchangeKind,
 };
 
-use super::config::message_size;
+use super::config::{message_size, redact};
 use super::dispatch::{self, Pending, Source};
 use super::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, Message, SubscribeOptions,
@@ -95,17 +95,6 @@ impl Live {
     }
 }
 
-/// The URL without its password, e.g. `amqp://guest@127.0.0.1:5672/%2f`.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..scheme_end + 3], user, &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
 
 fn reconnect_backoff() -> ExponentialBuilder {
     ExponentialBuilder::default()
