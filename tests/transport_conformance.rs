@@ -230,7 +230,10 @@ async fn aborted_consumer_message_goes_to_another(h: Arc<Harness>) {
             .await
             .unwrap()
     };
-    h.transport.publish(topic, message("precious")).await.unwrap();
+    h.transport
+        .publish(topic, message("precious"))
+        .await
+        .unwrap();
     stuck
         .wait_until("the first consumer to take the message", |s| !s.is_empty())
         .await;
@@ -370,7 +373,10 @@ async fn poison_message_is_dead_lettered(h: Arc<Harness>) {
     assert_eq!(dead.len(), 1, "{}: {dead:?}", h.kind);
     assert_eq!(dead[0].payload, Bytes::from("poison"), "{}", h.kind);
     assert_eq!(
-        dead[0].headers.get(DEAD_LETTER_REASON_HEADER).map(String::as_str),
+        dead[0]
+            .headers
+            .get(DEAD_LETTER_REASON_HEADER)
+            .map(String::as_str),
         Some("malformed saga message: expected JSON"),
         "{}",
         h.kind
@@ -405,8 +411,10 @@ async fn headers_survive(h: Arc<Harness>) {
     let mut sent = message("with headers");
     sent.headers
         .insert(TRACE_ID_HEADER.into(), "0f3c9a1e-trace".into());
-    sent.headers
-        .insert("idempotency-key".into(), "0f3c9a1e-trace/create_order".into());
+    sent.headers.insert(
+        "idempotency-key".into(),
+        "0f3c9a1e-trace/create_order".into(),
+    );
     sent.headers.insert("x-saga".into(), "booking".into());
     h.transport.publish(topic, sent.clone()).await.unwrap();
     got.wait_until("the message", |g| !g.is_empty()).await;
@@ -441,7 +449,10 @@ async fn large_payload_works_and_oversized_is_refused(h: Arc<Harness>) {
     };
     // Exactly 1 MiB and no headers: the NATS server default max_payload (1 MiB) counts
     // headers too, so this is the largest message every default broker accepts.
-    let payload: Bytes = (0..1024 * 1024).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
+    let payload: Bytes = (0..1024 * 1024)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
     let big = Message {
         headers: Headers::new(),
         payload: payload.clone(),
@@ -454,7 +465,10 @@ async fn large_payload_works_and_oversized_is_refused(h: Arc<Harness>) {
     match h.transport.publish(topic, oversized).await {
         Err(error @ TransportError::TooLarge { .. }) => {
             let text = error.to_string();
-            assert!(text.contains(topic) && text.contains("over the limit"), "{text}");
+            assert!(
+                text.contains(topic) && text.contains("over the limit"),
+                "{text}"
+            );
         }
         other => panic!("{}: oversized publish gave {other:?}", h.kind),
     }
@@ -548,7 +562,9 @@ async fn shutdown_grace_expired_redelivers(h: Arc<Harness>) {
             .unwrap()
     };
     h.transport.publish(topic, message("slow")).await.unwrap();
-    started.wait_until("the delivery to start", |s| *s == 1).await;
+    started
+        .wait_until("the delivery to start", |s| *s == 1)
+        .await;
     let left = first.shutdown(Duration::from_millis(200)).await;
     assert_eq!(left, 1, "{}: one delivery was in flight", h.kind);
     let got = Shared::new(Vec::<Delivery>::new());
@@ -640,13 +656,11 @@ mod connect_errors {
             ("amqp://guest:secret@127.0.0.1:1/%2f", "127.0.0.1:1"),
             ("definitely not a url", "definitely not a url"),
         ] {
-            let error = tokio::time::timeout(
-                harness::WAIT,
-                RabbitMqTransport::connect(url, quick()),
-            )
-            .await
-            .expect("connect must fail within its timeout")
-            .expect_err("must not connect");
+            let error =
+                tokio::time::timeout(harness::WAIT, RabbitMqTransport::connect(url, quick()))
+                    .await
+                    .expect("connect must fail within its timeout")
+                    .expect_err("must not connect");
             assert_connect_error(error, "RabbitMQ", address);
         }
     }
@@ -657,11 +671,10 @@ mod connect_errors {
             ("nats://user:secret@127.0.0.1:1", "127.0.0.1:1"),
             ("nats://bad url:::", "bad url"),
         ] {
-            let error =
-                tokio::time::timeout(harness::WAIT, NatsTransport::connect(url, quick()))
-                    .await
-                    .expect("connect must fail within its timeout")
-                    .expect_err("must not connect");
+            let error = tokio::time::timeout(harness::WAIT, NatsTransport::connect(url, quick()))
+                .await
+                .expect("connect must fail within its timeout")
+                .expect_err("must not connect");
             assert_connect_error(error, "NATS", address);
         }
     }

@@ -166,7 +166,10 @@ impl<T> Shared<T> {
                 return;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                assert!(self.read(&done), "timed out after {WAIT:?} waiting for {what}");
+                assert!(
+                    self.read(&done),
+                    "timed out after {WAIT:?} waiting for {what}"
+                );
                 return;
             }
         }

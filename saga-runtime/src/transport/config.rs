@@ -145,7 +145,10 @@ mod tests {
 
     #[test]
     fn redact_drops_the_password() {
-        assert_eq!(redact("amqp://guest:secret@h:5672/%2f"), "amqp://guest@h:5672/%2f");
+        assert_eq!(
+            redact("amqp://guest:secret@h:5672/%2f"),
+            "amqp://guest@h:5672/%2f"
+        );
         assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
     }
 }

@@ -96,7 +96,10 @@ async fn pump<S: Source>(
 /// Runs the handler; a panic (while building or polling its future) counts as a nack.
 async fn run_handler(handler: &dyn Handler, delivery: Delivery, topic: &str) -> Disposition {
     let panicked = || {
-        tracing::warn!(topic, "message handler panicked; the delivery is nacked for redelivery");
+        tracing::warn!(
+            topic,
+            "message handler panicked; the delivery is nacked for redelivery"
+        );
         Disposition::Nack {
             delay: Some(Duration::from_secs(1)),
         }

@@ -133,12 +133,7 @@ impl Transport for MemoryTransport {
                 transport: Arc::downgrade(&self.inner),
                 topic: topic.to_owned(),
             };
-            Ok(dispatch::spawn(
-                source,
-                handler,
-                options.concurrency,
-                topic,
-            ))
+            Ok(dispatch::spawn(source, handler, options.concurrency, topic))
         })
     }
 }

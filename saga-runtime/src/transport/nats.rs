@@ -142,8 +142,7 @@ impl NatsTransport {
                 .map_err(|e| format!("cannot create JetStream stream `{stream_name}`: {e}"))?;
             Ok::<_, String>((jetstream, stream, max_payload))
         };
-        let (jetstream, stream, max_payload) = match tokio::time::timeout(timeout, attempt).await
-        {
+        let (jetstream, stream, max_payload) = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(connected)) => connected,
             Ok(Err(reason)) => return Err(connect_error(reason)),
             Err(_) => {
@@ -193,7 +192,6 @@ impl NatsTransport {
             })
     }
 }
-
 
 impl Inner {
     async fn consumer(
@@ -400,7 +398,10 @@ impl Pending for NatsPending {
             Disposition::DeadLetter { reason } => {
                 let mut headers = self.message.headers.clone().unwrap_or_default();
                 headers.insert(DEAD_LETTER_REASON_HEADER, reason.as_str());
-                let subject = self.inner.config.physical_topic(&dead_letter_topic(&self.topic));
+                let subject = self
+                    .inner
+                    .config
+                    .physical_topic(&dead_letter_topic(&self.topic));
                 match self
                     .inner
                     .publish_raw(subject, headers, self.message.payload.clone())

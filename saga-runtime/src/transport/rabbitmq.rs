@@ -95,7 +95,6 @@ impl Live {
     }
 }
 
-
 fn reconnect_backoff() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
@@ -138,7 +137,11 @@ impl RabbitMqTransport {
             .await
             .map_err(|e| self.inner.connect_error(e))?;
         let queues: Vec<String> = {
-            let declared = self.inner.declared.lock().unwrap_or_else(|e| e.into_inner());
+            let declared = self
+                .inner
+                .declared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             declared.iter().cloned().collect()
         };
         for queue in queues {
