@@ -679,3 +679,111 @@ mod connect_errors {
         }
     }
 }
+
+/// RabbitMQ: after the broker closes the connection, publishing reconnects, the subscription
+/// declares its topology again and resumes. Uses `rabbitmqctl` to close this test's own
+/// connection (found by its unique connection name) only.
+mod rabbitmq_reconnection {
+    use super::*;
+
+    fn rabbitmqctl(args: &[&str]) -> String {
+        let output = std::process::Command::new("rabbitmqctl")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run rabbitmqctl {args:?} ({e}); is RabbitMQ installed on this machine?"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Closes every connection whose client properties carry `name`; returns how many.
+    fn close_connections_named(name: &str) -> usize {
+        let listing = rabbitmqctl(&[
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ]);
+        let pids: Vec<&str> = listing
+            .lines()
+            .filter(|line| line.contains(name))
+            .filter_map(|line| line.split('\t').next())
+            .collect();
+        for pid in &pids {
+            rabbitmqctl(&[
+                "close_connection",
+                pid,
+                "conformance test: simulated broker drop",
+            ]);
+        }
+        pids.len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscription_resumes_after_the_connection_drops() {
+        run(Kind::RabbitMq, "reconnection", |h| async move {
+            let got = Shared::new(Vec::<String>::new());
+            let subscription = {
+                let got = got.clone();
+                h.transport
+                    .subscribe(
+                        "resilient",
+                        options("g", 2),
+                        handler(move |d: Delivery| {
+                            let got = got.clone();
+                            async move {
+                                got.update(|g| g.push(String::from_utf8_lossy(&d.payload).into()));
+                                Disposition::Ack
+                            }
+                        }),
+                    )
+                    .await
+                    .unwrap()
+            };
+            h.transport
+                .publish("resilient", message("before"))
+                .await
+                .unwrap();
+            got.wait_until("the message before the drop", |g| g.len() == 1)
+                .await;
+
+            let name = h.connection_name.clone();
+            let closed = tokio::task::spawn_blocking(move || close_connections_named(&name))
+                .await
+                .unwrap();
+            assert!(
+                closed >= 1,
+                "no RabbitMQ connection named {}",
+                h.connection_name
+            );
+
+            // The first publish after the drop may race the client noticing it; at-least-once
+            // allows a retry, which the engine would do the same way.
+            let deadline = tokio::time::Instant::now() + harness::WAIT;
+            loop {
+                match h.transport.publish("resilient", message("after")).await {
+                    Ok(()) => break,
+                    Err(error) if tokio::time::Instant::now() < deadline => {
+                        eprintln!("publish after drop: {error}; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(error) => panic!("publish never recovered: {error}"),
+                }
+            }
+            got.wait_until("the message after the drop", |g| {
+                g.iter().any(|p| p == "after")
+            })
+            .await;
+            subscription.shutdown(Duration::from_secs(30)).await;
+        })
+        .await;
+    }
+}

@@ -49,6 +49,8 @@ enum Backend {
 /// A transport under test, on a prefix no other test uses.
 pub struct Harness {
     pub kind: Kind,
+    /// The connection name shown by the broker (unique per test).
+    pub connection_name: String,
     pub transport: Arc<dyn Transport>,
     backend: Backend,
 }
@@ -71,12 +73,14 @@ impl Harness {
         let mut config = TransportConfig::with_prefix(unique_prefix(kind, test));
         // Short ack wait so NATS redelivers what an aborted subscriber left within the test.
         config.ack_wait_ms = 2_000;
-        config.connection_name = format!("sagaflow-conformance-{test}");
+        config.connection_name = format!("sagaflow-{}", config.topic_prefix);
+        let connection_name = config.connection_name.clone();
         match kind {
             Kind::Memory => {
                 let transport = MemoryTransport::new(config);
                 Self {
                     kind,
+                    connection_name,
                     transport: Arc::new(transport),
                     backend: Backend::Memory,
                 }
@@ -84,6 +88,7 @@ impl Harness {
             Kind::RabbitMq => match RabbitMqTransport::connect(RABBITMQ_URL, config).await {
                 Ok(transport) => Self {
                     kind,
+                    connection_name,
                     transport: Arc::new(transport.clone()),
                     backend: Backend::RabbitMq(transport),
                 },
@@ -94,6 +99,7 @@ impl Harness {
             Kind::Nats => match NatsTransport::connect(NATS_URL, config).await {
                 Ok(transport) => Self {
                     kind,
+                    connection_name,
                     transport: Arc::new(transport.clone()),
                     backend: Backend::Nats(transport),
                 },
