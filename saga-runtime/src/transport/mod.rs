@@ -11,6 +11,45 @@
 //! Topic names are logical (`booking.create_order`); each transport puts them under its
 //! configured prefix. Dead letters of topic `t` go to the topic [`dead_letter_topic`]`(t)`
 //! with the reason in the [`DEAD_LETTER_REASON_HEADER`] header.
+//!
+//! # What users code for
+//! - **At-least-once**: a delivery may come again (nack, crash, lost ack, a publish retried
+//!   after a reconnection), so handlers, and the saga steps behind them, must be idempotent.
+//!   [`Delivery::delivery_count`] says when it is a redelivery.
+//! - **Groups**: a (topic, group) queue exists from the group's first subscription on and
+//!   keeps messages while no subscriber runs; what was published to a topic before any group
+//!   subscribed to it is dropped. Subscribe (engine start-up) before you publish.
+//! - **Dead letters** of a group's deliveries are kept by the same group on the dead-letter
+//!   topic: subscribing to `t` also declares `(dead_letter_topic(t), group)`; subscribe to it
+//!   with that group to read them.
+//! - **Concurrency**: at most `concurrency` handler calls run at once per subscription (take
+//!   the value from [`TransportConfig::concurrency_for`]). RabbitMQ also uses it as the
+//!   per-consumer prefetch; NATS as the consumer's `max_ack_pending`, **a cap shared by every
+//!   replica of the group**.
+//! - **Redelivery of unsettled deliveries**: immediately for memory, when the subscriber's
+//!   channel closes for RabbitMQ, after the ack wait ([`TransportConfig::ack_wait_ms`]) for
+//!   NATS.
+//! - **Ordering** is not guaranteed (concurrency, redelivery).
+//!
+//! # Implementations
+//! [`MemoryTransport`] (always built), `RabbitMqTransport` (feature `rabbitmq`),
+//! `NatsTransport` (feature `nats`); one conformance suite
+//! (`tests/transport_conformance.rs`) runs the same tests against all three.
+
+mod config;
+mod dispatch;
+pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
+
+pub use config::TransportConfig;
+pub use memory::MemoryTransport;
+#[cfg(feature = "nats")]
+pub use nats::NatsTransport;
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::RabbitMqTransport;
 
 use std::collections::BTreeMap;
 use std::fmt;

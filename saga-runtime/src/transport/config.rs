@@ -1,0 +1,154 @@
+//! [`TransportConfig`]: topic prefix, concurrency per topic, limits; shared by every transport.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::SubscribeOptions;
+
+/// How a transport names topics and how many deliveries a subscriber handles at once.
+///
+/// Deserializable so an application config can hold it (the Go framework's `topic_prefix` and
+/// per-topic `concurrency`). Every field has a default:
+///
+/// ```
+/// # use saga_runtime::transport::TransportConfig;
+/// let config: TransportConfig = serde_json::from_str(
+///     r#"{ "topic_prefix": "shop", "concurrency": { "booking.create_payment": 4 } }"#,
+/// ).unwrap();
+/// assert_eq!(config.concurrency_for("booking.create_payment"), 4);
+/// assert_eq!(config.concurrency_for("booking.create_order"), config.default_concurrency);
+/// ```
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    /// Every logical topic is put under this prefix (RabbitMQ exchange name, NATS stream
+    /// subjects `{prefix}.>`). Default `"sagaflow"`.
+    pub topic_prefix: String,
+    /// Concurrency of a topic absent from [`concurrency`](Self::concurrency). Default 16.
+    pub default_concurrency: usize,
+    /// Concurrency per logical topic: the most deliveries in flight at once per subscriber.
+    pub concurrency: HashMap<String, usize>,
+    /// Largest payload (plus headers) accepted by `publish`, in bytes; larger ones are refused
+    /// with [`TransportError::TooLarge`](super::TransportError::TooLarge) before sending. NATS
+    /// also applies the server's `max_payload` (1 MiB by default, headers included). Default
+    /// 8 MiB.
+    pub max_payload: usize,
+    /// How long `connect` may take before it fails with
+    /// [`TransportError::Connect`](super::TransportError::Connect), in milliseconds.
+    /// Default 5000.
+    pub connect_timeout_ms: u64,
+    /// NATS only: how long the server waits for an ack before it redelivers a delivery
+    /// (what a crashed or aborted subscriber left unsettled), in milliseconds. RabbitMQ
+    /// redelivers as soon as the consumer's channel closes; memory at once. Default 30000.
+    pub ack_wait_ms: u64,
+    /// Name shown by the broker's management for the connection (RabbitMQ connection name,
+    /// NATS client name). Default `"sagaflow"`.
+    pub connection_name: String,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            topic_prefix: "sagaflow".to_owned(),
+            default_concurrency: 16,
+            concurrency: HashMap::new(),
+            max_payload: 8 * 1024 * 1024,
+            connect_timeout_ms: 5_000,
+            ack_wait_ms: 30_000,
+            connection_name: "sagaflow".to_owned(),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// A default config with this topic prefix.
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+        Self {
+            topic_prefix: prefix.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The configured concurrency of `topic` (its entry in
+    /// [`concurrency`](Self::concurrency), else [`default_concurrency`](Self::default_concurrency)),
+    /// never below 1.
+    pub fn concurrency_for(&self, topic: &str) -> usize {
+        self.concurrency
+            .get(topic)
+            .copied()
+            .unwrap_or(self.default_concurrency)
+            .max(1)
+    }
+
+    /// Subscribe options for `topic` in `group`, with the configured concurrency.
+    pub fn subscribe_options(&self, topic: &str, group: impl Into<String>) -> SubscribeOptions {
+        SubscribeOptions {
+            group: group.into(),
+            concurrency: self.concurrency_for(topic),
+        }
+    }
+
+    /// The connect timeout as a [`Duration`].
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The NATS ack wait as a [`Duration`].
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_millis(self.ack_wait_ms)
+    }
+
+    /// `topic` under the prefix: `{topic_prefix}.{topic}`.
+    pub fn physical_topic(&self, topic: &str) -> String {
+        format!("{}.{}", self.topic_prefix, topic)
+    }
+}
+
+/// Size of a message as the brokers count it: payload plus header names and values.
+pub(crate) fn message_size(message: &super::Message) -> usize {
+    message.payload.len()
+        + message
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>()
+}
+
+/// The URL without its password, e.g. `amqp://guest@127.0.0.1:5672/%2f`.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let user = url[scheme_end + 3..at].split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme_end + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_falls_back_to_default_and_is_at_least_one() {
+        let mut config = TransportConfig::with_prefix("p");
+        config.concurrency.insert("a".into(), 3);
+        config.concurrency.insert("zero".into(), 0);
+        assert_eq!(config.concurrency_for("a"), 3);
+        assert_eq!(config.concurrency_for("b"), 16);
+        assert_eq!(config.concurrency_for("zero"), 1);
+        assert_eq!(config.subscribe_options("a", "g").concurrency, 3);
+        assert_eq!(config.physical_topic("a"), "p.a");
+    }
+
+    #[test]
+    fn redact_drops_the_password() {
+        assert_eq!(
+            redact("amqp://guest:secret@h:5672/%2f"),
+            "amqp://guest@h:5672/%2f"
+        );
+        assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+}

@@ -1,0 +1,422 @@
+//! [`NatsTransport`]: NATS JetStream through async-nats.
+//!
+//! # Topology
+//! - one stream per prefix, named after it (`.`, `*`, `>` and spaces become `_`), on subjects
+//!   `{topic_prefix}.>`, file storage, *interest* retention: a message is kept until every
+//!   consumer (group) interested in its subject has acked it;
+//! - one durable pull consumer per (topic, group), named `{topic}__{group}` (same
+//!   replacement), filtered on `{topic_prefix}.{topic}`, explicit acks, delivering what is
+//!   published from its creation on (the group's first subscription);
+//! - subscribing also creates the group's consumer on [`dead_letter_topic`]`(topic)`, so dead
+//!   letters are kept until someone reads them (subscribe to it with the same group).
+//!
+//! # Delivery
+//! Publish waits for the JetStream publish ack. Acks are `+ACK`, a nack is `-NAK` with the
+//! optional delay, a dead letter is published (and acked by the stream) to the dead-letter
+//! subject with the reason header, then the original is terminated (`+TERM`). What a handler
+//! never settled (crash, abort) is redelivered after the ack wait
+//! ([`TransportConfig::ack_wait_ms`]).
+//!
+//! # Concurrency
+//! The consumer's `max_ack_pending` is the subscription's concurrency. **This cap is global
+//! across every replica of the group** (the server counts unacked messages per consumer, and
+//! all replicas share the durable consumer), unlike RabbitMQ's prefetch, which is per
+//! subscriber. Each subscriber also runs at most `concurrency` handlers itself. The first
+//! subscription of a group creates the consumer; later ones reuse it as it is.
+//!
+//! # Limits and reconnection
+//! The largest message is the smaller of [`TransportConfig::max_payload`] and the server's
+//! `max_payload` (1 MiB by default, headers included); larger ones are refused before
+//! sending. The client reconnects by itself; pull subscriptions are re-created when their
+//! stream ends.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, Context};
+use backon::{ExponentialBuilder, Retryable};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+
+use super::config::{message_size, redact};
+use super::dispatch::{self, Pending, Source};
+use super::{
+    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, Message, SubscribeOptions,
+    Subscription, Transport, TransportConfig, TransportError, dead_letter_topic,
+};
+
+const BROKER: &str = "NATS";
+
+/// A NATS JetStream transport: one client, one stream per prefix, one durable pull consumer
+/// per (topic, group). Cheap to clone.
+#[derive(Clone)]
+pub struct NatsTransport {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for NatsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsTransport")
+            .field("address", &self.inner.address)
+            .field("stream", &self.inner.stream_name)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: TransportConfig,
+    address: String,
+    jetstream: Context,
+    stream: stream::Stream,
+    stream_name: String,
+    max_payload: usize,
+}
+
+/// A name JetStream accepts for streams and consumers.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '.' | '*' | '>' | ' ' | '\t' | '/' | '\\' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+fn to_header_map(headers: &Headers) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (key, value) in headers {
+        map.insert(key.as_str(), value.as_str());
+    }
+    map
+}
+
+fn from_header_map(map: Option<&HeaderMap>) -> Headers {
+    let mut headers = Headers::new();
+    if let Some(map) = map {
+        for (key, values) in map.iter() {
+            if let Some(value) = values.first() {
+                headers.insert(key.to_string(), value.as_str().to_owned());
+            }
+        }
+    }
+    headers
+}
+
+impl NatsTransport {
+    /// Connects to `url` (`nats://127.0.0.1:4222`) and creates (or reuses) the prefix's
+    /// stream. Fails with [`TransportError::Connect`] naming the address when the URL is bad,
+    /// the server does not answer within
+    /// [`connect_timeout_ms`](TransportConfig::connect_timeout_ms), or JetStream is off.
+    pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
+        let timeout = config.connect_timeout();
+        let address = redact(url);
+        let connect_error = |reason: String| TransportError::Connect {
+            broker: BROKER,
+            address: address.clone(),
+            reason,
+        };
+        let stream_name = sanitize(&config.topic_prefix);
+        let attempt = async {
+            let client = async_nats::ConnectOptions::new()
+                .name(&config.connection_name)
+                .connection_timeout(timeout)
+                .connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let max_payload = client.server_info().max_payload;
+            let jetstream = jetstream::new(client);
+            let stream = jetstream
+                .get_or_create_stream(stream::Config {
+                    name: stream_name.clone(),
+                    subjects: vec![format!("{}.>", config.topic_prefix)],
+                    retention: RetentionPolicy::Interest,
+                    storage: StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot create JetStream stream `{stream_name}`: {e}"))?;
+            Ok::<_, String>((jetstream, stream, max_payload))
+        };
+        let (jetstream, stream, max_payload) = match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(reason)) => return Err(connect_error(reason)),
+            Err(_) => {
+                return Err(connect_error(format!(
+                    "no answer within {timeout:?}; is the server running with JetStream (-js)?"
+                )));
+            }
+        };
+        let max_payload = if max_payload == 0 {
+            config.max_payload
+        } else {
+            max_payload.min(config.max_payload)
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                address,
+                jetstream,
+                stream,
+                stream_name,
+                max_payload,
+            }),
+        })
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+
+    /// The largest message (payload plus headers) it accepts, in bytes.
+    pub fn max_payload(&self) -> usize {
+        self.inner.max_payload
+    }
+
+    /// Deletes the prefix's stream with its consumers and messages. For tests and teardown.
+    pub async fn delete_topology(&self) -> Result<(), TransportError> {
+        self.inner
+            .jetstream
+            .delete_stream(&self.inner.stream_name)
+            .await
+            .map(drop)
+            .map_err(|e| TransportError::Connect {
+                broker: BROKER,
+                address: self.inner.address.clone(),
+                reason: format!("cannot delete stream `{}`: {e}", self.inner.stream_name),
+            })
+    }
+}
+
+impl Inner {
+    async fn consumer(
+        &self,
+        topic: &str,
+        group: &str,
+        concurrency: usize,
+    ) -> Result<PullConsumer, String> {
+        let name = sanitize(&format!("{topic}__{group}"));
+        self.stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: self.config.physical_topic(topic),
+                    ack_policy: AckPolicy::Explicit,
+                    deliver_policy: DeliverPolicy::New,
+                    ack_wait: self.config.ack_wait(),
+                    max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("{BROKER} at {}: consumer `{name}`: {e}", self.address))
+    }
+
+    async fn messages(
+        &self,
+        topic: &str,
+        group: &str,
+        concurrency: usize,
+    ) -> Result<pull::Stream, String> {
+        self.consumer(topic, group, concurrency)
+            .await?
+            .stream()
+            .max_messages_per_batch(concurrency)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| format!("{BROKER} at {}: pull on `{topic}`: {e}", self.address))
+    }
+
+    async fn publish_raw(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        payload: bytes::Bytes,
+    ) -> Result<(), String> {
+        self.jetstream
+            .publish_with_headers(subject, headers, payload)
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Transport for NatsTransport {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            let size = message_size(&message);
+            let limit = self.inner.max_payload;
+            if size > limit {
+                return Err(TransportError::TooLarge {
+                    topic: topic.to_owned(),
+                    size,
+                    limit,
+                });
+            }
+            self.inner
+                .publish_raw(
+                    self.inner.config.physical_topic(topic),
+                    to_header_map(&message.headers),
+                    message.payload,
+                )
+                .await
+                .map_err(|reason| TransportError::Publish {
+                    topic: topic.to_owned(),
+                    reason: format!("{BROKER} at {}: {reason}", self.inner.address),
+                })
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        options: SubscribeOptions,
+        handler: Arc<dyn Handler>,
+    ) -> BoxFuture<'a, Result<Subscription, TransportError>> {
+        Box::pin(async move {
+            let concurrency = options.concurrency.max(1);
+            let subscribe_error = |reason| TransportError::Subscribe {
+                topic: topic.to_owned(),
+                reason,
+            };
+            // Dead letters of this group are kept by the same group on the dead-letter topic.
+            self.inner
+                .consumer(&dead_letter_topic(topic), &options.group, concurrency)
+                .await
+                .map_err(subscribe_error)?;
+            let messages = self
+                .inner
+                .messages(topic, &options.group, concurrency)
+                .await
+                .map_err(subscribe_error)?;
+            let source = NatsSource {
+                inner: self.inner.clone(),
+                topic: Arc::from(topic),
+                group: options.group,
+                concurrency,
+                messages: Some(messages),
+            };
+            Ok(dispatch::spawn(source, handler, concurrency, topic))
+        })
+    }
+}
+
+struct NatsSource {
+    inner: Arc<Inner>,
+    topic: Arc<str>,
+    group: String,
+    concurrency: usize,
+    messages: Option<pull::Stream>,
+}
+
+impl Source for NatsSource {
+    type Pending = NatsPending;
+
+    async fn next(&mut self) -> Option<(Delivery, NatsPending)> {
+        loop {
+            if let Some(messages) = self.messages.as_mut() {
+                match messages.next().await {
+                    Some(Ok(message)) => {
+                        let delivery_count = message
+                            .info()
+                            .map(|info| u32::try_from(info.delivered).unwrap_or(1))
+                            .unwrap_or(1)
+                            .max(1);
+                        let delivery = Delivery {
+                            topic: self.topic.to_string(),
+                            headers: from_header_map(message.headers.as_ref()),
+                            payload: message.payload.clone(),
+                            delivery_count,
+                        };
+                        let pending = NatsPending {
+                            inner: self.inner.clone(),
+                            topic: self.topic.clone(),
+                            message,
+                        };
+                        return Some((delivery, pending));
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(topic = %self.topic, %error, "NATS pull failed; continuing");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    None => {
+                        tracing::warn!(topic = %self.topic, "NATS pull stream ended; re-creating it");
+                        self.messages = None;
+                    }
+                }
+            }
+            let recreated = (|| {
+                self.inner
+                    .messages(&self.topic, &self.group, self.concurrency)
+            })
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_jitter()
+                    .without_max_times(),
+            )
+            .notify(|error, after| {
+                tracing::warn!(topic = %self.topic, %error, ?after, "NATS resubscribe failed; retrying");
+            })
+            .await;
+            self.messages = recreated.ok();
+        }
+    }
+
+    async fn close(self) {}
+}
+
+/// An unsettled JetStream delivery; dropped unsettled, the server redelivers it after the
+/// ack wait.
+struct NatsPending {
+    inner: Arc<Inner>,
+    topic: Arc<str>,
+    message: jetstream::Message,
+}
+
+impl Pending for NatsPending {
+    async fn settle(self, disposition: Disposition) {
+        let kind = match disposition {
+            Disposition::Ack => AckKind::Ack,
+            Disposition::Nack { delay } => AckKind::Nak(delay),
+            Disposition::DeadLetter { reason } => {
+                let mut headers = self.message.headers.clone().unwrap_or_default();
+                headers.insert(DEAD_LETTER_REASON_HEADER, reason.as_str());
+                let subject = self
+                    .inner
+                    .config
+                    .physical_topic(&dead_letter_topic(&self.topic));
+                match self
+                    .inner
+                    .publish_raw(subject, headers, self.message.payload.clone())
+                    .await
+                {
+                    Ok(()) => AckKind::Term,
+                    Err(error) => {
+                        tracing::warn!(topic = %self.topic, %error, "NATS dead-letter publish failed; message nacked");
+                        AckKind::Nak(Some(Duration::from_secs(1)))
+                    }
+                }
+            }
+        };
+        if let Err(error) = self.message.ack_with(kind).await {
+            tracing::warn!(topic = %self.topic, %error, "NATS ack failed; the message will be redelivered after the ack wait");
+        }
+    }
+}
