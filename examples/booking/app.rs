@@ -9,7 +9,9 @@ use clap::{Parser, ValueEnum};
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig, Routing};
 use sagaflow::grpc::{GrpcServer, ServerHandle, TraceIdPolicy};
 use sagaflow::store::{MemoryStore, RedisStore, SagaStore, StoreConfig};
-use sagaflow::transport::{MemoryTransport, NatsTransport, RabbitMqTransport, Transport, TransportConfig};
+use sagaflow::transport::{
+    MemoryTransport, NatsTransport, RabbitMqTransport, Transport, TransportConfig,
+};
 use tonic::transport::Channel;
 use tracing::info;
 
@@ -76,28 +78,52 @@ pub struct Options {
     #[arg(long, default_value = "127.0.0.1:10001", env = "BOOKING_ORDER_LISTEN")]
     pub order_listen: SocketAddr,
     /// Address the Payment service listens on (roles all and payment).
-    #[arg(long, default_value = "127.0.0.1:10002", env = "BOOKING_PAYMENT_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:10002",
+        env = "BOOKING_PAYMENT_LISTEN"
+    )]
     pub payment_listen: SocketAddr,
     /// URL of the Order service (role orchestrator; role all uses its own).
-    #[arg(long, default_value = "http://127.0.0.1:10001", env = "BOOKING_ORDER_URL")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:10001",
+        env = "BOOKING_ORDER_URL"
+    )]
     pub order_url: String,
     /// URL of the Payment service (role orchestrator; role all uses its own).
-    #[arg(long, default_value = "http://127.0.0.1:10002", env = "BOOKING_PAYMENT_URL")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:10002",
+        env = "BOOKING_PAYMENT_URL"
+    )]
     pub payment_url: String,
     /// Broker of the async and throttled modes.
     #[arg(long, value_enum, default_value = "memory", env = "BOOKING_TRANSPORT")]
     pub transport: TransportKind,
     /// RabbitMQ URL.
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", env = "BOOKING_RABBITMQ_URL")]
+    #[arg(
+        long,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        env = "BOOKING_RABBITMQ_URL"
+    )]
     pub rabbitmq_url: String,
     /// NATS URL.
-    #[arg(long, default_value = "nats://127.0.0.1:4222", env = "BOOKING_NATS_URL")]
+    #[arg(
+        long,
+        default_value = "nats://127.0.0.1:4222",
+        env = "BOOKING_NATS_URL"
+    )]
     pub nats_url: String,
     /// Saga store.
     #[arg(long, value_enum, default_value = "memory", env = "BOOKING_STORE")]
     pub store: StoreKind,
     /// Redis URL.
-    #[arg(long, default_value = "redis://127.0.0.1:6379", env = "BOOKING_REDIS_URL")]
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "BOOKING_REDIS_URL"
+    )]
     pub redis_url: String,
     /// Prefix of every topic (and Redis key).
     #[arg(long, default_value = "sagaflow", env = "BOOKING_TOPIC_PREFIX")]
@@ -148,10 +174,17 @@ impl App {
             let left = consumers.shutdown().await;
             info!(left, "saga consumers stopped");
         }
+        if let Some((order, _)) = &self.order {
+            info!(load = ?order.gate().stats(false), "Order service load since start");
+        }
+        if let Some((payment, _)) = &self.payment {
+            info!(load = ?payment.gate().stats(false), "Payment service load since start");
+        }
         Ok(())
     }
 
-    /// Stops everything now (tests).
+    /// Stops everything now (the tests use it; the binary waits for a signal instead).
+    #[allow(dead_code)]
     pub async fn shutdown(self) -> Result<(), Box<dyn Error>> {
         for server in self.servers {
             server.shutdown().await?;
@@ -173,12 +206,21 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         latency: Duration::from_millis(options.upstream_latency_ms),
         capacity: options.upstream_capacity,
     };
-    let mut app =
-        App { booking_addr: None, order: None, payment: None, orchestrator: None, servers: Vec::new(), consumers: None };
+    let mut app = App {
+        booking_addr: None,
+        order: None,
+        payment: None,
+        orchestrator: None,
+        servers: Vec::new(),
+        consumers: None,
+    };
     let (mut order_url, mut payment_url) = (options.order_url.clone(), options.payment_url.clone());
     if matches!(options.role, Role::All | Role::Order) {
         let svc = OrderSvc::new(load);
-        let handle = server().add_service(svc.clone().into_server()).serve(options.order_listen).await?;
+        let handle = server()
+            .add_service(svc.clone().into_server())
+            .serve(options.order_listen)
+            .await?;
         let addr = handle.local_addr();
         info!(%addr, "Order service listening");
         order_url = format!("http://{addr}");
@@ -187,7 +229,10 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
     }
     if matches!(options.role, Role::All | Role::Payment) {
         let svc = PaymentSvc::new(load);
-        let handle = server().add_service(svc.clone().into_server()).serve(options.payment_listen).await?;
+        let handle = server()
+            .add_service(svc.clone().into_server())
+            .serve(options.payment_listen)
+            .await?;
         let addr = handle.local_addr();
         info!(%addr, "Payment service listening");
         payment_url = format!("http://{addr}");
@@ -200,27 +245,37 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         let saga = Arc::new(Booking::new(orders, payments));
         let transport = transport(&options).await?;
         let store = store(&options).await?;
-        let shared_store = options.store == StoreKind::Redis || options.transport == TransportKind::Memory;
+        let shared_store =
+            options.store == StoreKind::Redis || options.transport == TransportKind::Memory;
         let config = OrchestratorConfig {
             pod_id: options.pod_id.clone(),
-            throttled_routing: if shared_store { Routing::Shared } else { Routing::PodAffine },
+            throttled_routing: if shared_store {
+                Routing::Shared
+            } else {
+                Routing::PodAffine
+            },
             default_concurrency: options.concurrency,
             max_concurrent_steps: Some(options.concurrency),
             ..OrchestratorConfig::default()
         };
-        let orchestrator = Orchestrator::new(saga, transport, store, config).on_complete(|completion| async move {
-            match completion.result {
-                Ok(booked) => info!(trace_id = %completion.trace_id, ?booked, "saga completed"),
-                Err(error) => info!(trace_id = %completion.trace_id, %error, "saga failed"),
-            }
-        });
+        let orchestrator = Orchestrator::new(saga, transport, store, config).on_complete(
+            |completion| async move {
+                match completion.result {
+                    Ok(booked) => info!(trace_id = %completion.trace_id, ?booked, "saga completed"),
+                    Err(error) => info!(trace_id = %completion.trace_id, %error, "saga failed"),
+                }
+            },
+        );
         app.consumers = Some(orchestrator.serve().await?);
         let policy = match options.trace_ids {
             TraceIds::Require => TraceIdPolicy::Require,
             TraceIds::Generate => TraceIdPolicy::Generate,
         };
         let api = BookingApi::new(orchestrator.clone(), policy);
-        let handle = server().add_service(api.into_server()).serve(options.listen).await?;
+        let handle = server()
+            .add_service(api.into_server())
+            .serve(options.listen)
+            .await?;
         let addr = handle.local_addr();
         info!(
             %addr, transport = ?options.transport, store = ?options.store, pod_id = %options.pod_id,
@@ -235,10 +290,15 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
 }
 
 async fn transport(options: &Options) -> Result<Arc<dyn Transport>, Box<dyn Error>> {
-    let config = TransportConfig { default_concurrency: options.concurrency, ..TransportConfig::with_prefix(&options.topic_prefix) };
+    let config = TransportConfig {
+        default_concurrency: options.concurrency,
+        ..TransportConfig::with_prefix(&options.topic_prefix)
+    };
     Ok(match options.transport {
         TransportKind::Memory => Arc::new(MemoryTransport::new(config)),
-        TransportKind::Rabbitmq => Arc::new(RabbitMqTransport::connect(&options.rabbitmq_url, config).await?),
+        TransportKind::Rabbitmq => {
+            Arc::new(RabbitMqTransport::connect(&options.rabbitmq_url, config).await?)
+        }
         TransportKind::Nats => Arc::new(NatsTransport::connect(&options.nats_url, config).await?),
     })
 }

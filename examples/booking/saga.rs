@@ -46,7 +46,10 @@ pub struct Booking {
 impl Booking {
     /// A booking saga calling the Order and Payment services over these channels.
     pub fn new(orders: Channel, payments: Channel) -> Self {
-        Self { orders: OrderServiceClient::new(orders), payments: PaymentServiceClient::new(payments) }
+        Self {
+            orders: OrderServiceClient::new(orders),
+            payments: PaymentServiceClient::new(payments),
+        }
     }
 }
 
@@ -55,23 +58,57 @@ impl Booking {
     /// Creates the order (idempotent per the step's idempotency key).
     #[step(compensate = cancel_order, timeout_ms = 5000, retry(max_attempts = 3, initial_backoff_ms = 20, max_backoff_ms = 200))]
     async fn create_order(&self, cx: &SagaContext, req: &BookingInput) -> StepResult<CreatedOrder> {
-        let request = CreateOrderRequest { product_id: req.product_id, count: req.count };
-        let order = self.orders.clone().create_order(outgoing_request(cx, request)).await?.into_inner();
+        let request = CreateOrderRequest {
+            product_id: req.product_id,
+            count: req.count,
+        };
+        let order = self
+            .orders
+            .clone()
+            .create_order(outgoing_request(cx, request))
+            .await?
+            .into_inner();
         Ok(CreatedOrder { order_id: order.id })
     }
 
     /// Cancels every order of the trace id (idempotent).
     async fn cancel_order(&self, cx: &SagaContext, _order: &CreatedOrder) -> StepResult<()> {
-        let request = CancelOrderRequest { trace_id: cx.trace_id().to_string() };
-        self.orders.clone().cancel_order(outgoing_request(cx, request)).await?;
+        let request = CancelOrderRequest {
+            trace_id: cx.trace_id().to_string(),
+        };
+        self.orders
+            .clone()
+            .cancel_order(outgoing_request(cx, request))
+            .await?;
         Ok(())
     }
 
     /// Takes the payment: the point of no return.
-    #[step(pivot, timeout_ms = 5000, retry(max_attempts = 3, initial_backoff_ms = 20, max_backoff_ms = 200))]
-    async fn create_payment(&self, cx: &SagaContext, req: &BookingInput, create_order: &CreatedOrder) -> StepResult<Booked> {
-        let request = CreatePaymentRequest { order_id: create_order.order_id, amount: req.count * 100, fail: req.fault_inject };
-        let payment = self.payments.clone().create_payment(outgoing_request(cx, request)).await?.into_inner();
-        Ok(Booked { order_id: create_order.order_id, payment_id: payment.id })
+    #[step(
+        pivot,
+        timeout_ms = 5000,
+        retry(max_attempts = 3, initial_backoff_ms = 20, max_backoff_ms = 200)
+    )]
+    async fn create_payment(
+        &self,
+        cx: &SagaContext,
+        req: &BookingInput,
+        create_order: &CreatedOrder,
+    ) -> StepResult<Booked> {
+        let request = CreatePaymentRequest {
+            order_id: create_order.order_id,
+            amount: req.count * 100,
+            fail: req.fault_inject,
+        };
+        let payment = self
+            .payments
+            .clone()
+            .create_payment(outgoing_request(cx, request))
+            .await?
+            .into_inner();
+        Ok(Booked {
+            order_id: create_order.order_id,
+            payment_id: payment.id,
+        })
     }
 }

@@ -21,7 +21,10 @@ pub struct BookingApi {
 impl BookingApi {
     /// The API over `orchestrator`, reading trace ids per `policy`.
     pub fn new(orchestrator: Orchestrator<Booking>, policy: TraceIdPolicy) -> Self {
-        Self { orchestrator, policy }
+        Self {
+            orchestrator,
+            policy,
+        }
     }
 
     /// The tonic server to add to a `GrpcServer`.
@@ -30,7 +33,10 @@ impl BookingApi {
     }
 
     /// The saga context and the validated input of a request; refused before any saga starts.
-    fn accept(&self, request: &Request<BookingRequest>) -> Result<(SagaContext, BookingInput), Status> {
+    fn accept(
+        &self,
+        request: &Request<BookingRequest>,
+    ) -> Result<(SagaContext, BookingInput), Status> {
         let cx = saga_context(Booking::description().name, request, self.policy)?;
         let input = validate(request.get_ref(), cx.trace_id())?;
         Ok((cx, input))
@@ -51,7 +57,11 @@ pub fn validate(request: &BookingRequest, trace_id: &str) -> Result<BookingInput
             request.count
         )));
     }
-    Ok(BookingInput { product_id: request.product_id, count: request.count.max(1), fault_inject: request.fault_inject })
+    Ok(BookingInput {
+        product_id: request.product_id,
+        count: request.count.max(1),
+        fault_inject: request.fault_inject,
+    })
 }
 
 fn sync_response(trace_id: &str, booked: Booked) -> Response<BookingSyncResponse> {
@@ -76,9 +86,13 @@ impl BookingService for BookingApi {
             let result = orchestrator.run_sync(&cx, input).await;
             (cx, result)
         });
-        let (cx, result) = run.await.map_err(|e| Status::internal(format!("saga task failed: {e}")))?;
+        let (cx, result) = run
+            .await
+            .map_err(|e| Status::internal(format!("saga task failed: {e}")))?;
         log_outcome("sync", &cx, &result);
-        result.map(|booked| sync_response(cx.trace_id(), booked)).map_err(|e| status_from_saga_error(&e))
+        result
+            .map(|booked| sync_response(cx.trace_id(), booked))
+            .map_err(|e| status_from_saga_error(&e))
     }
 
     async fn handle_async_booking(
@@ -86,9 +100,18 @@ impl BookingService for BookingApi {
         request: Request<BookingRequest>,
     ) -> Result<Response<BookingASyncResponse>, Status> {
         let (cx, input) = self.accept(&request)?;
-        let started = self.orchestrator.start(&cx, input).await.map_err(|e| status_from_saga_error(&e))?;
+        let started = self
+            .orchestrator
+            .start(&cx, input)
+            .await
+            .map_err(|e| status_from_saga_error(&e))?;
         info!(trace_id = cx.trace_id(), ?started, "async booking accepted");
-        Ok(response_with_trace_id(cx.trace_id(), BookingASyncResponse { request_id: cx.trace_id().to_string() }))
+        Ok(response_with_trace_id(
+            cx.trace_id(),
+            BookingASyncResponse {
+                request_id: cx.trace_id().to_string(),
+            },
+        ))
     }
 
     async fn handle_throttling_booking(
@@ -98,7 +121,9 @@ impl BookingService for BookingApi {
         let (cx, input) = self.accept(&request)?;
         let result = self.orchestrator.run_throttled(&cx, input).await;
         log_outcome("throttled", &cx, &result);
-        result.map(|booked| sync_response(cx.trace_id(), booked)).map_err(|e| status_from_saga_error(&e))
+        result
+            .map(|booked| sync_response(cx.trace_id(), booked))
+            .map_err(|e| status_from_saga_error(&e))
     }
 }
 
