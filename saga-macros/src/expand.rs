@@ -89,7 +89,10 @@ pub(crate) fn saga(def: &SagaDef, flow: &Flow<'_>) -> TokenStream {
     let state = state::state_enum(&cx);
     let effect = state::effect_enum(&cx);
     let saga_impl = transitions::saga_impl(&cx, description::description(&cx));
+    // The DSL dictates that steps and compensations take their data by reference to the
+    // stored value (`&String`, `&Vec<T>`), so clippy's `ptr_arg` advice does not apply.
     quote! {
+        #[allow(clippy::ptr_arg)]
         #item
         #state
         #effect
