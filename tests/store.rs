@@ -254,6 +254,7 @@ both_backends!(
     update_tracks_the_lifecycle,
     update_of_a_failed_saga,
     update_without_record_fails,
+    a_final_record_is_never_reopened,
     watch_resolves_when_completed_later,
     watch_resolves_at_once_when_final,
     watch_reports_a_failure,
@@ -423,6 +424,33 @@ async fn update_without_record_fails(fx: &Fixture) {
         .expect_err("no record");
     assert!(error.message.contains("never-begun"), "{error}");
     assert_eq!(fx.a().get("never-begun").await.expect("get"), None);
+}
+
+async fn a_final_record_is_never_reopened(fx: &Fixture) {
+    let input = serde_json::json!({"late": true});
+    fx.a().begin(record("late", &input)).await.expect("begin");
+    fx.a()
+        .update("late", completed(serde_json::json!({"done": 1})), 1)
+        .await
+        .expect("complete");
+    // A late or duplicate delivery on another replica tries to move it back.
+    fx.b()
+        .update("late", running(1, "second"), 2)
+        .await
+        .expect("a late update is accepted and ignored");
+    fx.b()
+        .update(
+            "late",
+            SagaStatus::Failed {
+                error: compensated("late"),
+            },
+            3,
+        )
+        .await
+        .expect("a late final update is accepted and ignored");
+    let stored = fx.a().get("late").await.expect("get").expect("record");
+    assert_eq!(stored.status, completed(serde_json::json!({"done": 1})));
+    assert_eq!(stored.attempts, 1);
 }
 
 async fn watch_resolves_when_completed_later(fx: &Fixture) {

@@ -38,7 +38,4 @@ pub mod __private {
     pub use core::result::Result;
     pub use core::time::Duration;
     pub use serde;
-
-    /// Generated check: a step returns `Result<T, StepError>` (spanned on the user's return type).
-    pub fn assert_step_output<T>(_: &core::result::Result<T, crate::StepError>) {}
 }

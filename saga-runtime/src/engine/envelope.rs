@@ -43,8 +43,6 @@ pub struct Envelope<St> {
 pub(crate) struct EnvelopeHead {
     pub(crate) v: u32,
     pub(crate) saga: String,
-    #[serde(default)]
-    pub(crate) trace_id: Option<String>,
 }
 
 /// Why a message cannot be processed; it is dead-lettered with this reason.
@@ -61,19 +59,26 @@ pub(crate) enum EnvelopeError {
     },
 }
 
-/// Decodes a message for saga `S`, checking the version and the saga name first.
+/// Decodes a message for saga `S`. The happy path parses once; when that fails, the header
+/// fields are read on their own to say precisely why (version, saga, or malformed).
 pub(crate) fn decode<S: Saga>(payload: &[u8]) -> Result<Envelope<S::State>, EnvelopeError> {
-    let head: EnvelopeHead = serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?;
+    let expected = S::description().name;
+    let full = serde_json::from_slice::<Envelope<S::State>>(payload);
+    let head = match &full {
+        Ok(envelope) => EnvelopeHead {
+            v: envelope.v,
+            saga: envelope.saga.clone(),
+        },
+        Err(_) => serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?,
+    };
     if head.v != FORMAT_VERSION {
         return Err(EnvelopeError::Version { found: head.v });
     }
-    let expected = S::description().name;
     if head.saga != expected {
         return Err(EnvelopeError::UnknownSaga {
             found: head.saga,
             expected,
         });
     }
-    let _ = head.trace_id;
-    serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)
+    full.map_err(EnvelopeError::Malformed)
 }

@@ -167,12 +167,12 @@ impl<S: Saga> Orchestrator<S> {
                 Progress::Running { state, failure } => {
                     if let (Some(failed), Rollback::Queued) = (&failure, inner.config.sync_rollback)
                     {
+                        inner.record_progress(cx, &state).await;
                         match inner
                             .publish_state(cx, &state, failure.as_ref(), None)
                             .await
                         {
                             Ok(()) => {
-                                inner.record_progress(cx, &state).await;
                                 return Err(SagaError::RollbackQueued {
                                     saga: cx.saga().to_string(),
                                     trace_id: cx.trace_id().to_string(),
@@ -224,17 +224,28 @@ impl<S: Saga> Orchestrator<S> {
             Routing::Shared => None,
             Routing::PodAffine => Some(self.inner.config.pod_id.clone()),
         };
-        let watch = self.inner.store.watch(cx.trace_id());
-        let publish = self.publish_first(cx, input, route);
-        // Watch first so the end is never missed; the store also reads after subscribing.
-        let (outcome, published) = tokio::join!(self.wait(cx, watch), publish);
-        published?;
-        outcome
+        self.publish_first(cx, input, route).await?;
+        // The store's watch subscribes before it reads, so an end that came first is seen.
+        self.outcome(cx).await
     }
 
     /// Waits for the outcome of `cx.trace_id()` from any replica, until the context's deadline.
     pub async fn outcome(&self, cx: &SagaContext) -> Result<S::Output, SagaError> {
-        self.wait(cx, self.inner.store.watch(cx.trace_id())).await
+        let deadline = cx
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + self.inner.config.default_wait);
+        let watch = self.inner.store.watch(cx.trace_id());
+        match tokio::time::timeout_at(deadline.into(), watch).await {
+            Ok(Ok(outcome)) => decode_outcome::<S>(cx, outcome),
+            Ok(Err(e)) => Err(SagaError::Store {
+                trace_id: cx.trace_id().to_string(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(SagaError::DeadlineExceeded {
+                saga: cx.saga().to_string(),
+                trace_id: cx.trace_id().to_string(),
+            }),
+        }
     }
 
     /// Starts the consumers of every topic of the saga (each step topic and the rollback
@@ -343,27 +354,6 @@ impl<S: Saga> Orchestrator<S> {
         match existing.status.outcome() {
             Some(outcome) => decode_outcome::<S>(cx, outcome),
             None => self.outcome(cx).await,
-        }
-    }
-
-    async fn wait(
-        &self,
-        cx: &SagaContext,
-        watch: BoxFuture<'_, Result<crate::store::Outcome, crate::store::StoreError>>,
-    ) -> Result<S::Output, SagaError> {
-        let deadline = cx
-            .deadline()
-            .unwrap_or_else(|| Instant::now() + self.inner.config.default_wait);
-        match tokio::time::timeout_at(deadline.into(), watch).await {
-            Ok(Ok(outcome)) => decode_outcome::<S>(cx, outcome),
-            Ok(Err(e)) => Err(SagaError::Store {
-                trace_id: cx.trace_id().to_string(),
-                message: e.to_string(),
-            }),
-            Err(_) => Err(SagaError::DeadlineExceeded {
-                saga: cx.saga().to_string(),
-                trace_id: cx.trace_id().to_string(),
-            }),
         }
     }
 }
@@ -568,6 +558,9 @@ impl<S: Saga> Inner<S> {
         let result = run_transition(&*self.saga, &cx, &state, 1).await;
         match Progress::<S>::after(&cx, state, failure, result) {
             Progress::Running { state, failure } => {
+                // Record before publishing: once published, the next transition may end the
+                // saga on another replica, and its final status must not be overwritten.
+                self.record_progress(&cx, &state).await;
                 if let Err(e) = self
                     .publish_state(&cx, &state, failure.as_ref(), route.as_deref())
                     .await
@@ -577,7 +570,6 @@ impl<S: Saga> Inner<S> {
                         delay: Some(self.config.redelivery_delay),
                     };
                 }
-                self.record_progress(&cx, &state).await;
                 Disposition::Ack
             }
             Progress::Stuck { error, .. } => {

@@ -32,6 +32,35 @@ use self::watcher::Watcher;
 use super::{Begin, Outcome, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreError, now_ms};
 
 const BACKEND: &str = "redis";
+
+/// What [`UPDATE_SCRIPT`] returns when the record does not exist.
+const UPDATE_MISSING: i64 = 0;
+
+/// Sets `KEYS[1]` to `ARGV[1]` (with `PX ARGV[2]` unless 0) if it exists and is not final,
+/// then publishes it on `KEYS[2]` when `ARGV[3]` is 1. Returns 0 when the key is missing, 1
+/// when the stored record is final (left unchanged), 2 when written. A record is final when
+/// its status object starts with a final tag; the JSON is matched as bytes (quotes inside
+/// JSON strings are escaped, so user data cannot fake the marker) rather than decoded, so
+/// large integers in outputs are never re-encoded by Lua.
+static UPDATE_SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+    ::redis::Script::new(
+        r#"
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if string.find(current, '"status":{"status":"completed"', 1, true)
+    or string.find(current, '"status":{"status":"failed"', 1, true) then
+    return 1
+end
+if ARGV[2] ~= '0' then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+    redis.call('SET', KEYS[1], ARGV[1])
+end
+if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[2], ARGV[1]) end
+return 2
+"#,
+    )
+});
 /// How a user makes Redis reachable, appended to connection errors.
 const START_HINT: &str = "is Redis running and reachable? Start it (e.g. `redis-server`, or `docker compose -f deployment/local/compose.yaml up redis`) or fix the URL";
 
@@ -351,25 +380,21 @@ impl RedisStore {
         record.updated_at_ms = now_ms();
         let json = shared.encode(&record)?;
 
-        let mut pipe = ::redis::pipe();
-        pipe.atomic();
-        let set = pipe.cmd("SET").arg(&key).arg(&json).arg("XX");
-        if let Some(ttl) = ttl {
-            set.arg("PX").arg(millis(ttl));
-        }
-        if is_final {
-            pipe.cmd("PUBLISH")
-                .arg(shared.keys.channel(trace_id))
-                .arg(&json)
-                .ignore();
-        }
+        // One atomic script: write unless the record turned final since it was read (another
+        // replica ended the saga in between), and publish a final record to the watchers.
+        let mut invocation = UPDATE_SCRIPT.key(&key);
+        invocation
+            .key(shared.keys.channel(trace_id))
+            .arg(&json)
+            .arg(ttl.map(millis).unwrap_or(0))
+            .arg(u8::from(is_final));
         let mut conn = shared.commands.clone();
-        let (written,): (Option<String>,) = shared
-            .bounded("SET/PUBLISH", trace_id, pipe.query_async(&mut conn))
+        let written: i64 = shared
+            .bounded("update", trace_id, invocation.invoke_async(&mut conn))
             .await?;
         match written {
-            Some(_) => Ok(()),
-            None => Err(missing(shared, trace_id)),
+            UPDATE_MISSING => Err(missing(shared, trace_id)),
+            _ => Ok(()),
         }
     }
 
