@@ -278,7 +278,7 @@ async fn invalid_fields_are_refused_before_any_saga_starts() {
 }
 
 /// The same id with the same input: one execution, and every call gets its outcome, whether
-/// the repeat comes after the first run (sync) or races it (throttled, async).
+/// the repeat comes after the first run or races it (sync, throttled, async).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_id_and_input_runs_once() {
     let t = TestApp::start(Backend::Memory, "same-id", &[]).await;
@@ -298,6 +298,19 @@ async fn same_id_and_input_runs_once() {
     assert_eq!(first, again);
     assert_eq!(t.single_order(&id).await.id, first.order_id);
     assert_eq!(t.payments_of(&id).await.len(), 1);
+
+    let id = trace_id("same-sync-race");
+    let (mut racer_a, mut racer_b) = (t.booking.clone(), t.booking.clone());
+    let (a, b) = tokio::join!(
+        racer_a.handle_sync_booking(booking(&id, 4, 2, false)),
+        racer_b.handle_sync_booking(booking(&id, 4, 2, false)),
+    );
+    let (a, b) = (
+        a.expect("first").into_inner(),
+        b.expect("racer").into_inner(),
+    );
+    assert_eq!(a, b);
+    assert_eq!(t.single_order(&id).await.id, a.order_id);
 
     let id = trace_id("same-throttled");
     let (mut racer_a, mut racer_b) = (t.booking.clone(), t.booking.clone());
@@ -325,9 +338,9 @@ async fn same_id_and_input_runs_once() {
     assert_eq!(t.single_order(&id).await.id, booked.order_id);
     assert_eq!(t.payments_of(&id).await.len(), 1);
 
-    // Three sagas, one order each: nothing ran twice.
-    assert_eq!(t.order_load().await.calls, 3);
-    assert_eq!(t.payment_load().await.calls, 3);
+    // Four sagas, one order each: nothing ran twice.
+    assert_eq!(t.order_load().await.calls, 4);
+    assert_eq!(t.payment_load().await.calls, 4);
     t.shutdown().await;
 }
 
@@ -371,7 +384,8 @@ async fn the_example_binary_answers_a_sync_booking() {
     binary::sync_booking_through_the_binary().await;
 }
 
-/// Throttled happy path and fault through the example's app on a broker and Redis.
+/// Throttled happy path and fault, an async booking and a throttled burst, through the
+/// example's app on a broker and Redis.
 async fn throttled_over(backend: Backend, name: &str) {
     let t = TestApp::start(backend, name, &["--concurrency", "4"]).await;
     let mut client = t.booking.clone();
@@ -392,6 +406,17 @@ async fn throttled_over(backend: Backend, name: &str) {
         .expect_err("the payment is refused");
     assert_payment_refused(&status, &bad);
     t.assert_cancelled(&bad).await;
+
+    // Async: answered at once, the outcome reaches this replica through Redis.
+    let queued = trace_id(&format!("{name}-async"));
+    let reply = client
+        .handle_async_booking(booking(&queued, 9, 1, false))
+        .await
+        .unwrap_or_else(|s| panic!("async booking over {backend:?}: {s:?}"))
+        .into_inner();
+    assert_eq!(reply.request_id, queued);
+    let booked = t.outcome(&queued).await.expect("the async saga completes");
+    assert_booked(&t, &queued, booked.order_id, booked.payment_id).await;
 
     // A burst stays under the cap through the broker too.
     let ids: Vec<String> = (0..20).map(|i| trace_id(&format!("{name}-{i}"))).collect();
