@@ -109,6 +109,15 @@ async fn sync_fault_is_failed_precondition_and_cancels_the_order() {
         .expect_err("the payment is refused");
     assert_payment_refused(&status, &id);
     t.assert_cancelled(&id).await;
+    // A retry of the same request gets the same outcome; nothing runs again.
+    let again = t
+        .booking
+        .clone()
+        .handle_sync_booking(booking(&id, 7, 1, true))
+        .await
+        .expect_err("the outcome stays");
+    assert_payment_refused(&again, &id);
+    assert_eq!(t.order_load().await.calls, 2, "create + cancel, once each");
     t.shutdown().await;
 }
 
