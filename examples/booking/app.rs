@@ -10,7 +10,7 @@ use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig, Routing};
 use sagaflow::grpc::{GrpcServer, ServerHandle, TraceIdPolicy};
 use sagaflow::store::{MemoryStore, RedisStore, SagaStore, StoreConfig};
 use sagaflow::transport::{
-    MemoryTransport, NatsTransport, RabbitMqTransport, Transport, TransportConfig,
+    MemoryTransport, NatsTransport, RabbitMqTransport, Transport, TransportConfig, TransportError,
 };
 use tonic::transport::Channel;
 use tracing::info;
@@ -162,6 +162,32 @@ pub struct App {
     pub orchestrator: Option<Orchestrator<Booking>>,
     servers: Vec<ServerHandle>,
     consumers: Option<Consumers>,
+    broker: Broker,
+}
+
+/// The broker connection of the orchestrator, kept so the queues and streams it declared
+/// can be deleted (tests use it; the binary leaves them for the next run).
+#[derive(Clone, Debug, Default)]
+pub enum Broker {
+    /// In-process transport, or no orchestrator in this process: nothing to delete.
+    #[default]
+    None,
+    /// RabbitMQ: the queues this process declared and the prefix's exchange.
+    RabbitMq(Arc<RabbitMqTransport>),
+    /// NATS JetStream: the prefix's stream.
+    Nats(Arc<NatsTransport>),
+}
+
+impl Broker {
+    /// Deletes the topology of the prefix on the broker (after the consumers stopped).
+    #[allow(dead_code)]
+    pub async fn delete_topology(&self) -> Result<(), TransportError> {
+        match self {
+            Broker::None => Ok(()),
+            Broker::RabbitMq(transport) => transport.delete_topology().await,
+            Broker::Nats(transport) => transport.delete_topology().await,
+        }
+    }
 }
 
 impl App {
@@ -181,6 +207,12 @@ impl App {
             info!(load = ?payment.gate().stats(false), "Payment service load since start");
         }
         Ok(())
+    }
+
+    /// The broker connection, to delete the topology once [`App::shutdown`] returned.
+    #[allow(dead_code)]
+    pub fn broker(&self) -> Broker {
+        self.broker.clone()
     }
 
     /// Stops everything now (the tests use it; the binary waits for a signal instead).
@@ -213,6 +245,7 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         orchestrator: None,
         servers: Vec::new(),
         consumers: None,
+        broker: Broker::None,
     };
     let (mut order_url, mut payment_url) = (options.order_url.clone(), options.payment_url.clone());
     if matches!(options.role, Role::All | Role::Order) {
@@ -243,7 +276,8 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         let orders = Channel::from_shared(order_url.clone())?.connect_lazy();
         let payments = Channel::from_shared(payment_url.clone())?.connect_lazy();
         let saga = Arc::new(Booking::new(orders, payments));
-        let transport = transport(&options).await?;
+        let (transport, broker) = transport(&options).await?;
+        app.broker = broker;
         let store = store(&options).await?;
         let shared_store =
             options.store == StoreKind::Redis || options.transport == TransportKind::Memory;
@@ -289,17 +323,22 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
     Ok(app)
 }
 
-async fn transport(options: &Options) -> Result<Arc<dyn Transport>, Box<dyn Error>> {
+async fn transport(options: &Options) -> Result<(Arc<dyn Transport>, Broker), Box<dyn Error>> {
     let config = TransportConfig {
         default_concurrency: options.concurrency,
         ..TransportConfig::with_prefix(&options.topic_prefix)
     };
     Ok(match options.transport {
-        TransportKind::Memory => Arc::new(MemoryTransport::new(config)),
+        TransportKind::Memory => (Arc::new(MemoryTransport::new(config)), Broker::None),
         TransportKind::Rabbitmq => {
-            Arc::new(RabbitMqTransport::connect(&options.rabbitmq_url, config).await?)
+            let transport =
+                Arc::new(RabbitMqTransport::connect(&options.rabbitmq_url, config).await?);
+            (transport.clone(), Broker::RabbitMq(transport))
         }
-        TransportKind::Nats => Arc::new(NatsTransport::connect(&options.nats_url, config).await?),
+        TransportKind::Nats => {
+            let transport = Arc::new(NatsTransport::connect(&options.nats_url, config).await?);
+            (transport.clone(), Broker::Nats(transport))
+        }
     })
 }
 

@@ -25,9 +25,9 @@ pub enum Backend {
 pub const RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
-const START_RABBITMQ: &str = "rabbitmq-server -detached";
-const START_NATS: &str = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log";
-const START_REDIS: &str = "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log";
+pub const START_RABBITMQ: &str = "rabbitmq-server -detached";
+pub const START_NATS: &str = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log";
+pub const START_REDIS: &str = "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log";
 
 enum Cleanup {
     Memory,
@@ -149,7 +149,7 @@ async fn redis_store(prefix: &str) -> Arc<dyn SagaStore> {
     }
 }
 
-async fn delete_redis_keys(prefix: &str) {
+pub async fn delete_redis_keys(prefix: &str) {
     let Ok(client) = redis::Client::open(REDIS_URL) else {
         return;
     };
