@@ -31,6 +31,8 @@ mod binary;
 #[path = "booking/harness.rs"]
 mod harness;
 
+use std::time::Duration;
+
 use booking_proto::order::OrderStatus;
 use booking_proto::payment::PaymentStatus;
 use booking_proto::pb::BookingRequest;
@@ -203,6 +205,31 @@ async fn throttled_burst_caps_upstream_concurrency() {
     // The in-process view agrees with GetLoad.
     let (order_svc, _) = t.app().order.as_ref().expect("order service");
     assert!(order_svc.gate().stats(false).max_in_flight <= 4);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_wait_past_the_callers_deadline_is_deadline_exceeded_and_the_saga_finishes() {
+    let t = TestApp::start(
+        Backend::Memory,
+        "deadline",
+        &["--upstream-latency-ms", "1500"],
+    )
+    .await;
+    let id = trace_id("deadline");
+    let mut request = booking(&id, 1, 1, false);
+    request.set_timeout(Duration::from_millis(300));
+    let status = t
+        .booking
+        .clone()
+        .handle_throttling_booking(request)
+        .await
+        .expect_err("the caller's deadline passes before the saga ends");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains(&id), "{status:?}");
+    assert_eq!(trace_id_from_status(&status).as_deref(), Some(id.as_str()));
+    let booked = t.outcome(&id).await.expect("the saga still finishes");
+    assert_booked(&t, &id, booked.order_id, booked.payment_id).await;
     t.shutdown().await;
 }
 

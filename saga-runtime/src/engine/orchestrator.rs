@@ -152,7 +152,20 @@ impl<S: Saga> Orchestrator<S> {
 
     /// Sync mode: runs the saga in the caller's task. On failure the compensations run inline
     /// (the default) or go to the rollback topic ([`Rollback::Queued`]).
+    ///
+    /// The saga runs on a task of its own: a caller that goes away (a client that hung up)
+    /// does not abandon it halfway.
     pub async fn run_sync(
+        &self,
+        cx: &SagaContext,
+        input: S::Input,
+    ) -> Result<S::Output, SagaError> {
+        let this = self.clone();
+        let owned = cx.clone();
+        detached(cx, async move { this.run_sync_here(&owned, input).await }).await
+    }
+
+    async fn run_sync_here(
         &self,
         cx: &SagaContext,
         input: S::Input,
@@ -201,10 +214,9 @@ impl<S: Saga> Orchestrator<S> {
     /// hook and the store receive the outcome. Starting an existing id with the same input
     /// starts nothing and returns [`Started::Existing`].
     pub async fn start(&self, cx: &SagaContext, input: S::Input) -> Result<Started, SagaError> {
-        if let Some(existing) = self.begin(cx, &input).await? {
+        if let Some(existing) = self.admit(cx, input, None).await? {
             return Ok(Started::Existing(existing.status));
         }
-        self.publish_first(cx, input, None).await?;
         Ok(Started::New)
     }
 
@@ -217,14 +229,13 @@ impl<S: Saga> Orchestrator<S> {
         cx: &SagaContext,
         input: S::Input,
     ) -> Result<S::Output, SagaError> {
-        if let Some(existing) = self.begin(cx, &input).await? {
-            return self.await_existing(cx, existing).await;
-        }
         let route = match self.inner.config.throttled_routing {
             Routing::Shared => None,
             Routing::PodAffine => Some(self.inner.config.pod_id.clone()),
         };
-        self.publish_first(cx, input, route).await?;
+        if let Some(existing) = self.admit(cx, input, route).await? {
+            return self.await_existing(cx, existing).await;
+        }
         // The store's watch subscribes before it reads, so an end that came first is seen.
         self.outcome(cx).await
     }
@@ -324,6 +335,27 @@ impl<S: Saga> Orchestrator<S> {
         }
     }
 
+    /// Records the saga and publishes its first message, on a task of its own so a caller
+    /// that goes away in between cannot leave a record with nothing queued. `Some(record)`
+    /// when the id exists with the same input (nothing was published).
+    async fn admit(
+        &self,
+        cx: &SagaContext,
+        input: S::Input,
+        route: Option<String>,
+    ) -> Result<Option<SagaRecord>, SagaError> {
+        let this = self.clone();
+        let owned = cx.clone();
+        detached(cx, async move {
+            if let Some(existing) = this.begin(&owned, &input).await? {
+                return Ok(Some(existing));
+            }
+            this.publish_first(&owned, input, route).await?;
+            Ok(None)
+        })
+        .await
+    }
+
     async fn publish_first(
         &self,
         cx: &SagaContext,
@@ -356,6 +388,21 @@ impl<S: Saga> Orchestrator<S> {
             None => self.outcome(cx).await,
         }
     }
+}
+
+/// Runs `work` on a task of its own and waits for it; the task finishes even if the caller
+/// stops waiting.
+async fn detached<T: Send + 'static>(
+    cx: &SagaContext,
+    work: impl std::future::Future<Output = Result<T, SagaError>> + Send + 'static,
+) -> Result<T, SagaError> {
+    tokio::spawn(work).await.unwrap_or_else(|e| {
+        Err(SagaError::InvalidState {
+            saga: cx.saga().to_string(),
+            trace_id: cx.trace_id().to_string(),
+            message: format!("the saga task failed: {e}"),
+        })
+    })
 }
 
 fn decode_outcome<S: Saga>(

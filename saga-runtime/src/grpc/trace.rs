@@ -71,7 +71,8 @@ pub fn generate_trace_id() -> String {
 
 /// The [`SagaContext`] of an incoming request for saga `saga`: the trace id per `policy`, the
 /// request's ASCII metadata (without the `grpc-*` transport headers) as the context
-/// metadata, and the caller's deadline from its `grpc-timeout`, if any.
+/// metadata, and the caller's deadline from its `grpc-timeout`, if any (a tenth, at most
+/// 200 ms, earlier, so the handler answers before tonic cancels the call).
 ///
 /// The deadline is how long the caller waits (a throttled wait honours it); it is never
 /// forwarded to upstream calls, because the saga goes on after the caller gives up.
@@ -99,10 +100,17 @@ pub fn saga_context<T>(
         .get("grpc-timeout")
         .and_then(|value| value.to_str().ok())
         .and_then(parse_grpc_timeout)
-        .and_then(|timeout| Instant::now().checked_add(timeout));
+        .and_then(|timeout| Instant::now().checked_add(answer_before(timeout)));
     Ok(SagaContext::new(saga, trace_id)
         .with_metadata(forwarded)
         .with_deadline(deadline))
+}
+
+/// How long the saga side may wait within a caller's `grpc-timeout`: a tenth (at most 200 ms)
+/// less, so the handler answers `DeadlineExceeded` with the trace id before tonic's own
+/// timeout cancels the call with a bare `Cancelled`.
+fn answer_before(timeout: Duration) -> Duration {
+    timeout.saturating_sub((timeout / 10).min(Duration::from_millis(200)))
 }
 
 /// Parses a `grpc-timeout` value: at most 8 ASCII digits and a unit (`H`, `M`, `S`, `m`, `u`,
