@@ -1,0 +1,122 @@
+//! Baseline for `benches/transport.rs`: the same ping-pong (publish with confirm, consume,
+//! ack, publish next) and publish-ack latency with lapin and async-nats used directly, so the
+//! transports' overhead can be told apart from the machine's load.
+//!
+//! Run: `cargo run --release -p saga-runtime --features rabbitmq,nats --example native_baseline`
+use futures_util::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use std::time::{Duration, Instant};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let conn = Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let pubch = conn.create_channel().await.unwrap();
+    pubch
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let name = format!("native-baseline-{}", std::process::id());
+    let q = name.as_str();
+    ch.queue_declare(
+        q.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            q.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut lat: Vec<Duration> = Vec::new();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        pubch
+            .basic_publish(
+                "".into(),
+                q.into(),
+                BasicPublishOptions::default(),
+                b"{\"saga\":\"booking\"}",
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let d = consumer.next().await.unwrap().unwrap();
+        d.acker.ack(BasicAckOptions::default()).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    println!("native lapin ping p50 {:?} p99 {:?}", lat[1000], lat[1980]);
+    ch.queue_delete(q.into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+
+    let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: name.as_str().into(),
+            subjects: vec![format!("{name}.>")],
+            retention: async_nats::jetstream::stream::RetentionPolicy::Interest,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let c = stream
+        .get_or_create_consumer(
+            "c",
+            async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("c".into()),
+                max_ack_pending: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut msgs = c
+        .stream()
+        .max_messages_per_batch(1)
+        .messages()
+        .await
+        .unwrap();
+    let mut lat: Vec<Duration> = Vec::new();
+    let mut publat: Vec<Duration> = Vec::new();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        js.publish(format!("{name}.x"), "{\"saga\":\"booking\"}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        publat.push(t.elapsed());
+        let m = msgs.next().await.unwrap().unwrap();
+        m.ack().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    publat.sort();
+    println!(
+        "native nats publish p50 {:?}; ping p50 {:?} p99 {:?}",
+        publat[1000], lat[1000], lat[1980]
+    );
+    js.delete_stream(&name).await.unwrap();
+}
