@@ -45,6 +45,17 @@ async fn main() {
         )
         .await
         .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let consuming = tokio::spawn(async move {
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let _ = tx.send(());
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .unwrap();
+        }
+    });
     let mut lat: Vec<Duration> = Vec::new();
     for _ in 0..2000 {
         let t = Instant::now();
@@ -60,10 +71,10 @@ async fn main() {
             .unwrap()
             .await
             .unwrap();
-        let d = consumer.next().await.unwrap().unwrap();
-        d.acker.ack(BasicAckOptions::default()).await.unwrap();
+        rx.recv().await.unwrap();
         lat.push(t.elapsed());
     }
+    consuming.abort();
     lat.sort();
     println!("native lapin ping p50 {:?} p99 {:?}", lat[1000], lat[1980]);
     ch.queue_delete(q.into(), QueueDeleteOptions::default())
@@ -98,6 +109,13 @@ async fn main() {
         .messages()
         .await
         .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let consuming = tokio::spawn(async move {
+        while let Some(Ok(message)) = msgs.next().await {
+            let _ = tx.send(());
+            message.ack().await.unwrap();
+        }
+    });
     let mut lat: Vec<Duration> = Vec::new();
     let mut publat: Vec<Duration> = Vec::new();
     for _ in 0..2000 {
@@ -108,10 +126,10 @@ async fn main() {
             .await
             .unwrap();
         publat.push(t.elapsed());
-        let m = msgs.next().await.unwrap().unwrap();
-        m.ack().await.unwrap();
+        rx.recv().await.unwrap();
         lat.push(t.elapsed());
     }
+    consuming.abort();
     lat.sort();
     publat.sort();
     println!(
