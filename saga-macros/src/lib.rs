@@ -1,14 +1,122 @@
-//! `#[saga]` and `#[step]`.
+//! The `#[saga]` and `#[step]` attributes of sagaflow. Use them through the `sagaflow` crate.
+//!
+//! # The DSL
+//!
+//! ```ignore
+//! use sagaflow::{saga, SagaContext, StepError, StepResult};
+//!
+//! pub struct Booking { /* the clients of the upstream services */ }
+//!
+//! #[saga]
+//! impl Booking {
+//!     #[step(compensate = cancel_order, retry(max_attempts = 5, initial_backoff_ms = 20, max_backoff_ms = 500), timeout_ms = 2000)]
+//!     async fn create_order(&self, cx: &SagaContext, req: &BookingRequest) -> StepResult<Order> { todo!() }
+//!     async fn cancel_order(&self, cx: &SagaContext, order: &Order) -> StepResult<()> { todo!() }
+//!
+//!     #[step(pivot)]
+//!     async fn charge(&self, cx: &SagaContext, req: &BookingRequest, create_order: &Order) -> Result<Payment, StepError> { todo!() }
+//!
+//!     #[step(retriable)]
+//!     async fn notify(&self, cx: &SagaContext, charge: &Payment) -> StepResult<Receipt> { todo!() }
+//! }
+//! ```
+//!
+//! - `#[saga]` goes on an inherent, non-generic `impl Type { ... }` block. Its one optional
+//!   argument, `#[saga(crate = path)]` (default `::sagaflow`), names the crate that re-exports
+//!   the runtime; the generated code names everything through it, never through your imports.
+//! - Steps are the fns marked `#[step(...)]`; they run in source order. A step is an
+//!   `async fn` taking `&self`, then the context (`&SagaContext`, any name), then zero or more
+//!   data parameters `name: &Type`, and returns `StepResult<T>` / `Result<T, StepError>`.
+//! - Data flows by name. The first step's data parameter (at most one) is the saga INPUT and
+//!   its name is the input's name (a first step without one makes the input `input: ()`).
+//!   Every later data parameter is named after the input or an EARLIER step, whose output it
+//!   receives. rustc checks the types, with deref coercion: a `String` output may be received
+//!   as `&str`, a `Vec<T>` as `&[T]`. The input itself is stored, so it is written as the
+//!   owned type (`req: &String`, not `&str`).
+//! - The saga's output is the last step's output.
+//! - Each step is exactly one of: `compensate = fn_name` (compensatable), `pivot` (the point of
+//!   no return, never compensated), `retriable` (after the pivot, retried until it succeeds,
+//!   never compensated). The order is Richardson's: compensatable steps, then at most one
+//!   pivot, then retriable steps (which need a pivot before them).
+//! - Other keys: `retry(max_attempts = u32, initial_backoff_ms = u64, max_backoff_ms = u64)`,
+//!   every sub-key optional, defaulting to `RetryPolicy::DEFAULT` (compensatable and pivot
+//!   steps) or `RetryPolicy::PERSISTENT` (retriable steps); `timeout_ms = u64` per attempt.
+//! - A compensation is an `async fn name(&self, cx: &SagaContext, out: &T) -> StepResult<()>`
+//!   of the same block, `T` being its step's output. It stays a normal method, as do fns that
+//!   are neither steps nor compensations (helpers).
+//! - `#[saga]` consumes the inert `#[step]` attributes; `#[step]` anywhere else is an error.
+//!
+//! Every mistake is a compile error on the offending token, all of them in one build.
+//!
+//! # What it generates
+//!
+//! Beside the impl block (without its `#[step]` attributes):
+//! - `pub enum {Type}State`: `Debug + Serialize + Deserialize` (no `Clone`, so your types need
+//!   not be `Clone`), one struct variant per point of the flow, each carrying the input and
+//!   every output so far, fields named after them: `{Step}` before each step, `Completed`,
+//!   `Compensate{Step}` for each compensatable step, `Compensated`. Your input and output
+//!   types must therefore be `Debug + Serialize + DeserializeOwned + Send + Sync + 'static`.
+//! - a hidden `__{Type}Effect` enum (one variant per step output, plus `Compensated`);
+//! - `impl Saga for Type`. `<Type as Saga>::description().to_mermaid()` draws the flow.
+//!
+//! `Saga::apply` with an effect that does not belong to the state's cursor returns the state
+//! unchanged (the engine never does that). `Saga::rollback` turns a forward state up to the
+//! pivot (included) into the compensation of the last compensatable step before it, or
+//! `Compensated`; after the pivot the saga only goes forward, so those states, like the
+//! compensation and final states, are returned unchanged.
+//!
+//! Names to avoid: the generated items are `{Type}State` and `__{Type}Effect` in the module of
+//! the impl block; a step must not share its name with the input, and its UpperCamelCase
+//! variant must not clash with `Completed`, `Compensated` or another variant.
+
+mod attr;
+mod errors;
+mod expand;
+mod parse;
+mod signature;
+#[cfg(test)]
+mod tests;
+mod validate;
+
 use proc_macro::TokenStream;
 
-/// Placeholder.
+/// Turns an inherent `impl Type { ... }` block whose async fns carry `#[step(...)]` into a
+/// saga: a serialisable state enum and an `impl Saga for Type`. See the crate docs for the DSL.
 #[proc_macro_attribute]
-pub fn saga(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match expand_saga(args.into(), item.clone()) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => {
+            let mut tokens = error.into_compile_error();
+            tokens.extend(parse::fallback(item));
+            tokens.into()
+        }
+    }
 }
 
-/// Placeholder.
+/// Marks a step of a `#[saga]` impl block: `#[step(compensate = undo_fn)]`, `#[step(pivot)]`
+/// or `#[step(retriable)]`, plus `retry(...)` and `timeout_ms = n`. Inert: `#[saga]` consumes
+/// it; anywhere else it is a compile error.
 #[proc_macro_attribute]
 pub fn step(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+    let mut tokens = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "`#[step]` must be on an async fn inside a `#[saga]` impl block",
+    )
+    .into_compile_error();
+    tokens.extend(proc_macro2::TokenStream::from(item));
+    tokens.into()
+}
+
+/// parse -> validate -> expand; every error of the definition in one `syn::Error`.
+fn expand_saga(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let errors = errors::Errors::default();
+    let def = parse::saga_def(args, item, &errors)?;
+    let flow = validate::flow(&def, &errors);
+    errors.finish()?;
+    Ok(expand::saga(&def, &flow))
 }

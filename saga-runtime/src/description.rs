@@ -45,9 +45,9 @@ pub struct SagaDescription {
 }
 
 impl SagaDescription {
-    /// The step at `index`. Panics if out of range: indexes come from the saga's own cursor.
-    pub fn step(&self, index: usize) -> &StepDescription {
-        &self.steps[index]
+    /// The step at `index`, if there is one.
+    pub fn step(&self, index: usize) -> Option<&StepDescription> {
+        self.steps.get(index)
     }
 
     /// The index of the pivot step, if any.
@@ -57,17 +57,18 @@ impl SagaDescription {
 
     /// The flow as a Mermaid `flowchart`: steps top to bottom, each compensatable step's
     /// compensation beside it, failure edges to the compensations, the pivot as a hexagon
-    /// and retriable steps with a loop.
+    /// and retriable steps with a loop. Labels are quoted, so names and the `(pivot)` /
+    /// `(retriable)` marks never clash with Mermaid's shape syntax.
     pub fn to_mermaid(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "flowchart TD");
         let _ = writeln!(out, "    %% saga {}", self.name);
-        let _ = writeln!(out, "    start([start: {}]) --> s0", self.input);
+        let _ = writeln!(out, "    start([\"start: {}\"]) --> s0", self.input);
         for (i, step) in self.steps.iter().enumerate() {
             let node = match step.kind {
-                StepKind::Compensatable => format!("s{i}[{}]", step.name),
-                StepKind::Pivot => format!("s{i}{{{{{} (pivot)}}}}", step.name),
-                StepKind::Retriable => format!("s{i}[/{} (retriable)/]", step.name),
+                StepKind::Compensatable => format!("s{i}[\"{}\"]", step.name),
+                StepKind::Pivot => format!("s{i}{{{{\"{} (pivot)\"}}}}", step.name),
+                StepKind::Retriable => format!("s{i}[/\"{} (retriable)\"/]", step.name),
             };
             let _ = writeln!(out, "    {node}");
             let next = if i + 1 == self.steps.len() {
@@ -86,13 +87,13 @@ impl SagaDescription {
                 }
             }
             if let Some(comp) = step.compensation {
-                let _ = writeln!(out, "    c{i}[[{comp}]]");
+                let _ = writeln!(out, "    c{i}[[\"{comp}\"]]");
                 let below = self.last_compensation_before(i);
                 let _ = writeln!(out, "    c{i} -.-> {below}");
             }
         }
-        let _ = writeln!(out, "    done([completed])");
-        let _ = writeln!(out, "    compensated([compensated])");
+        let _ = writeln!(out, "    done([\"completed\"])");
+        let _ = writeln!(out, "    compensated([\"compensated\"])");
         out
     }
 

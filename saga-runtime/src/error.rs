@@ -103,6 +103,21 @@ pub enum SagaError {
         /// Why it failed.
         error: StepError,
     },
+    /// A step failed for good and its compensation was queued on the rollback topic (sync
+    /// mode with queued rollback); the outcome lands in the store when it ends.
+    #[error(
+        "saga `{saga}` [trace id {trace_id}]: step `{step}` failed: {error}; compensation queued on the rollback topic"
+    )]
+    RollbackQueued {
+        /// The saga's name.
+        saga: String,
+        /// The trace id (saga id).
+        trace_id: String,
+        /// The step that failed.
+        step: String,
+        /// Why it failed.
+        error: StepError,
+    },
     /// A transition kept failing past its retry bound; the saga needs an operator.
     #[error("saga `{saga}` [trace id {trace_id}] is stuck: {stuck} failed {attempts} times, last: {last_error}{}", failed_step.as_ref().map(|(s, e)| format!(" (while compensating the failure of step `{s}`: {e})")).unwrap_or_default())]
     Stuck {
@@ -182,6 +197,7 @@ impl SagaError {
     pub fn trace_id(&self) -> &str {
         match self {
             SagaError::Compensated { trace_id, .. }
+            | SagaError::RollbackQueued { trace_id, .. }
             | SagaError::Stuck { trace_id, .. }
             | SagaError::DeadlineExceeded { trace_id, .. }
             | SagaError::IdTaken { trace_id, .. }

@@ -1,1 +1,33 @@
-//! tonic glue: `x-request-id` as trace id, idempotency keys on outgoing calls, Status mapping.
+//! tonic glue (feature `grpc`): `x-request-id` as the trace id, idempotency keys on outgoing
+//! calls, `Status` mapping both ways, and a server bootstrap.
+//!
+//! - Incoming: [`TraceIdPolicy`] reads the trace id from [`REQUEST_ID_HEADER`] (or makes one)
+//!   and [`saga_context`] builds the [`SagaContext`](crate::SagaContext) of a request.
+//! - Outgoing: a step builds each upstream request with [`outgoing_request`], which adds
+//!   [`REQUEST_ID_HEADER`] and [`IDEMPOTENCY_KEY_HEADER`].
+//! - Errors: a step's `client.call(req).await?` turns a [`tonic::Status`] into a
+//!   [`StepError`](crate::StepError) classified by code ([`step_error_from_status`]); a
+//!   handler returns `Err(saga_error.into())` to turn a [`SagaError`](crate::SagaError) into
+//!   a `Status` with a documented code and the trace id in its details
+//!   ([`status_from_saga_error`], read back with [`trace_id_from_status`]).
+//! - Serving: [`GrpcServer`] adds reflection (v1 and v1alpha), health and graceful shutdown.
+
+mod outgoing;
+mod server;
+mod status;
+mod trace;
+
+pub use outgoing::{outgoing_request, response_with_trace_id, set_saga_metadata};
+pub use server::{GrpcServer, ServeError, ServerHandle};
+pub use status::{
+    ERROR_DOMAIN, saga_error_reason, status_from_saga_error, step_error_from_status,
+    trace_id_from_status,
+};
+pub use trace::{MAX_TRACE_ID_LEN, TraceIdPolicy, generate_trace_id, saga_context};
+
+/// The header carrying the trace id, which is also the saga id (the Go framework's header).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The header carrying the idempotency key of the step making an upstream call
+/// (`{trace_id}/{step}`, or `{trace_id}/{step}/compensate`).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "x-idempotency-key";

@@ -5,6 +5,10 @@
 //! existing record has the same input (the caller gets, or waits for, that saga's outcome)
 //! or a different one (the id is taken). [`SagaStore::watch`] resolves when a saga reaches
 //! a final status, on any replica; it subscribes before it reads, so no end is missed.
+//!
+//! Backends: [`MemoryStore`] (always built; one process) and, with the `redis` feature,
+//! `RedisStore` in the `redis` module (shared by every replica; records as JSON under a key
+//! prefix, completions over pub/sub on one multiplexed connection per store instance).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +17,15 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::SagaError;
+
+pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
+mod waiters;
+
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisConfig, RedisStore};
+pub use memory::MemoryStore;
 
 /// Where a saga stands, as recorded in the store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -148,14 +161,35 @@ pub struct StoreError {
 /// Store settings common to every backend.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// How long a finished record is kept (also the idempotency window).
+    /// How long a finished record (completed, compensated or stuck) is kept after it became
+    /// final. This is also the idempotency window: once it expires, the same trace id starts a
+    /// new saga. Default: 24 hours.
     pub finished_ttl: Duration,
+    /// Safety time-to-live of a record that is not final yet (`None`: kept until it ends).
+    /// Every write of a running or compensating status restarts it. It only exists so that a
+    /// saga abandoned mid-flight (its message lost, a bug) does not keep its key forever; it
+    /// must be far longer than any saga may legitimately run, because once it expires the id
+    /// is free again and a retry with the same id would start a second execution.
+    /// Default: 7 days.
+    pub running_ttl: Option<Duration>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             finished_ttl: Duration::from_secs(24 * 3600),
+            running_ttl: Some(Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The time-to-live a record gets when it is written with `status`.
+    pub fn ttl_for(&self, status: &SagaStatus) -> Option<Duration> {
+        if status.is_final() {
+            Some(self.finished_ttl)
+        } else {
+            self.running_ttl
         }
     }
 }
@@ -165,8 +199,14 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
     /// Atomically creates `record` unless its trace id exists; see [`Begin`].
     fn begin(&self, record: SagaRecord) -> BoxFuture<'_, Result<Begin, StoreError>>;
 
-    /// Sets the status (and attempts) of `trace_id`. A final status starts the finished
-    /// time-to-live and wakes every watcher of the id, on every replica.
+    /// Sets the status (and attempts) of `trace_id` and stamps `updated_at_ms`. A final status
+    /// starts the finished time-to-live and wakes every watcher of the id, on every replica; a
+    /// non-final one restarts the running safety TTL ([`StoreConfig::running_ttl`]).
+    ///
+    /// Fails with a [`StoreError`] naming the id when it has no record (never begun, removed
+    /// or expired). A record that is already final is left as it is (the update is ignored):
+    /// a late or duplicate delivery never reopens an ended saga. Otherwise concurrent updates
+    /// of one id: the last write wins.
     fn update<'a>(
         &'a self,
         trace_id: &'a str,
@@ -183,6 +223,10 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
     /// Resolves with the outcome once `trace_id` reaches a final status (at once if it
     /// already has). Subscribes before reading, so an end that happens in between is not
     /// missed. No polling. Callers bound the wait with their own timeout.
+    ///
+    /// An id without a record is waited for too (it may be begun later, or its record may
+    /// have expired): the future only resolves when a final status is written, so always
+    /// bound it with a timeout. Dropping the future unregisters the watcher at once.
     fn watch<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<Outcome, StoreError>>;
 
     /// Deletes the record of `trace_id` (tests, operators).

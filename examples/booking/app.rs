@@ -1,0 +1,317 @@
+//! Wiring of the booking example: flags, backends, and the roles a process runs.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig, Routing};
+use sagaflow::grpc::{GrpcServer, ServerHandle, TraceIdPolicy};
+use sagaflow::store::{MemoryStore, RedisStore, SagaStore, StoreConfig};
+use sagaflow::transport::{
+    MemoryTransport, NatsTransport, RabbitMqTransport, Transport, TransportConfig,
+};
+use tonic::transport::Channel;
+use tracing::info;
+
+use crate::order::OrderSvc;
+use crate::payment::PaymentSvc;
+use crate::saga::Booking;
+use crate::service::BookingApi;
+use crate::upstream::LoadConfig;
+
+/// Which broker carries the async and throttled sagas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TransportKind {
+    /// In-process (one process only).
+    Memory,
+    /// RabbitMQ (`--rabbitmq-url`).
+    Rabbitmq,
+    /// NATS JetStream (`--nats-url`).
+    Nats,
+}
+
+/// Where saga records live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// In-process (one process only, or pod-affine routing).
+    Memory,
+    /// Redis (`--redis-url`), shared by every replica.
+    Redis,
+}
+
+/// What this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Order service, Payment service and the orchestrator.
+    All,
+    /// Only the orchestrator (`BookingService` and the saga consumers).
+    Orchestrator,
+    /// Only the Order service.
+    Order,
+    /// Only the Payment service.
+    Payment,
+}
+
+/// How the trace id of a request is found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TraceIds {
+    /// `x-request-id` is required (missing: INVALID_ARGUMENT).
+    Require,
+    /// A missing `x-request-id` gets a generated one.
+    Generate,
+}
+
+/// The booking example: Order and Payment gRPC services and the saga orchestrator's
+/// `pb.BookingService`, in one process or one role per process.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "booking", version, about)]
+pub struct Options {
+    /// What this process runs.
+    #[arg(long, value_enum, default_value = "all", env = "BOOKING_ROLE")]
+    pub role: Role,
+    /// Address of the orchestrator's BookingService.
+    #[arg(long, default_value = "0.0.0.0:10000", env = "BOOKING_LISTEN")]
+    pub listen: SocketAddr,
+    /// Address the Order service listens on (roles all and order).
+    #[arg(long, default_value = "127.0.0.1:10001", env = "BOOKING_ORDER_LISTEN")]
+    pub order_listen: SocketAddr,
+    /// Address the Payment service listens on (roles all and payment).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:10002",
+        env = "BOOKING_PAYMENT_LISTEN"
+    )]
+    pub payment_listen: SocketAddr,
+    /// URL of the Order service (role orchestrator; role all uses its own).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:10001",
+        env = "BOOKING_ORDER_URL"
+    )]
+    pub order_url: String,
+    /// URL of the Payment service (role orchestrator; role all uses its own).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:10002",
+        env = "BOOKING_PAYMENT_URL"
+    )]
+    pub payment_url: String,
+    /// Broker of the async and throttled modes.
+    #[arg(long, value_enum, default_value = "memory", env = "BOOKING_TRANSPORT")]
+    pub transport: TransportKind,
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        env = "BOOKING_RABBITMQ_URL"
+    )]
+    pub rabbitmq_url: String,
+    /// NATS URL.
+    #[arg(
+        long,
+        default_value = "nats://127.0.0.1:4222",
+        env = "BOOKING_NATS_URL"
+    )]
+    pub nats_url: String,
+    /// Saga store.
+    #[arg(long, value_enum, default_value = "memory", env = "BOOKING_STORE")]
+    pub store: StoreKind,
+    /// Redis URL.
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "BOOKING_REDIS_URL"
+    )]
+    pub redis_url: String,
+    /// Prefix of every topic (and Redis key).
+    #[arg(long, default_value = "sagaflow", env = "BOOKING_TOPIC_PREFIX")]
+    pub topic_prefix: String,
+    /// This replica's id; throttled sagas use `{topic}.{pod_id}` when the store is not shared.
+    #[arg(long, default_value_t = default_pod_id(), env = "BOOKING_POD_ID")]
+    pub pod_id: String,
+    /// Most step executions this replica runs at once (the throttled cap on upstream load).
+    #[arg(long, default_value_t = 4, env = "BOOKING_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Trace id policy for requests without `x-request-id`.
+    #[arg(long, value_enum, default_value = "require", env = "BOOKING_TRACE_IDS")]
+    pub trace_ids: TraceIds,
+    /// Most concurrent calls each upstream service accepts (overload demo); unlimited if unset.
+    #[arg(long, env = "BOOKING_UPSTREAM_CAPACITY")]
+    pub upstream_capacity: Option<u64>,
+    /// Latency added to each upstream call, in milliseconds (overload demo).
+    #[arg(long, default_value_t = 0, env = "BOOKING_UPSTREAM_LATENCY_MS")]
+    pub upstream_latency_ms: u64,
+}
+
+fn default_pod_id() -> String {
+    format!("pod-{}", std::process::id())
+}
+
+/// A running booking process.
+#[derive(Debug)]
+pub struct App {
+    /// Where BookingService listens (roles all and orchestrator).
+    pub booking_addr: Option<SocketAddr>,
+    /// The Order service, when this process runs it.
+    pub order: Option<(OrderSvc, SocketAddr)>,
+    /// The Payment service, when this process runs it.
+    pub payment: Option<(PaymentSvc, SocketAddr)>,
+    /// The orchestrator, when this process runs it.
+    pub orchestrator: Option<Orchestrator<Booking>>,
+    servers: Vec<ServerHandle>,
+    consumers: Option<Consumers>,
+}
+
+impl App {
+    /// Runs until SIGINT/SIGTERM, then stops the servers and drains the consumers.
+    pub async fn wait(self) -> Result<(), Box<dyn Error>> {
+        for server in self.servers {
+            server.wait().await?;
+        }
+        if let Some(consumers) = self.consumers {
+            let left = consumers.shutdown().await;
+            info!(left, "saga consumers stopped");
+        }
+        if let Some((order, _)) = &self.order {
+            info!(load = ?order.gate().stats(false), "Order service load since start");
+        }
+        if let Some((payment, _)) = &self.payment {
+            info!(load = ?payment.gate().stats(false), "Payment service load since start");
+        }
+        Ok(())
+    }
+
+    /// Stops everything now (the tests use it; the binary waits for a signal instead).
+    #[allow(dead_code)]
+    pub async fn shutdown(self) -> Result<(), Box<dyn Error>> {
+        for server in self.servers {
+            server.shutdown().await?;
+        }
+        if let Some(consumers) = self.consumers {
+            consumers.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+fn server() -> GrpcServer {
+    GrpcServer::new().register_file_descriptor_set(booking_proto::FILE_DESCRIPTOR_SET)
+}
+
+/// Starts what `options.role` says and returns once every server listens.
+pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
+    let load = LoadConfig {
+        latency: Duration::from_millis(options.upstream_latency_ms),
+        capacity: options.upstream_capacity,
+    };
+    let mut app = App {
+        booking_addr: None,
+        order: None,
+        payment: None,
+        orchestrator: None,
+        servers: Vec::new(),
+        consumers: None,
+    };
+    let (mut order_url, mut payment_url) = (options.order_url.clone(), options.payment_url.clone());
+    if matches!(options.role, Role::All | Role::Order) {
+        let svc = OrderSvc::new(load);
+        let handle = server()
+            .add_service(svc.clone().into_server())
+            .serve(options.order_listen)
+            .await?;
+        let addr = handle.local_addr();
+        info!(%addr, "Order service listening");
+        order_url = format!("http://{addr}");
+        app.order = Some((svc, addr));
+        app.servers.push(handle);
+    }
+    if matches!(options.role, Role::All | Role::Payment) {
+        let svc = PaymentSvc::new(load);
+        let handle = server()
+            .add_service(svc.clone().into_server())
+            .serve(options.payment_listen)
+            .await?;
+        let addr = handle.local_addr();
+        info!(%addr, "Payment service listening");
+        payment_url = format!("http://{addr}");
+        app.payment = Some((svc, addr));
+        app.servers.push(handle);
+    }
+    if matches!(options.role, Role::All | Role::Orchestrator) {
+        let orders = Channel::from_shared(order_url.clone())?.connect_lazy();
+        let payments = Channel::from_shared(payment_url.clone())?.connect_lazy();
+        let saga = Arc::new(Booking::new(orders, payments));
+        let transport = transport(&options).await?;
+        let store = store(&options).await?;
+        let shared_store =
+            options.store == StoreKind::Redis || options.transport == TransportKind::Memory;
+        let config = OrchestratorConfig {
+            pod_id: options.pod_id.clone(),
+            throttled_routing: if shared_store {
+                Routing::Shared
+            } else {
+                Routing::PodAffine
+            },
+            default_concurrency: options.concurrency,
+            max_concurrent_steps: Some(options.concurrency),
+            ..OrchestratorConfig::default()
+        };
+        let orchestrator = Orchestrator::new(saga, transport, store, config).on_complete(
+            |completion| async move {
+                match completion.result {
+                    Ok(booked) => info!(trace_id = %completion.trace_id, ?booked, "saga completed"),
+                    Err(error) => info!(trace_id = %completion.trace_id, %error, "saga failed"),
+                }
+            },
+        );
+        app.consumers = Some(orchestrator.serve().await?);
+        let policy = match options.trace_ids {
+            TraceIds::Require => TraceIdPolicy::Require,
+            TraceIds::Generate => TraceIdPolicy::Generate,
+        };
+        let api = BookingApi::new(orchestrator.clone(), policy);
+        let handle = server()
+            .add_service(api.into_server())
+            .serve(options.listen)
+            .await?;
+        let addr = handle.local_addr();
+        info!(
+            %addr, transport = ?options.transport, store = ?options.store, pod_id = %options.pod_id,
+            %order_url, %payment_url, "BookingService listening"
+        );
+        println!("booking: BookingService listening on {addr}");
+        app.booking_addr = Some(addr);
+        app.orchestrator = Some(orchestrator);
+        app.servers.push(handle);
+    }
+    Ok(app)
+}
+
+async fn transport(options: &Options) -> Result<Arc<dyn Transport>, Box<dyn Error>> {
+    let config = TransportConfig {
+        default_concurrency: options.concurrency,
+        ..TransportConfig::with_prefix(&options.topic_prefix)
+    };
+    Ok(match options.transport {
+        TransportKind::Memory => Arc::new(MemoryTransport::new(config)),
+        TransportKind::Rabbitmq => {
+            Arc::new(RabbitMqTransport::connect(&options.rabbitmq_url, config).await?)
+        }
+        TransportKind::Nats => Arc::new(NatsTransport::connect(&options.nats_url, config).await?),
+    })
+}
+
+async fn store(options: &Options) -> Result<Arc<dyn SagaStore>, Box<dyn Error>> {
+    Ok(match options.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new(StoreConfig::default())),
+        StoreKind::Redis => {
+            let config = sagaflow::store::RedisConfig {
+                key_prefix: options.topic_prefix.clone(),
+                ..sagaflow::store::RedisConfig::default()
+            };
+            Arc::new(RedisStore::connect(&options.redis_url, config).await?)
+        }
+    })
+}

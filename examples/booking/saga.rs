@@ -1,0 +1,114 @@
+//! The booking saga: create an order, then a payment. A failed payment (`FaultInject`)
+//! cancels the order.
+
+use booking_proto::order::order_service_client::OrderServiceClient;
+use booking_proto::order::{CancelOrderRequest, CreateOrderRequest};
+use booking_proto::payment::CreatePaymentRequest;
+use booking_proto::payment::payment_service_client::PaymentServiceClient;
+use sagaflow::grpc::outgoing_request;
+use sagaflow::{SagaContext, StepResult, saga};
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+/// What to book (the validated `pb.BookingRequest`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingInput {
+    /// The product (> 0).
+    pub product_id: i64,
+    /// How many (> 0).
+    pub count: i64,
+    /// Makes the payment fail for good, so the order is cancelled.
+    pub fault_inject: bool,
+}
+
+/// The order the first step created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedOrder {
+    /// Its id at the Order service.
+    pub order_id: i64,
+}
+
+/// A completed booking: the saga's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booked {
+    /// The order.
+    pub order_id: i64,
+    /// The payment.
+    pub payment_id: i64,
+}
+
+/// The saga type: holds the clients of the upstream services its steps call.
+pub struct Booking {
+    orders: OrderServiceClient<Channel>,
+    payments: PaymentServiceClient<Channel>,
+}
+
+impl Booking {
+    /// A booking saga calling the Order and Payment services over these channels.
+    pub fn new(orders: Channel, payments: Channel) -> Self {
+        Self {
+            orders: OrderServiceClient::new(orders),
+            payments: PaymentServiceClient::new(payments),
+        }
+    }
+}
+
+#[saga]
+impl Booking {
+    /// Creates the order (idempotent per the step's idempotency key).
+    #[step(compensate = cancel_order, timeout_ms = 5000, retry(max_attempts = 3, initial_backoff_ms = 20, max_backoff_ms = 200))]
+    async fn create_order(&self, cx: &SagaContext, req: &BookingInput) -> StepResult<CreatedOrder> {
+        let request = CreateOrderRequest {
+            product_id: req.product_id,
+            count: req.count,
+        };
+        let order = self
+            .orders
+            .clone()
+            .create_order(outgoing_request(cx, request))
+            .await?
+            .into_inner();
+        Ok(CreatedOrder { order_id: order.id })
+    }
+
+    /// Cancels every order of the trace id (idempotent).
+    async fn cancel_order(&self, cx: &SagaContext, _order: &CreatedOrder) -> StepResult<()> {
+        let request = CancelOrderRequest {
+            trace_id: cx.trace_id().to_string(),
+        };
+        self.orders
+            .clone()
+            .cancel_order(outgoing_request(cx, request))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the payment: the point of no return.
+    #[step(
+        pivot,
+        timeout_ms = 5000,
+        retry(max_attempts = 3, initial_backoff_ms = 20, max_backoff_ms = 200)
+    )]
+    async fn create_payment(
+        &self,
+        cx: &SagaContext,
+        req: &BookingInput,
+        create_order: &CreatedOrder,
+    ) -> StepResult<Booked> {
+        let request = CreatePaymentRequest {
+            order_id: create_order.order_id,
+            amount: req.count * 100,
+            fail: req.fault_inject,
+        };
+        let payment = self
+            .payments
+            .clone()
+            .create_payment(outgoing_request(cx, request))
+            .await?
+            .into_inner();
+        Ok(Booked {
+            order_id: create_order.order_id,
+            payment_id: payment.id,
+        })
+    }
+}

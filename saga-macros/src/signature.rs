@@ -1,0 +1,220 @@
+//! The shape of a step's or compensation's signature: `&self`, the context, the data
+//! parameters and the output type.
+
+use proc_macro2::Span;
+use syn::visit_mut::VisitMut;
+use syn::{FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Signature, Type};
+
+use crate::errors::Errors;
+
+/// What a signature is checked as.
+#[derive(Clone, Copy)]
+pub(crate) enum Role<'a> {
+    /// A `#[step]` fn.
+    Step,
+    /// The compensation of the named step.
+    Compensation(&'a Ident),
+}
+
+impl Role<'_> {
+    fn describe(&self, name: &Ident) -> String {
+        match self {
+            Role::Step => format!("step `{name}`"),
+            Role::Compensation(step) => format!("compensation `{name}` (of step `{step}`)"),
+        }
+    }
+}
+
+/// A data parameter: `name: &Type`.
+pub(crate) struct Param {
+    /// The parameter's name: which value it receives.
+    pub(crate) name: Ident,
+    /// The whole parameter type (`&Type`), for spans.
+    pub(crate) ty: Type,
+}
+
+/// A step's or compensation's signature, as far as it could be read.
+pub(crate) struct FnShape {
+    /// The fn's name.
+    pub(crate) name: Ident,
+    /// The data parameters after the context.
+    pub(crate) data: Vec<Param>,
+    /// The whole return type, for spans.
+    pub(crate) ret: Option<Type>,
+    /// `T` of `StepResult<T>` / `Result<T, E>` (steps only).
+    pub(crate) output: Option<Type>,
+}
+
+/// Reads `sig` as a `role`, recording every problem in `errors`.
+pub(crate) fn shape(sig: &Signature, role: Role<'_>, errors: &Errors) -> FnShape {
+    let what = role.describe(&sig.ident);
+    if sig.asyncness.is_none() {
+        errors.spanned(
+            sig.fn_token,
+            format_args!("{what} must be an `async fn`: add `async` before `fn`"),
+        );
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.spanned(
+            &sig.generics,
+            format_args!("{what} cannot be generic: its types are stored in the saga state, which must be concrete"),
+        );
+    }
+    let mut inputs = sig.inputs.iter();
+    receiver(sig, inputs.next(), &what, errors);
+    let mut data = Vec::new();
+    match inputs.next() {
+        None => errors.at(
+            sig.paren_token.span.join(),
+            format_args!("{what} takes the saga context after `&self`: `cx: &SagaContext`"),
+        ),
+        Some(FnArg::Typed(arg)) if is_context(&arg.ty) => {}
+        Some(arg) => {
+            errors.spanned(
+                arg,
+                format_args!("{what} takes the saga context after `&self`: `cx: &SagaContext`, then its data parameters"),
+            );
+            data.extend(param(arg, &what, errors));
+        }
+    }
+    data.extend(inputs.filter_map(|arg| param(arg, &what, errors)));
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => Some((**ty).clone()),
+        ReturnType::Default => {
+            let wanted = match role {
+                Role::Step => "`StepResult<T>` (or `Result<T, StepError>`)",
+                Role::Compensation(_) => "`StepResult<()>`",
+            };
+            errors.spanned(
+                &sig.ident,
+                format_args!("{what} has no return type: it must return {wanted}"),
+            );
+            None
+        }
+    };
+    let output = match (role, &ret) {
+        (Role::Step, Some(ty)) => output_type(ty, &what, errors),
+        _ => None,
+    };
+    FnShape {
+        name: sig.ident.clone(),
+        data,
+        ret,
+        output,
+    }
+}
+
+fn receiver(sig: &Signature, first: Option<&FnArg>, what: &str, errors: &Errors) {
+    match first {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
+        Some(FnArg::Receiver(r)) if r.mutability.is_some() && r.reference.is_some() => errors.spanned(
+            r,
+            format_args!("{what} takes `&self`, not `&mut self`: many sagas run on one instance at once; keep mutable state behind a lock"),
+        ),
+        Some(FnArg::Receiver(r)) => errors.spanned(
+            r,
+            format_args!("{what} takes `&self`: the saga instance is shared by every saga it runs"),
+        ),
+        Some(arg) => errors.spanned(
+            arg,
+            format_args!("{what} takes `&self` first: `async fn {}(&self, cx: &SagaContext, ...)`", sig.ident),
+        ),
+        None => errors.at(
+            sig.paren_token.span.join(),
+            format_args!("{what} takes `&self` and the saga context: `async fn {}(&self, cx: &SagaContext, ...)`", sig.ident),
+        ),
+    }
+}
+
+/// `&SagaContext` (any path ending in `SagaContext`).
+fn is_context(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
+            Type::Path(p) => p
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "SagaContext"),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn param(arg: &FnArg, what: &str, errors: &Errors) -> Option<Param> {
+    let FnArg::Typed(arg) = arg else {
+        errors.spanned(arg, format_args!("{what}: `self` must come first"));
+        return None;
+    };
+    let name = match &*arg.pat {
+        Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
+            Some(p.ident.clone())
+        }
+        pat => {
+            errors.spanned(
+                pat,
+                format_args!("{what}: a data parameter must be a plain name, like `order: &Order`; its name says which value it receives (the saga input or an earlier step's output)"),
+            );
+            None
+        }
+    };
+    match &*arg.ty {
+        Type::Reference(r) if r.mutability.is_none() => {}
+        Type::Reference(r) => errors.spanned(
+            r,
+            format_args!("{what}: a data parameter is a shared reference `&T`, not `&mut T`: the saga state keeps its values for later steps and compensations"),
+        ),
+        ty => errors.spanned(
+            ty,
+            format_args!("{what}: a data parameter must be a reference: write `&{}`; the saga state keeps its values for later steps and compensations", quote::quote!(#ty)),
+        ),
+    }
+    Some(Param {
+        name: name?,
+        ty: (*arg.ty).clone(),
+    })
+}
+
+/// `T` of `StepResult<T>` / `Result<T, E>`: the first generic argument of the last segment.
+fn output_type(ret: &Type, what: &str, errors: &Errors) -> Option<Type> {
+    let found = match ret {
+        Type::Path(p) if p.qself.is_none() => {
+            p.path.segments.last().and_then(|seg| match &seg.arguments {
+                PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+                    GenericArgument::Type(t) => Some(t.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            })
+        }
+        _ => None,
+    };
+    let Some(mut ty) = found else {
+        errors.spanned(
+            ret,
+            format_args!("{what} must return `StepResult<T>` (or `Result<T, StepError>`); cannot read `T` from this type"),
+        );
+        return None;
+    };
+    let mut finder = SelfFinder(None);
+    finder.visit_type_mut(&mut ty);
+    if let Some(span) = finder.0 {
+        errors.at(
+            span,
+            format_args!("{what}: write the type's name instead of `Self`: the output is stored in the saga state enum, outside this impl block"),
+        );
+        return None;
+    }
+    Some(ty)
+}
+
+/// Finds a `Self` in a type.
+struct SelfFinder(Option<Span>);
+
+impl VisitMut for SelfFinder {
+    fn visit_ident_mut(&mut self, ident: &mut Ident) {
+        if ident == "Self" && self.0.is_none() {
+            self.0 = Some(ident.span());
+        }
+    }
+}

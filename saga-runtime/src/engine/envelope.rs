@@ -1,0 +1,84 @@
+//! The JSON message that carries a saga between replicas: format version, saga name, trace
+//! id, the state, and the failure being compensated.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::progress::Failure;
+use crate::Saga;
+
+/// The message format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A saga in transit (generic over the state so the consumer decodes straight into it).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "St: Serialize",
+    deserialize = "St: serde::de::DeserializeOwned"
+))]
+pub struct Envelope<St> {
+    /// Format version ([`FORMAT_VERSION`]).
+    pub v: u32,
+    /// The saga's name.
+    pub saga: String,
+    /// The trace id (saga id).
+    pub trace_id: String,
+    /// Request metadata forwarded to every step.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// The pod whose topics carry this saga (pod-affine routing), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The failure being compensated, while compensating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// The state to run the next transition from.
+    pub state: St,
+}
+
+/// Only the header fields, read first so a message of another version or saga is rejected
+/// with a precise reason before its state is decoded.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EnvelopeHead {
+    pub(crate) v: u32,
+    pub(crate) saga: String,
+}
+
+/// Why a message cannot be processed; it is dead-lettered with this reason.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EnvelopeError {
+    #[error("malformed saga message: {0}")]
+    Malformed(serde_json::Error),
+    #[error("unknown message format version {found} (this build reads version {FORMAT_VERSION})")]
+    Version { found: u32 },
+    #[error("message for saga `{found}` reached a consumer of saga `{expected}`")]
+    UnknownSaga {
+        found: String,
+        expected: &'static str,
+    },
+}
+
+/// Decodes a message for saga `S`. The happy path parses once; when that fails, the header
+/// fields are read on their own to say precisely why (version, saga, or malformed).
+pub(crate) fn decode<S: Saga>(payload: &[u8]) -> Result<Envelope<S::State>, EnvelopeError> {
+    let expected = S::description().name;
+    let full = serde_json::from_slice::<Envelope<S::State>>(payload);
+    let head = match &full {
+        Ok(envelope) => EnvelopeHead {
+            v: envelope.v,
+            saga: envelope.saga.clone(),
+        },
+        Err(_) => serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?,
+    };
+    if head.v != FORMAT_VERSION {
+        return Err(EnvelopeError::Version { found: head.v });
+    }
+    if head.saga != expected {
+        return Err(EnvelopeError::UnknownSaga {
+            found: head.saga,
+            expected,
+        });
+    }
+    full.map_err(EnvelopeError::Malformed)
+}

@@ -1,0 +1,141 @@
+//! What follows a transition: the next state, or how the saga ended. Shared by every mode, so
+//! the sync engine, the queue consumer and crash recovery take the same decisions.
+
+use serde::{Deserialize, Serialize};
+
+use super::transition::{TransitionFailure, step_at};
+use crate::error::StuckAt;
+use crate::{Cursor, Saga, SagaContext, SagaError, StepError, StepKind};
+
+/// The forward step whose failure started a rollback, and why it failed. Carried beside the
+/// state while compensations run, so the final error names the step that failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The step that failed.
+    pub step: String,
+    /// Its last error.
+    pub error: StepError,
+}
+
+/// Where a saga stands after a transition.
+#[derive(Debug)]
+pub enum Progress<S: Saga> {
+    /// More to run from this state; `failure` is set while compensating.
+    Running {
+        /// The next state.
+        state: S::State,
+        /// The failure being compensated, if any.
+        failure: Option<Failure>,
+    },
+    /// Every step completed.
+    Completed(S::Output),
+    /// A step failed and every completed step was compensated
+    /// ([`SagaError::Compensated`]).
+    Compensated(SagaError),
+    /// A transition exhausted its retries ([`SagaError::Stuck`]); `state` still points at it,
+    /// so it can be resumed once the cause is fixed.
+    Stuck {
+        /// The state the stuck transition runs from.
+        state: S::State,
+        /// The error, naming the stuck transition.
+        error: SagaError,
+        /// The failure being compensated, if any.
+        failure: Option<Failure>,
+    },
+}
+
+impl<S: Saga> Progress<S> {
+    /// Where a saga stands at `state`, before any transition runs (a terminal state is
+    /// already an outcome).
+    pub fn at(cx: &SagaContext, state: S::State, failure: Option<Failure>) -> Self {
+        match S::cursor(&state) {
+            Cursor::Completed => match S::finish(state) {
+                Ok(output) => Progress::Completed(output),
+                Err(state) => Progress::Stuck {
+                    state,
+                    error: SagaError::InvalidState {
+                        saga: cx.saga().to_string(),
+                        trace_id: cx.trace_id().to_string(),
+                        message: "the state says completed but holds no output".to_string(),
+                    },
+                    failure,
+                },
+            },
+            Cursor::Compensated => Progress::Compensated(compensated(cx, failure)),
+            Cursor::Step(_) | Cursor::Compensate(_) => Progress::Running { state, failure },
+        }
+    }
+
+    /// Folds the result of the transition that ran from `state` into what comes next.
+    pub(crate) fn after(
+        cx: &SagaContext,
+        state: S::State,
+        failure: Option<Failure>,
+        result: Result<S::Effect, TransitionFailure>,
+    ) -> Self {
+        let cursor = S::cursor(&state);
+        match result {
+            Ok(effect) => Self::at(cx, S::apply(state, effect), failure),
+            Err(TransitionFailure { error, attempts }) => {
+                let Some(step) = step_at::<S>(cursor) else {
+                    return Self::at(cx, state, failure);
+                };
+                let stuck = |stuck: StuckAt, failure: Option<Failure>| SagaError::Stuck {
+                    saga: cx.saga().to_string(),
+                    trace_id: cx.trace_id().to_string(),
+                    stuck,
+                    attempts,
+                    last_error: error.clone(),
+                    failed_step: failure.map(|f| (f.step, f.error)),
+                };
+                match cursor {
+                    Cursor::Step(_) if step.kind == StepKind::Retriable => Progress::Stuck {
+                        error: stuck(StuckAt::Step(step.name.to_string()), None),
+                        state,
+                        failure,
+                    },
+                    Cursor::Step(_) => {
+                        let failure = Some(Failure {
+                            step: step.name.to_string(),
+                            error: error.clone(),
+                        });
+                        Self::at(cx, S::rollback(state), failure)
+                    }
+                    _ => Progress::Stuck {
+                        error: stuck(
+                            StuckAt::Compensation(step.name.to_string()),
+                            failure.clone(),
+                        ),
+                        state,
+                        failure,
+                    },
+                }
+            }
+        }
+    }
+
+    /// The saga's final result, or `None` while it runs.
+    pub fn into_result(self) -> Option<Result<S::Output, SagaError>> {
+        match self {
+            Progress::Running { .. } => None,
+            Progress::Completed(output) => Some(Ok(output)),
+            Progress::Compensated(error) | Progress::Stuck { error, .. } => Some(Err(error)),
+        }
+    }
+}
+
+fn compensated(cx: &SagaContext, failure: Option<Failure>) -> SagaError {
+    let (step, error) = match failure {
+        Some(Failure { step, error }) => (step, error),
+        None => (
+            "(unknown: resumed after the failure)".to_string(),
+            StepError::fatal("the failure was not recorded with the state"),
+        ),
+    };
+    SagaError::Compensated {
+        saga: cx.saga().to_string(),
+        trace_id: cx.trace_id().to_string(),
+        step,
+        error,
+    }
+}

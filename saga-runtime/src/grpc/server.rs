@@ -1,0 +1,324 @@
+//! [`GrpcServer`]: a tonic server with reflection (v1 and v1alpha), health and graceful
+//! shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The listen address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}: {source}; pick a free address or port")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A registered file descriptor set is not a valid encoded `FileDescriptorSet`.
+    #[error(
+        "invalid file descriptor set for server reflection: {0}; register the bytes your proto build emitted"
+    )]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The SIGINT/SIGTERM handlers could not be installed.
+    #[error(
+        "cannot install the shutdown signal handlers: {0}; disable them with `shutdown_on_signals(false)`"
+    )]
+    Signal(std::io::Error),
+    /// The server failed while running.
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The server task panicked or was cancelled.
+    #[error("the gRPC server task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A tonic server with the standard extras every sagaflow service wants:
+/// - server reflection v1 **and** v1alpha (grpcurl 1.8 speaks only v1alpha), advertising
+///   exactly the services added, the health service and reflection itself;
+/// - the standard health service (`grpc.health.v1.Health`), reporting SERVING for `""` and
+///   every added service while the server runs, NOT_SERVING once shutdown begins;
+/// - graceful shutdown on SIGINT/SIGTERM (unless disabled), on a user future
+///   ([`GrpcServer::shutdown_on`]) or on [`ServerHandle::shutdown`]: the listener closes and
+///   in-flight calls finish before the server task ends.
+///
+/// ```no_run
+/// # async fn run(svc: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>) -> Result<(), saga_runtime::grpc::ServeError> {
+/// use saga_runtime::grpc::GrpcServer;
+/// let server = GrpcServer::new()
+///     .add_service(svc)
+///     .serve("127.0.0.1:0".parse().unwrap())
+///     .await?;
+/// println!("listening on {}", server.local_addr());
+/// server.wait().await
+/// # }
+/// ```
+pub struct GrpcServer {
+    routes: RoutesBuilder,
+    services: Vec<&'static str>,
+    descriptor_sets: Vec<&'static [u8]>,
+    on_signals: bool,
+    shutdown: Option<ShutdownFuture>,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer")
+            .field("services", &self.services)
+            .field("descriptor_sets", &self.descriptor_sets.len())
+            .field("on_signals", &self.on_signals)
+            .field("shutdown", &self.shutdown.is_some())
+            .finish()
+    }
+}
+
+impl Default for GrpcServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GrpcServer {
+    /// A server with no service yet, shutting down on SIGINT/SIGTERM.
+    pub fn new() -> Self {
+        Self {
+            routes: RoutesBuilder::default(),
+            services: Vec::new(),
+            descriptor_sets: Vec::new(),
+            on_signals: true,
+            shutdown: None,
+        }
+    }
+
+    /// Serves `service` (a tonic-generated `XxxServer`), advertised by reflection and
+    /// reported SERVING by health under its full name.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.routes.add_service(service);
+        self.services.push(S::NAME);
+        self
+    }
+
+    /// Registers an encoded `FileDescriptorSet` (the `FILE_DESCRIPTOR_SET` a proto build
+    /// emits) so reflection can describe the added services. Register one per proto crate.
+    pub fn register_file_descriptor_set(mut self, encoded: &'static [u8]) -> Self {
+        self.descriptor_sets.push(encoded);
+        self
+    }
+
+    /// Whether SIGINT (Ctrl-C) and SIGTERM start a graceful shutdown (default: true).
+    /// Tests and embedders that own signal handling turn it off.
+    pub fn shutdown_on_signals(mut self, enabled: bool) -> Self {
+        self.on_signals = enabled;
+        self
+    }
+
+    /// Also starts a graceful shutdown when `signal` completes.
+    pub fn shutdown_on(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown = Some(Box::pin(signal));
+        self
+    }
+
+    /// Binds `addr` (port 0 picks a free port), spawns the server on the current tokio
+    /// runtime and returns once it accepts connections.
+    pub async fn serve(self, addr: SocketAddr) -> Result<ServerHandle, ServeError> {
+        let (v1, v1alpha) = self.reflection()?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in &self.services {
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+
+        let (trigger, triggered) = oneshot::channel::<()>();
+        let stop = stop_signal(self.on_signals, self.shutdown, triggered)?;
+        let reporter = health.clone();
+        let services = self.services.clone();
+        let signal = async move {
+            stop.await;
+            tracing::info!(%local_addr, "gRPC server shutting down: draining in-flight calls");
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            for name in &services {
+                reporter
+                    .set_service_status(*name, ServingStatus::NotServing)
+                    .await;
+            }
+        };
+
+        let mut routes = self.routes;
+        routes
+            .add_service(health_service)
+            .add_service(v1)
+            .add_service(v1alpha);
+        let server = Server::builder().add_routes(routes.routes());
+        let task = tokio::spawn(server.serve_with_incoming_shutdown(incoming, signal));
+        tracing::info!(%local_addr, services = ?self.services, "gRPC server listening");
+        Ok(ServerHandle {
+            local_addr,
+            health,
+            trigger: Some(trigger),
+            task,
+        })
+    }
+
+    fn reflection(
+        &self,
+    ) -> Result<
+        (
+            tonic_reflection::server::v1::ServerReflectionServer<
+                impl tonic_reflection::server::v1::ServerReflection,
+            >,
+            tonic_reflection::server::v1alpha::ServerReflectionServer<
+                impl tonic_reflection::server::v1alpha::ServerReflection,
+            >,
+        ),
+        ServeError,
+    > {
+        let builder = || {
+            let mut builder = tonic_reflection::server::Builder::configure()
+                .include_reflection_service(false)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                );
+            for set in &self.descriptor_sets {
+                builder = builder.register_encoded_file_descriptor_set(set);
+            }
+            let names = self.services.iter().copied().chain([
+                HEALTH_SERVICE,
+                REFLECTION_V1,
+                REFLECTION_V1ALPHA,
+            ]);
+            for name in names {
+                builder = builder.with_service_name(name);
+            }
+            builder
+        };
+        let v1 = builder().build_v1()?;
+        let v1alpha = builder().build_v1alpha()?;
+        Ok((v1, v1alpha))
+    }
+}
+
+/// Completes when the first shutdown cause fires: the handle's trigger (or its drop), the
+/// user future, or a signal.
+fn stop_signal(
+    on_signals: bool,
+    user: Option<ShutdownFuture>,
+    triggered: oneshot::Receiver<()>,
+) -> Result<ShutdownFuture, ServeError> {
+    let signals: ShutdownFuture = if on_signals {
+        signals()?
+    } else {
+        Box::pin(std::future::pending())
+    };
+    let user = user.unwrap_or_else(|| Box::pin(std::future::pending()));
+    Ok(Box::pin(async move {
+        tokio::select! {
+            _ = triggered => {}
+            () = user => {}
+            () = signals => {}
+        }
+    }))
+}
+
+#[cfg(unix)]
+fn signals() -> Result<ShutdownFuture, ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+    Ok(Box::pin(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    }))
+}
+
+#[cfg(not(unix))]
+fn signals() -> Result<ShutdownFuture, ServeError> {
+    Ok(Box::pin(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    }))
+}
+
+/// A running [`GrpcServer`]. Dropping the handle shuts the server down gracefully (without
+/// waiting); keep it for as long as the server should run.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    health: HealthReporter,
+    trigger: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The health reporter, to mark services NOT_SERVING (or SERVING again) at will.
+    pub fn health(&self) -> &HealthReporter {
+        &self.health
+    }
+
+    /// Starts a graceful shutdown and waits until every in-flight call has finished.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(trigger) = self.trigger.take() {
+            // An error means the server already stopped: nothing left to trigger.
+            let _ = trigger.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the server stops (a signal, the user future, or an error).
+    pub async fn wait(mut self) -> Result<(), ServeError> {
+        let trigger = self.trigger.take();
+        let result = (&mut self.task).await;
+        drop(trigger);
+        Ok(result??)
+    }
+}

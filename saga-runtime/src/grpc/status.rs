@@ -1,0 +1,156 @@
+//! `tonic::Status` <-> saga errors.
+//!
+//! Upstream `Status` -> [`StepError`] ([`step_error_from_status`], also `From`, so a step can
+//! write `client.call(req).await?`):
+//!
+//! | code | kind | why |
+//! |---|---|---|
+//! | `Unavailable`, `DeadlineExceeded`, `ResourceExhausted`, `Aborted` | retryable | transient by definition (down, slow, overloaded, contention) |
+//! | `Unknown`, `Cancelled` | retryable | what a broken connection or a server shutting down mid-call yields; retries are bounded and carry the same idempotency key |
+//! | every other code (`Internal` included) | final | retrying the same request cannot change the answer; the saga compensates |
+//!
+//! [`SagaError`] -> `Status` ([`status_from_saga_error`], also `From`):
+//!
+//! | variant | code | reason in `ErrorInfo` |
+//! |---|---|---|
+//! | `Compensated` (a step failed for good, every completed step undone) | `FailedPrecondition` | `SAGA_COMPENSATED` |
+//! | `RollbackQueued` (a step failed for good, compensation queued on the rollback topic) | `FailedPrecondition` | `SAGA_ROLLBACK_QUEUED` |
+//! | `Stuck` (a compensation or retriable step exhausted its retries) | `Internal` | `SAGA_STUCK` |
+//! | `DeadlineExceeded` (the caller's wait ended; the saga goes on) | `DeadlineExceeded` | `SAGA_DEADLINE_EXCEEDED` |
+//! | `IdTaken` (trace id used by another input) | `AlreadyExists` | `SAGA_ID_TAKEN` |
+//! | `Rejected` (queue full, throttled, shutting down) | `ResourceExhausted` | `SAGA_REJECTED` |
+//! | `Store`, `Transport` (backend unreachable) | `Unavailable` | `SAGA_STORE_UNAVAILABLE`, `SAGA_TRANSPORT_UNAVAILABLE` |
+//! | `InvalidState` | `Internal` | `SAGA_INVALID_STATE` |
+//!
+//! `Compensated` is `FailedPrecondition` rather than `Aborted` because it is the final outcome
+//! of that trace id (a repeat returns it again), so a client must not retry it as is: it is
+//! final for [`step_error_from_status`] too, which matters when a saga calls another
+//! orchestrator. The message is the error's `Display` (saga, trace id, failed step, reason).
+//! The details are a `google.rpc.Status` holding a `google.rpc.ErrorInfo` with domain
+//! [`ERROR_DOMAIN`] and metadata `trace_id`, `saga` and `step` (when known): grpcurl prints
+//! it, any gRPC client decodes it, [`trace_id_from_status`] reads it back. The response
+//! metadata also carries `x-request-id`.
+
+use std::collections::HashMap;
+
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::REQUEST_ID_HEADER;
+use crate::error::StuckAt;
+use crate::{SagaError, StepError};
+
+/// The `ErrorInfo.domain` of every status made from a [`SagaError`].
+pub const ERROR_DOMAIN: &str = "sagaflow";
+
+/// Classifies an upstream call's failure (table in the [module docs](self)). The message
+/// keeps the code and the upstream message: `Unavailable: connection refused`.
+pub fn step_error_from_status(status: &Status) -> StepError {
+    let message = format!("{:?}: {}", status.code(), status.message());
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Unknown
+        | Code::Cancelled => StepError::retryable(message),
+        Code::Ok
+        | Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::DataLoss
+        | Code::Unauthenticated => StepError::fatal(message),
+    }
+}
+
+impl From<Status> for StepError {
+    fn from(status: Status) -> Self {
+        step_error_from_status(&status)
+    }
+}
+
+/// The stable `ErrorInfo.reason` of a saga error (table in the [module docs](self)).
+pub fn saga_error_reason(error: &SagaError) -> &'static str {
+    match error {
+        SagaError::Compensated { .. } => "SAGA_COMPENSATED",
+        SagaError::RollbackQueued { .. } => "SAGA_ROLLBACK_QUEUED",
+        SagaError::Stuck { .. } => "SAGA_STUCK",
+        SagaError::DeadlineExceeded { .. } => "SAGA_DEADLINE_EXCEEDED",
+        SagaError::IdTaken { .. } => "SAGA_ID_TAKEN",
+        SagaError::Rejected { .. } => "SAGA_REJECTED",
+        SagaError::Store { .. } => "SAGA_STORE_UNAVAILABLE",
+        SagaError::Transport { .. } => "SAGA_TRANSPORT_UNAVAILABLE",
+        SagaError::InvalidState { .. } => "SAGA_INVALID_STATE",
+    }
+}
+
+/// The status a handler returns for `error` (table in the [module docs](self)): the code,
+/// the error's message, an `ErrorInfo` with the trace id, and `x-request-id` metadata.
+pub fn status_from_saga_error(error: &SagaError) -> Status {
+    let (code, saga, step) = match error {
+        SagaError::Compensated { saga, step, .. } => {
+            (Code::FailedPrecondition, Some(saga), Some(step.as_str()))
+        }
+        SagaError::RollbackQueued { saga, step, .. } => {
+            (Code::FailedPrecondition, Some(saga), Some(step.as_str()))
+        }
+        SagaError::Stuck { saga, stuck, .. } => {
+            let step = match stuck {
+                StuckAt::Compensation(step) | StuckAt::Step(step) => step.as_str(),
+            };
+            (Code::Internal, Some(saga), Some(step))
+        }
+        SagaError::DeadlineExceeded { saga, .. } => (Code::DeadlineExceeded, Some(saga), None),
+        SagaError::IdTaken { saga, .. } => (Code::AlreadyExists, Some(saga), None),
+        SagaError::Rejected { saga, .. } => (Code::ResourceExhausted, Some(saga), None),
+        SagaError::Store { .. } | SagaError::Transport { .. } => (Code::Unavailable, None, None),
+        SagaError::InvalidState { saga, .. } => (Code::Internal, Some(saga), None),
+    };
+    let trace_id = error.trace_id();
+    let mut metadata = HashMap::from([("trace_id".to_owned(), trace_id.to_owned())]);
+    if let Some(saga) = saga {
+        metadata.insert("saga".to_owned(), saga.clone());
+    }
+    if let Some(step) = step {
+        metadata.insert("step".to_owned(), step.to_owned());
+    }
+    let details = ErrorDetails::with_error_info(saga_error_reason(error), ERROR_DOMAIN, metadata);
+    let mut status = Status::with_error_details(code, error.to_string(), details);
+    if let Ok(value) = MetadataValue::try_from(trace_id) {
+        status.metadata_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    status
+}
+
+impl From<SagaError> for Status {
+    fn from(error: SagaError) -> Self {
+        status_from_saga_error(&error)
+    }
+}
+
+impl From<&SagaError> for Status {
+    fn from(error: &SagaError) -> Self {
+        status_from_saga_error(error)
+    }
+}
+
+/// The trace id a status is about: the `trace_id` of its `ErrorInfo` detail (any domain),
+/// else its `x-request-id` metadata; `None` when it has neither (or undecodable details).
+pub fn trace_id_from_status(status: &Status) -> Option<String> {
+    if let Some(info) = status.get_details_error_info()
+        && let Some(trace_id) = info.metadata.get("trace_id")
+    {
+        return Some(trace_id.clone());
+    }
+    status
+        .metadata()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}

@@ -1,0 +1,360 @@
+//! The Redis watcher: one pub/sub connection per store instance, multiplexing every waiting
+//! request of the replica.
+//!
+//! Each trace id has its own channel (`{prefix}:done:{trace_id}`), so a replica only receives
+//! the completions it waits for, however many replicas and sagas there are. Waiters live in
+//! a map trace id -> waiters ([`Waiters`]); the channel of an id is subscribed while the id
+//! has at least one waiter. SUBSCRIBE/UNSUBSCRIBE are issued by a single task that decides
+//! from the live map, so a subscribe and an unsubscribe of one id can never cross; it batches
+//! whatever requests are queued into one command.
+//!
+//! # Connection drops
+//! The pub/sub connection is a RESP3 [`ConnectionManager`] with automatic resubscription: on
+//! a drop it reconnects and re-subscribes every channel before serving any other command.
+//! Completions published while it was disconnected are lost by Redis pub/sub, so after a
+//! drop the watcher waits for the new connection (a PING through it) and re-reads the record
+//! of every watched id, waking those that ended meanwhile. It retries that with backoff for
+//! about a minute; a waiter still unresolved after a longer outage ends by its caller's
+//! timeout, and the outcome remains readable in the store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ::redis::aio::ConnectionManager;
+use ::redis::{PushInfo, PushKind, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Keys, Shared};
+use crate::store::StoreError;
+use crate::store::waiters::{WaitResult, Waiters};
+
+/// Most requests merged into one SUBSCRIBE/UNSUBSCRIBE round.
+const MAX_BATCH: usize = 4096;
+/// Attempts to re-read the watched records after a connection drop.
+const RESYNC_ATTEMPTS: u32 = 20;
+
+pub(super) enum Request {
+    /// Make sure the channel of `trace_id` is subscribed (it has a waiter), then ack.
+    Subscribe {
+        trace_id: String,
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+    /// `trace_id` lost its last waiter: unsubscribe unless a new one arrived.
+    Idle(String),
+    /// The connection dropped: re-read the watched records once it is back.
+    Resync,
+}
+
+/// What [`Watcher::prepare`] sets up before the pub/sub connection exists.
+pub(super) struct Parts {
+    waiters: Arc<Waiters>,
+    requests: mpsc::UnboundedSender<Request>,
+    rx: mpsc::UnboundedReceiver<Request>,
+}
+
+/// The handle the store keeps; dropping it stops the task and closes the connection.
+#[derive(Debug)]
+pub(super) struct Watcher {
+    pub(super) waiters: Arc<Waiters>,
+    requests: mpsc::UnboundedSender<Request>,
+    subscribed: Arc<AtomicUsize>,
+    pubsub: ConnectionManager,
+}
+
+impl Watcher {
+    /// The waiter registry and request queue ([`Parts`]) and the push handler for the
+    /// pub/sub connection; the watcher task starts with [`Watcher::start`] once the
+    /// connection exists.
+    pub(super) fn prepare(
+        keys: Arc<Keys>,
+    ) -> (
+        Parts,
+        impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
+    ) {
+        let (requests, rx) = mpsc::unbounded_channel();
+        let idle_tx = requests.downgrade();
+        let waiters = Waiters::new(Some(Box::new(move |trace_id: &str| {
+            if let Some(tx) = idle_tx.upgrade() {
+                let _ = tx.send(Request::Idle(trace_id.to_string()));
+            }
+        })));
+        let push_waiters = Arc::clone(&waiters);
+        let push_tx = requests.downgrade();
+        let on_push = move |info: PushInfo| {
+            match info.kind {
+                PushKind::Message => on_message(&keys, &push_waiters, info.data),
+                PushKind::Disconnection => {
+                    if let Some(tx) = push_tx.upgrade() {
+                        let _ = tx.send(Request::Resync);
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        };
+        let parts = Parts {
+            waiters,
+            requests,
+            rx,
+        };
+        (parts, on_push)
+    }
+
+    /// Spawns the task that owns `pubsub` and serves `requests`.
+    pub(super) fn start(shared: Arc<Shared>, pubsub: ConnectionManager, parts: Parts) -> Self {
+        let Parts {
+            waiters,
+            requests,
+            rx,
+        } = parts;
+        let subscribed = Arc::new(AtomicUsize::new(0));
+        let task = Task {
+            shared,
+            pubsub: pubsub.clone(),
+            waiters: Arc::clone(&waiters),
+            subscribed: HashSet::new(),
+            subscribed_count: Arc::clone(&subscribed),
+        };
+        tokio::spawn(task.run(rx));
+        Self {
+            waiters,
+            requests,
+            subscribed,
+            pubsub,
+        }
+    }
+
+    /// Resolves once the channel of `trace_id` is subscribed. The caller registered a waiter
+    /// for the id before, so the subscription is kept until that waiter is gone.
+    pub(super) async fn subscribe(
+        &self,
+        shared: &Shared,
+        trace_id: &str,
+    ) -> Result<(), StoreError> {
+        let (ack, acked) = oneshot::channel();
+        let request = Request::Subscribe {
+            trace_id: trace_id.to_string(),
+            ack,
+        };
+        if self.requests.send(request).is_err() {
+            return Err(shared.error(format!(
+                "the watcher task stopped; cannot watch trace id {trace_id}"
+            )));
+        }
+        // The task serves requests in order and bounds each command; allow for a queue.
+        let bound = shared.config.response_timeout * 2;
+        match tokio::time::timeout(bound, acked).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(message))) => Err(shared.error(format!(
+                "cannot subscribe to the completion of trace id {trace_id}: {message}"
+            ))),
+            Ok(Err(_)) => Err(shared.error(format!(
+                "the watcher task stopped; cannot watch trace id {trace_id}"
+            ))),
+            Err(_) => Err(shared.error(format!(
+                "subscribing to the completion of trace id {trace_id} took over {bound:?}; is Redis overloaded or down?"
+            ))),
+        }
+    }
+
+    /// The server-side id (`CLIENT ID`) of the pub/sub connection.
+    pub(super) async fn connection_id(&self, shared: &Shared) -> Result<i64, StoreError> {
+        let mut pubsub = self.pubsub.clone();
+        let id = ::redis::cmd("CLIENT").arg("ID").to_owned();
+        shared
+            .bounded("CLIENT ID", "-", id.query_async(&mut pubsub))
+            .await
+    }
+
+    /// Channels currently subscribed by this instance.
+    pub(super) fn subscribed_count(&self) -> usize {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+}
+
+/// A published completion: wake the id's waiters with the record's outcome.
+fn on_message(keys: &Keys, waiters: &Waiters, data: Vec<Value>) {
+    let mut data = data.into_iter();
+    let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+        (data.next(), data.next())
+    else {
+        tracing::warn!("saga store (redis): ignoring a malformed pub/sub message");
+        return;
+    };
+    let channel = String::from_utf8_lossy(&channel);
+    let Some(trace_id) = keys.trace_id_of_channel(&channel) else {
+        return;
+    };
+    let result: WaitResult = match serde_json::from_slice::<crate::store::SagaRecord>(&payload) {
+        Ok(record) => match record.status.outcome() {
+            Some(outcome) => Ok(outcome),
+            None => return,
+        },
+        Err(error) => Err(StoreError {
+            backend: super::BACKEND,
+            message: format!(
+                "corrupt completion published on channel `{channel}`: {error}; the record is in key `{}`",
+                keys.record(trace_id)
+            ),
+        }),
+    };
+    waiters.notify(trace_id, &result);
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    pubsub: ConnectionManager,
+    waiters: Arc<Waiters>,
+    subscribed: HashSet<String>,
+    subscribed_count: Arc<AtomicUsize>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.serve(std::mem::take(&mut batch)).await;
+        }
+        // The store was dropped: nobody can publish to the remaining waiters through it.
+        let error = Err(self.shared.error("the store was dropped".to_string()));
+        for trace_id in self.waiters.watched_ids() {
+            self.waiters.notify(&trace_id, &error);
+        }
+    }
+
+    async fn serve(&mut self, batch: Vec<Request>) {
+        let mut touched = HashSet::new();
+        let mut acks = Vec::new();
+        let mut resync = false;
+        for request in batch {
+            match request {
+                Request::Subscribe { trace_id, ack } => {
+                    touched.insert(trace_id.clone());
+                    acks.push((trace_id, ack));
+                }
+                Request::Idle(trace_id) => {
+                    touched.insert(trace_id);
+                }
+                Request::Resync => resync = true,
+            }
+        }
+        // Decide from the live registry, not from the order of the requests.
+        let (mut to_subscribe, mut to_unsubscribe) = (HashSet::new(), Vec::new());
+        for trace_id in touched {
+            let wanted = self.waiters.is_watched(&trace_id);
+            let have = self.subscribed.contains(&trace_id);
+            if wanted && !have {
+                to_subscribe.insert(trace_id);
+            } else if !wanted && have {
+                to_unsubscribe.push(trace_id);
+            }
+        }
+        if !to_unsubscribe.is_empty() {
+            self.unsubscribe(to_unsubscribe).await;
+        }
+        let result = if to_subscribe.is_empty() {
+            Ok(())
+        } else {
+            self.subscribe(&to_subscribe).await
+        };
+        self.subscribed_count
+            .store(self.subscribed.len(), Ordering::Relaxed);
+        for (trace_id, ack) in acks {
+            let answer = if to_subscribe.contains(&trace_id) {
+                result.clone()
+            } else {
+                Ok(())
+            };
+            let _ = ack.send(answer);
+        }
+        if resync {
+            tokio::spawn(resync_watched(
+                Arc::clone(&self.shared),
+                self.pubsub.clone(),
+                Arc::clone(&self.waiters),
+            ));
+        }
+    }
+
+    async fn subscribe(&mut self, trace_ids: &HashSet<String>) -> Result<(), String> {
+        let channels: Vec<String> = trace_ids
+            .iter()
+            .map(|id| self.shared.keys.channel(id))
+            .collect();
+        let timeout = self.shared.config.response_timeout;
+        match tokio::time::timeout(timeout, self.pubsub.subscribe(&channels)).await {
+            Ok(Ok(())) => {
+                self.subscribed.extend(trace_ids.iter().cloned());
+                Ok(())
+            }
+            Ok(Err(error)) => Err(format!("SUBSCRIBE failed: {error}")),
+            Err(_) => Err(format!("SUBSCRIBE got no answer within {timeout:?}")),
+        }
+    }
+
+    async fn unsubscribe(&mut self, trace_ids: Vec<String>) {
+        let channels: Vec<String> = trace_ids
+            .iter()
+            .map(|id| self.shared.keys.channel(id))
+            .collect();
+        let timeout = self.shared.config.response_timeout;
+        // Forget them either way: a stray subscription only delivers messages nobody waits
+        // for, and SUBSCRIBE is idempotent if an id is watched again.
+        for trace_id in &trace_ids {
+            self.subscribed.remove(trace_id);
+        }
+        match tokio::time::timeout(timeout, self.pubsub.unsubscribe(&channels)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "saga store (redis): UNSUBSCRIBE failed");
+            }
+            Err(_) => tracing::warn!("saga store (redis): UNSUBSCRIBE got no answer"),
+        }
+    }
+}
+
+/// After a drop: once the pub/sub connection is back (and re-subscribed), read the record of
+/// every watched id and wake those that ended while the connection was down.
+async fn resync_watched(shared: Arc<Shared>, mut pubsub: ConnectionManager, waiters: Arc<Waiters>) {
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=RESYNC_ATTEMPTS {
+        if waiters.count() == 0 {
+            return;
+        }
+        match resync_once(&shared, &mut pubsub, &waiters).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, attempt, "saga store (redis): re-reading watched sagas after a disconnect failed; retrying");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    tracing::error!(
+        "saga store (redis): gave up re-reading watched sagas after a disconnect; waiters end by their own timeout"
+    );
+}
+
+async fn resync_once(
+    shared: &Shared,
+    pubsub: &mut ConnectionManager,
+    waiters: &Waiters,
+) -> Result<(), StoreError> {
+    let ping = ::redis::cmd("PING");
+    shared
+        .bounded(
+            "PING the pub/sub connection",
+            "-",
+            ping.query_async::<Value>(pubsub),
+        )
+        .await?;
+    for trace_id in waiters.watched_ids() {
+        let record = shared.get(&trace_id).await;
+        if let Some(outcome) = record?.and_then(|record| record.status.outcome()) {
+            waiters.notify(&trace_id, &Ok(outcome));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+// A compensation receives exactly one value: its step's output.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga]
+impl Shop {
+    #[step(compensate = cancel_order)]
+    async fn create_order(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+    async fn cancel_order(&self, _cx: &SagaContext, _order: &u64, _req: &u32) -> StepResult<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,17 @@
+// The compensation takes a `&String`, but its step produces a `u64`.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga]
+impl Shop {
+    #[step(compensate = cancel_order)]
+    async fn create_order(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+    async fn cancel_order(&self, _cx: &SagaContext, _order: &String) -> StepResult<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

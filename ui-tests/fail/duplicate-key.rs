@@ -1,0 +1,17 @@
+// A key given twice.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga]
+impl Shop {
+    #[step(compensate = cancel_order, timeout_ms = 100, timeout_ms = 200)]
+    async fn create_order(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+    async fn cancel_order(&self, _cx: &SagaContext, _order: &u64) -> StepResult<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,27 @@
+// A retriable step must come after the pivot.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga]
+impl Shop {
+    #[step(compensate = cancel_order)]
+    async fn create_order(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+    async fn cancel_order(&self, _cx: &SagaContext, _order: &u64) -> StepResult<()> {
+        Ok(())
+    }
+
+    #[step(retriable)]
+    async fn notify(&self, _cx: &SagaContext, create_order: &u64) -> StepResult<u64> {
+        Ok(*create_order)
+    }
+
+    #[step(pivot)]
+    async fn charge(&self, _cx: &SagaContext, notify: &u64) -> StepResult<u64> {
+        Ok(*notify)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+// `#[saga]` on a fn.
+use sagaflow::saga;
+
+#[saga]
+pub async fn book() {}
+
+fn main() {}

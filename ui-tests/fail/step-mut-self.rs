@@ -1,0 +1,14 @@
+// A step takes `&self`, not `&mut self`.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga]
+impl Shop {
+    #[step(pivot)]
+    async fn charge(&mut self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+// `#[saga]` only takes `crate = path`.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga(krate = sagaflow)]
+impl Shop {
+    #[step(pivot)]
+    async fn charge(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+}
+
+fn main() {}

@@ -1,0 +1,17 @@
+// An unknown key in `#[step(...)]` (a typo of `timeout_ms`).
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga]
+impl Shop {
+    #[step(compensate = cancel_order, timeout = 100)]
+    async fn create_order(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+    async fn cancel_order(&self, _cx: &SagaContext, _order: &u64) -> StepResult<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,17 @@
+// `max_attempts` counts the first attempt: 0 is meaningless.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga]
+impl Shop {
+    #[step(compensate = cancel_order, retry(max_attempts = 0))]
+    async fn create_order(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+    async fn cancel_order(&self, _cx: &SagaContext, _order: &u64) -> StepResult<()> {
+        Ok(())
+    }
+}
+
+fn main() {}
