@@ -136,5 +136,27 @@ async fn main() {
         "native nats publish p50 {:?}; ping p50 {:?} p99 {:?}",
         publat[1000], lat[1000], lat[1980]
     );
+    // Confirmed publishes, 512 in flight, like the transport bench.
+    let started = Instant::now();
+    let published = futures_util::stream::iter(0..20_000)
+        .map(|_| {
+            let js = js.clone();
+            let subject = format!("{name}.x");
+            async move {
+                js.publish(subject, "{\"saga\":\"booking\"}".into())
+                    .await?
+                    .await
+                    .map(drop)
+                    .map_err(async_nats::Error::from)
+            }
+        })
+        .buffer_unordered(512)
+        .filter(|r: &Result<(), async_nats::Error>| std::future::ready(r.is_ok()))
+        .count()
+        .await;
+    println!(
+        "native nats confirmed publishes/s {:.0}",
+        published as f64 / started.elapsed().as_secs_f64()
+    );
     js.delete_stream(&name).await.unwrap();
 }
