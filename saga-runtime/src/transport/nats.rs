@@ -194,7 +194,8 @@ impl NatsTransport {
         self.inner.max_payload
     }
 
-    /// Deletes the prefix's stream with its consumers and messages. For tests and teardown.
+    /// Deletes the prefix's stream with its consumers and messages. For tests and teardown:
+    /// stop the subscriptions first.
     pub async fn delete_topology(&self) -> Result<(), TransportError> {
         self.inner
             .jetstream

@@ -127,8 +127,8 @@ impl RabbitMqTransport {
     }
 
     /// Deletes every queue this transport declared (topic, dead-letter and retry queues,
-    /// with their messages) and the prefix's exchange. For tests and teardown; running
-    /// subscriptions of this prefix lose their queues.
+    /// with their messages) and the prefix's exchange. For tests and teardown: stop the
+    /// subscriptions first, since a running one declares its queues again when it notices.
     pub async fn delete_topology(&self) -> Result<(), TransportError> {
         let live = self.inner.live().await?;
         let channel = live
