@@ -41,8 +41,8 @@ use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
 use backon::{ExponentialBuilder, Retryable};
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 
 use super::config::redact;
 use super::dispatch::{self, Pending, Source};
@@ -418,7 +418,15 @@ impl Source for NatsSource {
         }
     }
 
-    async fn close(self) {}
+    async fn close(mut self) {
+        // Hand back what was pulled but never given to the handler, so the group gets it now
+        // rather than after the ack wait.
+        if let Some(mut messages) = self.messages.take() {
+            while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            }
+        }
+    }
 }
 
 /// An unsettled JetStream delivery; dropped unsettled, the server redelivers it after the
