@@ -262,8 +262,8 @@ impl Inner {
             .await?
             .stream()
             .max_messages_per_batch(concurrency)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
+            .heartbeat(Duration::from_secs(3))
+            .expires(Duration::from_secs(10))
             .messages()
             .await
             .map_err(|e| format!("{BROKER} at {}: pull on `{topic}`: {e}", self.address))
@@ -389,9 +389,12 @@ impl Source for NatsSource {
                         return Some((delivery, pending));
                     }
                     Some(Err(error)) => {
-                        tracing::warn!(topic = %self.topic, %error, "NATS pull failed; continuing");
+                        // A failed pull (missed heartbeats, a reconnection whose consumer
+                        // check failed) may leave no pull request pending on the server:
+                        // start a fresh stream rather than wait for the old one to expire.
+                        tracing::warn!(topic = %self.topic, %error, "NATS pull failed; re-creating the pull stream");
+                        self.messages = None;
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
                     }
                     None => {
                         tracing::warn!(topic = %self.topic, "NATS pull stream ended; re-creating it");
