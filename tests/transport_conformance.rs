@@ -2,8 +2,8 @@
 //! and, for real, against RabbitMQ and NATS JetStream on 127.0.0.1. An unreachable broker
 //! fails the test with the command that starts it; nothing is skipped.
 //!
-//! Run: `cargo test --features rabbitmq,nats --test transport_conformance`.
-#![cfg(all(feature = "rabbitmq", feature = "nats"))]
+//! Run: `cargo test --features rabbitmq,nats --test transport_conformance`. Without the
+//! features only the memory transport's run is built (the CI runs `--all-features`).
 
 #[path = "transport/harness.rs"]
 mod harness;
@@ -16,9 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sagaflow::transport::{
-    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Headers, Message, NatsTransport,
-    RabbitMqTransport, SubscribeOptions, TRACE_ID_HEADER, TransportConfig, TransportError,
-    dead_letter_topic,
+    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Headers, Message, SubscribeOptions,
+    TRACE_ID_HEADER, TransportError, dead_letter_topic,
 };
 
 use harness::{Harness, Kind, Shared, handler, run};
@@ -593,11 +592,12 @@ async fn shutdown_grace_expired_redelivers(h: Arc<Harness>) {
 
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
-        conformance!(@kind memory, Memory, $($test),*);
-        conformance!(@kind rabbitmq, RabbitMq, $($test),*);
-        conformance!(@kind nats, Nats, $($test),*);
+        conformance!(@kind memory, Memory, all(), $($test),*);
+        conformance!(@kind rabbitmq, RabbitMq, feature = "rabbitmq", $($test),*);
+        conformance!(@kind nats, Nats, feature = "nats", $($test),*);
     };
-    (@kind $module:ident, $kind:ident, $($test:ident),*) => {
+    (@kind $module:ident, $kind:ident, $cfg:meta, $($test:ident),*) => {
+        #[cfg($cfg)]
         mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -624,8 +624,10 @@ conformance!(
 
 /// Connecting to nothing, or with a bad URL, is a prompt [`TransportError::Connect`] naming
 /// the broker and the address; never a hang or a panic.
+#[cfg(all(feature = "rabbitmq", feature = "nats"))]
 mod connect_errors {
     use super::*;
+    use sagaflow::transport::{NatsTransport, RabbitMqTransport, TransportConfig};
 
     fn quick() -> TransportConfig {
         TransportConfig {
@@ -683,6 +685,7 @@ mod connect_errors {
 /// RabbitMQ: after the broker closes the connection, publishing reconnects, the subscription
 /// declares its topology again and resumes. Uses `rabbitmqctl` to close this test's own
 /// connection (found by its unique connection name) only.
+#[cfg(feature = "rabbitmq")]
 mod rabbitmq_reconnection {
     use super::*;
 
@@ -785,5 +788,136 @@ mod rabbitmq_reconnection {
             subscription.shutdown(Duration::from_secs(30)).await;
         })
         .await;
+    }
+}
+
+/// NATS: a private `nats-server` (own port, own store directory, so no other test is
+/// touched) is restarted under a running subscription; publishing and consuming resume.
+#[cfg(feature = "nats")]
+mod nats_reconnection {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command};
+
+    use super::*;
+    use sagaflow::transport::{NatsTransport, Transport, TransportConfig};
+
+    const NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+    struct Server {
+        child: Child,
+        port: u16,
+        dir: PathBuf,
+    }
+
+    impl Server {
+        fn start(port: u16, dir: &std::path::Path) -> Child {
+            let child = Command::new(NATS_SERVER)
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start {NATS_SERVER} ({e}); is nats-server installed (the CI's NATS)?")
+                });
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = std::time::Instant::now() + harness::WAIT;
+            while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "private nats-server did not listen on {address}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            child
+        }
+
+        fn new() -> Self {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            let dir = std::env::temp_dir().join(format!(
+                "sagaflow-nats-reconnect-{}-{port}",
+                std::process::id()
+            ));
+            let child = Self::start(port, &dir);
+            Self { child, port, dir }
+        }
+
+        fn restart(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.child = Self::start(self.port, &self.dir);
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscription_resumes_after_the_server_restarts() {
+        let mut server = tokio::task::spawn_blocking(Server::new).await.unwrap();
+        let url = format!("nats://127.0.0.1:{}", server.port);
+        let transport = NatsTransport::connect(&url, TransportConfig::with_prefix("reconnect"))
+            .await
+            .unwrap();
+        let got = Shared::new(Vec::<String>::new());
+        let subscription = {
+            let got = got.clone();
+            transport
+                .subscribe(
+                    "resilient",
+                    options("g", 2),
+                    handler(move |d: Delivery| {
+                        let got = got.clone();
+                        async move {
+                            got.update(|g| g.push(String::from_utf8_lossy(&d.payload).into()));
+                            Disposition::Ack
+                        }
+                    }),
+                )
+                .await
+                .unwrap()
+        };
+        transport
+            .publish("resilient", message("before"))
+            .await
+            .unwrap();
+        got.wait_until("the message before the restart", |g| g.len() == 1)
+            .await;
+
+        let server = tokio::task::spawn_blocking(move || {
+            server.restart();
+            server
+        })
+        .await
+        .unwrap();
+
+        // Publishes fail while the client reconnects; at-least-once allows retrying them.
+        let deadline = tokio::time::Instant::now() + harness::WAIT;
+        loop {
+            match transport.publish("resilient", message("after")).await {
+                Ok(()) => break,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    eprintln!("publish after restart: {error}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("publish never recovered: {error}"),
+            }
+        }
+        got.wait_until("the message after the restart", |g| {
+            g.iter().any(|p| p == "after")
+        })
+        .await;
+        subscription.shutdown(Duration::from_secs(30)).await;
+        transport.delete_topology().await.unwrap();
+        drop(server);
     }
 }

@@ -9,21 +9,29 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
+#[cfg(feature = "nats")]
+use sagaflow::transport::NatsTransport;
+#[cfg(feature = "rabbitmq")]
+use sagaflow::transport::RabbitMqTransport;
 use sagaflow::transport::{
-    Delivery, Disposition, Handler, MemoryTransport, NatsTransport, RabbitMqTransport, Transport,
-    TransportConfig,
+    Delivery, Disposition, Handler, MemoryTransport, Transport, TransportConfig,
 };
 use tokio::sync::Notify;
 
+#[cfg(feature = "rabbitmq")]
 pub const RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+#[cfg(feature = "nats")]
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+#[cfg(feature = "rabbitmq")]
 pub const RABBITMQ_START: &str = "rabbitmq-server -detached";
+#[cfg(feature = "nats")]
 pub const NATS_START: &str = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log";
 
 /// How long a test waits for something that should happen (generous: loaded 2-core CI).
 pub const WAIT: Duration = Duration::from_secs(90);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // the broker kinds are unused when built without their feature
 pub enum Kind {
     Memory,
     RabbitMq,
@@ -42,7 +50,9 @@ impl fmt::Display for Kind {
 
 enum Backend {
     Memory,
+    #[cfg(feature = "rabbitmq")]
     RabbitMq(RabbitMqTransport),
+    #[cfg(feature = "nats")]
     Nats(NatsTransport),
 }
 
@@ -50,6 +60,7 @@ enum Backend {
 pub struct Harness {
     pub kind: Kind,
     /// The connection name shown by the broker (unique per test).
+    #[cfg_attr(not(feature = "rabbitmq"), allow(dead_code))]
     pub connection_name: String,
     pub transport: Arc<dyn Transport>,
     backend: Backend,
@@ -85,6 +96,7 @@ impl Harness {
                     backend: Backend::Memory,
                 }
             }
+            #[cfg(feature = "rabbitmq")]
             Kind::RabbitMq => match RabbitMqTransport::connect(RABBITMQ_URL, config).await {
                 Ok(transport) => Self {
                     kind,
@@ -96,6 +108,7 @@ impl Harness {
                     "RabbitMQ is not reachable at 127.0.0.1:5672 ({error}); start it with `{RABBITMQ_START}`"
                 ),
             },
+            #[cfg(feature = "nats")]
             Kind::Nats => match NatsTransport::connect(NATS_URL, config).await {
                 Ok(transport) => Self {
                     kind,
@@ -107,14 +120,18 @@ impl Harness {
                     "NATS (JetStream) is not reachable at 127.0.0.1:4222 ({error}); start it with `{NATS_START}`"
                 ),
             },
+            #[allow(unreachable_patterns)]
+            other => panic!("the {other} transport needs `--features {other}`"),
         }
     }
 
     /// Deletes what the test declared on the broker.
     pub async fn cleanup(&self) {
-        let result = match &self.backend {
+        let result: Result<(), sagaflow::transport::TransportError> = match &self.backend {
             Backend::Memory => Ok(()),
+            #[cfg(feature = "rabbitmq")]
             Backend::RabbitMq(transport) => transport.delete_topology().await,
+            #[cfg(feature = "nats")]
             Backend::Nats(transport) => transport.delete_topology().await,
         };
         if let Err(error) = result {

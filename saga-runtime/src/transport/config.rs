@@ -117,6 +117,7 @@ pub(crate) fn message_size(message: &super::Message) -> usize {
 }
 
 /// The URL without its password, e.g. `amqp://guest@127.0.0.1:5672/%2f`.
+#[cfg(any(feature = "rabbitmq", feature = "nats"))]
 pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
@@ -144,6 +145,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(feature = "rabbitmq", feature = "nats"))]
     fn redact_drops_the_password() {
         assert_eq!(
             redact("amqp://guest:secret@h:5672/%2f"),

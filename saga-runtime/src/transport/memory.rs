@@ -19,7 +19,8 @@ use super::{
 /// An in-process transport. A (topic, group) queue exists from the group's first subscription
 /// on and keeps its messages while no subscriber runs, like a durable broker queue; messages
 /// published to a topic before any group subscribed are dropped, as RabbitMQ and NATS do.
-/// Nothing survives the process.
+/// Nothing survives the process. Each instance is its own broker, so the topic prefix only
+/// matters to the other transports.
 #[derive(Clone)]
 pub struct MemoryTransport {
     inner: Arc<Inner>,

@@ -22,7 +22,8 @@
 //! across every replica of the group** (the server counts unacked messages per consumer, and
 //! all replicas share the durable consumer), unlike RabbitMQ's prefetch, which is per
 //! subscriber. Each subscriber also runs at most `concurrency` handlers itself. The first
-//! subscription of a group creates the consumer; later ones reuse it as it is.
+//! subscription of a group creates the consumer; a later one whose configured concurrency or
+//! ack wait differs updates it (the latest subscriber's configuration wins).
 //!
 //! # Limits and reconnection
 //! The largest message is the smaller of [`TransportConfig::max_payload`] and the server's
@@ -40,10 +41,10 @@ use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
 use backon::{ExponentialBuilder, Retryable};
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 
-use super::config::{message_size, redact};
+use super::config::redact;
 use super::dispatch::{self, Pending, Source};
 use super::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, Message, SubscribeOptions,
@@ -85,6 +86,21 @@ fn sanitize(name: &str) -> String {
             c => c,
         })
         .collect()
+}
+
+/// Size of a message on the wire as the server checks it against `max_payload`: payload
+/// plus the encoded header block (`NATS/1.0\r\n`, `name: value\r\n` each, `\r\n`).
+fn nats_size(message: &Message) -> usize {
+    let headers = if message.headers.is_empty() {
+        0
+    } else {
+        12 + message
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>()
+    };
+    message.payload.len() + headers
 }
 
 fn to_header_map(headers: &Headers) -> HeaderMap {
@@ -178,7 +194,8 @@ impl NatsTransport {
         self.inner.max_payload
     }
 
-    /// Deletes the prefix's stream with its consumers and messages. For tests and teardown.
+    /// Deletes the prefix's stream with its consumers and messages. For tests and teardown:
+    /// stop the subscriptions first.
     pub async fn delete_topology(&self) -> Result<(), TransportError> {
         self.inner
             .jetstream
@@ -194,28 +211,45 @@ impl NatsTransport {
 }
 
 impl Inner {
+    /// Gets or creates the durable consumer of (topic, group). With `update`, an existing one
+    /// whose concurrency (`max_ack_pending`) or ack wait differ from the configuration is
+    /// updated: the latest subscriber's configuration wins.
     async fn consumer(
         &self,
         topic: &str,
         group: &str,
         concurrency: usize,
+        update: bool,
     ) -> Result<PullConsumer, String> {
         let name = sanitize(&format!("{topic}__{group}"));
-        self.stream
-            .get_or_create_consumer(
-                &name,
-                pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: self.config.physical_topic(topic),
-                    ack_policy: AckPolicy::Explicit,
-                    deliver_policy: DeliverPolicy::New,
-                    ack_wait: self.config.ack_wait(),
-                    max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
-                    ..Default::default()
-                },
-            )
+        let config = pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: self.config.physical_topic(topic),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::New,
+            ack_wait: self.config.ack_wait(),
+            max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        let error =
+            |e: &dyn fmt::Display| format!("{BROKER} at {}: consumer `{name}`: {e}", self.address);
+        let consumer = self
+            .stream
+            .get_or_create_consumer(&name, config.clone())
             .await
-            .map_err(|e| format!("{BROKER} at {}: consumer `{name}`: {e}", self.address))
+            .map_err(|e| error(&e))?;
+        let current = &consumer.cached_info().config;
+        if update
+            && (current.max_ack_pending != config.max_ack_pending
+                || current.ack_wait != config.ack_wait)
+        {
+            return self
+                .stream
+                .update_consumer(config)
+                .await
+                .map_err(|e| error(&e));
+        }
+        Ok(consumer)
     }
 
     async fn messages(
@@ -224,12 +258,12 @@ impl Inner {
         group: &str,
         concurrency: usize,
     ) -> Result<pull::Stream, String> {
-        self.consumer(topic, group, concurrency)
+        self.consumer(topic, group, concurrency, true)
             .await?
             .stream()
             .max_messages_per_batch(concurrency)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
+            .heartbeat(Duration::from_secs(3))
+            .expires(Duration::from_secs(10))
             .messages()
             .await
             .map_err(|e| format!("{BROKER} at {}: pull on `{topic}`: {e}", self.address))
@@ -258,7 +292,7 @@ impl Transport for NatsTransport {
         message: Message,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            let size = message_size(&message);
+            let size = nats_size(&message);
             let limit = self.inner.max_payload;
             if size > limit {
                 return Err(TransportError::TooLarge {
@@ -295,7 +329,12 @@ impl Transport for NatsTransport {
             };
             // Dead letters of this group are kept by the same group on the dead-letter topic.
             self.inner
-                .consumer(&dead_letter_topic(topic), &options.group, concurrency)
+                .consumer(
+                    &dead_letter_topic(topic),
+                    &options.group,
+                    concurrency,
+                    false,
+                )
                 .await
                 .map_err(subscribe_error)?;
             let messages = self
@@ -350,9 +389,12 @@ impl Source for NatsSource {
                         return Some((delivery, pending));
                     }
                     Some(Err(error)) => {
-                        tracing::warn!(topic = %self.topic, %error, "NATS pull failed; continuing");
+                        // A failed pull (missed heartbeats, a reconnection whose consumer
+                        // check failed) may leave no pull request pending on the server:
+                        // start a fresh stream rather than wait for the old one to expire.
+                        tracing::warn!(topic = %self.topic, %error, "NATS pull failed; re-creating the pull stream");
+                        self.messages = None;
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
                     }
                     None => {
                         tracing::warn!(topic = %self.topic, "NATS pull stream ended; re-creating it");
@@ -379,7 +421,15 @@ impl Source for NatsSource {
         }
     }
 
-    async fn close(self) {}
+    async fn close(mut self) {
+        // Hand back what was pulled but never given to the handler, so the group gets it now
+        // rather than after the ack wait.
+        if let Some(mut messages) = self.messages.take() {
+            while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            }
+        }
+    }
 }
 
 /// An unsettled JetStream delivery; dropped unsettled, the server redelivers it after the

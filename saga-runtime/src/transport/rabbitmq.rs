@@ -127,8 +127,8 @@ impl RabbitMqTransport {
     }
 
     /// Deletes every queue this transport declared (topic, dead-letter and retry queues,
-    /// with their messages) and the prefix's exchange. For tests and teardown; running
-    /// subscriptions of this prefix lose their queues.
+    /// with their messages) and the prefix's exchange. For tests and teardown: stop the
+    /// subscriptions first, since a running one declares its queues again when it notices.
     pub async fn delete_topology(&self) -> Result<(), TransportError> {
         let live = self.inner.live().await?;
         let channel = live
@@ -287,12 +287,20 @@ impl Inner {
         topic: &str,
         group: &str,
         concurrency: usize,
+    ) -> Result<(Channel, Consumer), String> {
+        let live = self.live().await.map_err(|e| e.to_string())?;
+        self.declare_and_consume(&live, topic, group, concurrency)
+            .await
+            .map_err(|e| format!("{BROKER} at {}: {e}", self.address))
+    }
+
+    async fn declare_and_consume(
+        &self,
+        live: &Live,
+        topic: &str,
+        group: &str,
+        concurrency: usize,
     ) -> Result<(Channel, Consumer), lapin::Error> {
-        let live = self.live().await.map_err(|e| {
-            lapin::Error::from(lapin::ErrorKind::IOError(Arc::new(std::io::Error::other(
-                e.to_string(),
-            ))))
-        })?;
         let channel = live.connection.create_channel().await?;
         let exchange: ShortString = self.config.topic_prefix.as_str().into();
         let dead_topic = dead_letter_topic(topic);
@@ -431,9 +439,9 @@ impl Transport for RabbitMqTransport {
                 .inner
                 .attach(topic, &options.group, concurrency)
                 .await
-                .map_err(|e| TransportError::Subscribe {
+                .map_err(|reason| TransportError::Subscribe {
                     topic: topic.to_owned(),
-                    reason: format!("{BROKER} at {}: {e}", self.inner.address),
+                    reason,
                 })?;
             let source = RabbitSource {
                 inner: self.inner.clone(),
