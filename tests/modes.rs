@@ -311,12 +311,16 @@ async fn queued_rollback_compensates_on_a_consumer(backend: Backend) {
 }
 
 async fn throttled_burst_never_exceeds_the_cap(backend: Backend) {
-    let backends = Backends::connect(backend, "modes-burst").await;
+    // The cap: 4 deliveries per topic (the transport's consumer concurrency) and 4 step
+    // executions in all on this replica (`max_concurrent_steps`).
+    let backends = Backends::connect_with(backend, "modes-burst", |config| {
+        config.default_concurrency = 4
+    })
+    .await;
     let probe = Arc::new(Probe::default());
     probe.step_delay_ms.store(2, Ordering::SeqCst);
     let config = OrchestratorConfig {
         max_concurrent_steps: Some(4),
-        default_concurrency: 4,
         ..quick_config()
     };
     let orchestrator = orchestrator(&backends, &probe, config);

@@ -288,7 +288,6 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
             } else {
                 Routing::PodAffine
             },
-            default_concurrency: options.concurrency,
             max_concurrent_steps: Some(options.concurrency),
             ..OrchestratorConfig::default()
         };

@@ -1,6 +1,5 @@
 //! [`OrchestratorConfig`]: how an [`Orchestrator`](super::Orchestrator) routes, caps and waits.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -43,11 +42,6 @@ pub struct OrchestratorConfig {
     pub sync_rollback: Rollback,
     /// Which topics carry throttled sagas.
     pub throttled_routing: Routing,
-    /// Consumer concurrency of a topic that `topic_concurrency` does not name.
-    pub default_concurrency: usize,
-    /// Consumer concurrency per logical topic (`{saga}.{step}`, `{saga}.rollback`): the most
-    /// messages of that topic this replica handles at once.
-    pub topic_concurrency: HashMap<String, usize>,
     /// The most step or compensation executions this replica runs at once for this saga,
     /// across all of its topics; `None` for no cap beyond the per-topic ones.
     pub max_concurrent_steps: Option<usize>,
@@ -65,23 +59,10 @@ impl Default for OrchestratorConfig {
             pod_id: "pod-0".to_string(),
             sync_rollback: Rollback::Inline,
             throttled_routing: Routing::Shared,
-            default_concurrency: 16,
-            topic_concurrency: HashMap::new(),
             max_concurrent_steps: None,
             default_wait: Duration::from_secs(30),
             redelivery_delay: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
         }
-    }
-}
-
-impl OrchestratorConfig {
-    /// The consumer concurrency of `topic`.
-    pub fn concurrency(&self, topic: &str) -> usize {
-        self.topic_concurrency
-            .get(topic)
-            .copied()
-            .unwrap_or(self.default_concurrency)
-            .max(1)
     }
 }

@@ -274,7 +274,7 @@ impl<S: Saga> Orchestrator<S> {
             for topic in all_topics::<S>(route.as_deref()) {
                 let options = SubscribeOptions {
                     group: group.clone(),
-                    concurrency: self.inner.config.concurrency(&topic),
+                    concurrency: self.inner.transport.config().concurrency_for(&topic),
                 };
                 let handler = Arc::new(TopicConsumer {
                     inner: Arc::clone(&self.inner),

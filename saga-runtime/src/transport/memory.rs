@@ -100,6 +100,10 @@ impl Inner {
 }
 
 impl Transport for MemoryTransport {
+    fn config(&self) -> &TransportConfig {
+        MemoryTransport::config(self)
+    }
+
     fn publish<'a>(
         &'a self,
         topic: &'a str,

@@ -197,6 +197,10 @@ pub enum TransportError {
 /// A message broker as the engine sees it. Object safe: the engine holds an
 /// `Arc<dyn Transport>`.
 pub trait Transport: Send + Sync + fmt::Debug + 'static {
+    /// The transport's settings: the topic prefix and the consumer concurrency per topic,
+    /// which the engine subscribes with.
+    fn config(&self) -> &TransportConfig;
+
     /// Publishes `message` to `topic`; resolves once the broker confirmed it.
     fn publish<'a>(
         &'a self,

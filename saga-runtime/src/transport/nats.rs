@@ -286,6 +286,10 @@ impl Inner {
 }
 
 impl Transport for NatsTransport {
+    fn config(&self) -> &TransportConfig {
+        NatsTransport::config(self)
+    }
+
     fn publish<'a>(
         &'a self,
         topic: &'a str,

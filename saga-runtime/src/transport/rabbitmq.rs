@@ -395,6 +395,10 @@ fn persistent(headers: FieldTable) -> BasicProperties {
 }
 
 impl Transport for RabbitMqTransport {
+    fn config(&self) -> &TransportConfig {
+        RabbitMqTransport::config(self)
+    }
+
     fn publish<'a>(
         &'a self,
         topic: &'a str,
