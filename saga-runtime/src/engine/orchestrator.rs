@@ -165,6 +165,9 @@ impl<S: Saga> Orchestrator<S> {
         loop {
             match progress {
                 Progress::Running { state, failure } => {
+                    // Record before publishing a queued rollback: once published, the rollback
+                    // consumer may record the final outcome, which a later write would hide.
+                    inner.record_progress(cx, &state).await;
                     if let (Some(failed), Rollback::Queued) = (&failure, inner.config.sync_rollback)
                     {
                         match inner
@@ -172,7 +175,6 @@ impl<S: Saga> Orchestrator<S> {
                             .await
                         {
                             Ok(()) => {
-                                inner.record_progress(cx, &state).await;
                                 return Err(SagaError::RollbackQueued {
                                     saga: cx.saga().to_string(),
                                     trace_id: cx.trace_id().to_string(),
@@ -185,7 +187,6 @@ impl<S: Saga> Orchestrator<S> {
                             }
                         }
                     }
-                    inner.record_progress(cx, &state).await;
                     let result = run_transition(&*inner.saga, cx, &state, 1).await;
                     progress = Progress::after(cx, state, failure, result);
                 }
@@ -568,6 +569,11 @@ impl<S: Saga> Inner<S> {
         let result = run_transition(&*self.saga, &cx, &state, 1).await;
         match Progress::<S>::after(&cx, state, failure, result) {
             Progress::Running { state, failure } => {
+                // Record before publishing: once the next state is published, its consumer may
+                // record the final outcome, and a progress write after it would overwrite it
+                // (the store's update reads then writes), leaving the saga "running" forever
+                // and its throttled caller waiting until its deadline.
+                self.record_progress(&cx, &state).await;
                 if let Err(e) = self
                     .publish_state(&cx, &state, failure.as_ref(), route.as_deref())
                     .await
@@ -577,7 +583,6 @@ impl<S: Saga> Inner<S> {
                         delay: Some(self.config.redelivery_delay),
                     };
                 }
-                self.record_progress(&cx, &state).await;
                 Disposition::Ack
             }
             Progress::Stuck { error, .. } => {
