@@ -310,7 +310,7 @@ struct Rig {
     prefix: String,
 }
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(20);
 
 impl Rig {
     async fn start(backends: &Backends, consumer_concurrency: usize) -> (Self, Consumers) {
@@ -365,7 +365,17 @@ impl Rig {
         };
         let ok = match mode {
             Mode::Sync => expected(self.orchestrator.run_sync(&cx, input).await, fault)?,
-            Mode::Throttled => expected(self.orchestrator.run_throttled(&cx, input).await, fault)?,
+            Mode::Throttled => {
+                let result = self.orchestrator.run_throttled(&cx, input).await;
+                if let Err(SagaError::DeadlineExceeded { .. }) = &result {
+                    let record = self.orchestrator.store().get(&trace_id).await;
+                    let status = record.map(|r| r.map(|r| r.status));
+                    return Err(format!(
+                        "{trace_id}: no outcome in time; store says {status:?}"
+                    ));
+                }
+                expected(result, fault)?
+            }
             Mode::Async => {
                 let (tx, rx) = oneshot::channel();
                 if let Ok(mut waiters) = self.waiters.lock() {
