@@ -327,7 +327,7 @@ fn report(args: &Args, total: &Tally, elapsed: Duration) {
         total.ok,
         100.0 * total.ok as f64 / requests.max(1) as f64
     );
-    if args.fault_ratio > 0.0 {
+    if args.fault_ratio > 0.0 && args.rpc != Rpc::Async {
         println!(
             "fault-injected: {} compensated as expected (FailedPrecondition), {} succeeded (unexpected)",
             total.fault_failed, total.fault_succeeded
