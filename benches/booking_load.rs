@@ -1,0 +1,419 @@
+//! Load generator for any server of `pb.BookingService` (issue 5): the sagaflow booking example
+//! or the Go framework's server, over plain gRPC with only the proto (no in-process shortcut).
+//!
+//! `--concurrency` workers send requests back to back for `--duration`, each with its own
+//! `x-request-id` (`{prefix}-{run id}-{counter}`, the run id makes reruns unique), a share
+//! `--fault-ratio` of them with `FaultInject`. It prints requests, successes, failures by status
+//! code (fault-injected requests that failed are counted apart: that is their expected end),
+//! sagas/s and p50/p99/max latency. `--upstream-stats` reads the load figures of the example's
+//! Order and Payment services (`GetLoad`) before and after, to show the most concurrent calls
+//! they saw. `--spawn-example` starts the booking example binary first and stops it at the end.
+//!
+//! ```sh
+//! cargo build --release --example booking
+//! cargo bench --bench booking_load -- --rpc throttled --concurrency 50 --duration 10s \
+//!     --spawn-example -- --transport nats --store redis
+//! ```
+//! With `--rpc async` the figures are for accepted sagas (the RPC answers once the first
+//! message is confirmed), not for completed ones.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use booking_proto::order::order_service_client::OrderServiceClient;
+use booking_proto::payment::payment_service_client::PaymentServiceClient;
+use booking_proto::pb::BookingRequest;
+use booking_proto::pb::booking_service_client::BookingServiceClient;
+use booking_proto::upstream::{GetLoadRequest, LoadStats};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request};
+
+/// Which RPC of `pb.BookingService` to call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Rpc {
+    /// HandleSyncBooking.
+    Sync,
+    /// HandleAsyncBooking (answers when the saga is accepted).
+    Async,
+    /// HandleThrottlingBooking.
+    Throttled,
+}
+
+/// Load generator for a `pb.BookingService` server.
+#[derive(Debug, Parser)]
+#[command(name = "booking_load")]
+struct Args {
+    /// The server's URL.
+    #[arg(long, default_value = "http://127.0.0.1:10000")]
+    addr: String,
+    /// Which RPC to call.
+    #[arg(long, value_enum, default_value = "sync")]
+    rpc: Rpc,
+    /// Requests in flight at once (one worker each, back to back).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// How long to send requests (e.g. 10s, 500ms, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Share of requests sent with FaultInject (0..=1).
+    #[arg(long, default_value_t = 0.0)]
+    fault_ratio: f64,
+    /// Deadline of each request (sent as grpc-timeout).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// HTTP/2 connections the workers share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// First part of every x-request-id (`{prefix}-{run id}-{counter}`).
+    #[arg(long, default_value = "load")]
+    request_id_prefix: String,
+    /// Order and Payment service URLs whose GetLoad figures to print (the booking example's).
+    #[arg(long, value_delimiter = ',')]
+    upstream_stats: Vec<String>,
+    /// Start the booking example binary first (default path: target/release/examples/booking)
+    /// with the arguments after `--`, wait until it listens, stop it at the end.
+    #[arg(long, num_args = 0..=1, default_missing_value = "target/release/examples/booking")]
+    spawn_example: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Arguments of the spawned example.
+    #[arg(last = true)]
+    example_args: Vec<String>,
+}
+
+/// `10s`, `500ms`, `2m` or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 10s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`; use ms, s or m"
+            ));
+        }
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// What one worker saw.
+struct Tally {
+    latency: Histogram<u64>,
+    ok: u64,
+    /// Fault-injected requests that failed (their expected end).
+    fault_failed: u64,
+    /// Fault-injected requests that succeeded (should not happen).
+    fault_succeeded: u64,
+    /// Other failures by status code.
+    failures: BTreeMap<String, u64>,
+    first_failure: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
+            ok: 0,
+            fault_failed: 0,
+            fault_succeeded: 0,
+            failures: BTreeMap::new(),
+            first_failure: None,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        let _ = self.latency.add(&other.latency);
+        self.ok += other.ok;
+        self.fault_failed += other.fault_failed;
+        self.fault_succeeded += other.fault_succeeded;
+        for (code, n) in other.failures {
+            *self.failures.entry(code).or_default() += n;
+        }
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+
+    fn requests(&self) -> u64 {
+        self.ok + self.fault_failed + self.fault_succeeded + self.failures.values().sum::<u64>()
+    }
+}
+
+/// Whether request `n` carries FaultInject: spread evenly (golden-ratio sequence), so any
+/// window of requests has about `ratio` of them.
+fn is_fault(n: u64, ratio: f64) -> bool {
+    ratio > 0.0 && ((n as f64) * 0.618_033_988_749_895).fract() < ratio
+}
+
+struct Plan {
+    rpc: Rpc,
+    fault_ratio: f64,
+    timeout: Duration,
+    id_prefix: String,
+    next: AtomicU64,
+    end: Instant,
+}
+
+async fn call(
+    client: &mut BookingServiceClient<Channel>,
+    plan: &Plan,
+    n: u64,
+    fault: bool,
+) -> Result<(), tonic::Status> {
+    let mut request = Request::new(BookingRequest {
+        product_id: 1 + (n % 1000) as i64,
+        count: 1,
+        fault_inject: fault,
+    });
+    let id = format!("{}-{n}", plan.id_prefix);
+    let value = MetadataValue::try_from(id.as_str())
+        .map_err(|e| tonic::Status::invalid_argument(format!("bad x-request-id {id}: {e}")))?;
+    request.metadata_mut().insert("x-request-id", value);
+    request.set_timeout(plan.timeout);
+    match plan.rpc {
+        Rpc::Sync => client.handle_sync_booking(request).await.map(drop),
+        Rpc::Async => client.handle_async_booking(request).await.map(drop),
+        Rpc::Throttled => client.handle_throttling_booking(request).await.map(drop),
+    }
+}
+
+async fn worker(mut client: BookingServiceClient<Channel>, plan: Arc<Plan>) -> Tally {
+    let mut tally = Tally::new();
+    while Instant::now() < plan.end {
+        let n = plan.next.fetch_add(1, Ordering::Relaxed);
+        let fault = is_fault(n, plan.fault_ratio);
+        let started = Instant::now();
+        let result = call(&mut client, &plan, n, fault).await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tally.latency.saturating_record(micros.max(1));
+        match (result, fault) {
+            (Ok(()), false) => tally.ok += 1,
+            (Ok(()), true) if plan.rpc == Rpc::Async => tally.ok += 1,
+            (Ok(()), true) => tally.fault_succeeded += 1,
+            (Err(status), true) if status.code() == Code::FailedPrecondition => {
+                tally.fault_failed += 1
+            }
+            (Err(status), _) => {
+                *tally
+                    .failures
+                    .entry(format!("{:?}", status.code()))
+                    .or_default() += 1;
+                if tally.first_failure.is_none() {
+                    tally.first_failure =
+                        Some(format!("{:?}: {}", status.code(), status.message()));
+                }
+            }
+        }
+    }
+    tally
+}
+
+/// Starts the example, waits for its "listening" line, and keeps draining its output.
+fn spawn_example(path: &PathBuf, args: &[String]) -> Child {
+    let mut child = Command::new(path)
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_string()),
+        )
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}); build it with `cargo build --release --example booking`",
+                path.display()
+            )
+        });
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut ready = Some(ready_tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("BookingService listening")
+                && let Some(tx) = ready.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        panic!(
+            "{} did not report `BookingService listening` within 60 s",
+            path.display()
+        );
+    }
+    eprintln!(
+        "booking_load: started {} {}",
+        path.display(),
+        args.join(" ")
+    );
+    child
+}
+
+async fn upstream_stats(urls: &[String], reset: bool) -> Vec<(String, LoadStats)> {
+    let mut stats = Vec::new();
+    for url in urls {
+        let Ok(endpoint) = Endpoint::from_shared(url.clone()) else {
+            eprintln!("upstream stats: bad URL {url}");
+            continue;
+        };
+        let Ok(channel) = endpoint.connect().await else {
+            eprintln!("upstream stats: cannot connect to {url}");
+            continue;
+        };
+        let request = GetLoadRequest { reset };
+        // The Order and Payment services both serve GetLoad; try one, then the other.
+        let figures = match OrderServiceClient::new(channel.clone())
+            .get_load(request)
+            .await
+        {
+            Ok(response) => Ok(response.into_inner()),
+            Err(_) => PaymentServiceClient::new(channel)
+                .get_load(request)
+                .await
+                .map(|r| r.into_inner()),
+        };
+        match figures {
+            Ok(figures) => stats.push((url.clone(), figures)),
+            Err(status) => eprintln!("upstream stats: {url}: {status}"),
+        }
+    }
+    stats
+}
+
+fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:x}", nanos % (1 << 48), std::process::id())
+}
+
+fn report(args: &Args, total: &Tally, elapsed: Duration) {
+    let requests = total.requests();
+    let secs = elapsed.as_secs_f64();
+    let rate = |n: u64| n as f64 / secs;
+    let millis = |q: f64| total.latency.value_at_quantile(q) as f64 / 1000.0;
+    let what = if args.rpc == Rpc::Async {
+        "accepted"
+    } else {
+        "completed"
+    };
+    println!(
+        "rpc {:?}, concurrency {}, {:.1}s, fault ratio {}",
+        args.rpc, args.concurrency, secs, args.fault_ratio
+    );
+    println!("requests     {requests} ({:.0}/s)", rate(requests));
+    println!(
+        "successes    {} ({:.1}%)",
+        total.ok,
+        100.0 * total.ok as f64 / requests.max(1) as f64
+    );
+    if args.fault_ratio > 0.0 && args.rpc != Rpc::Async {
+        println!(
+            "fault-injected: {} compensated as expected (FailedPrecondition), {} succeeded (unexpected)",
+            total.fault_failed, total.fault_succeeded
+        );
+    }
+    let failed: u64 = total.failures.values().sum();
+    println!("failures     {failed}");
+    for (code, n) in &total.failures {
+        println!("  {code:<20} {n}");
+    }
+    if let Some(first) = &total.first_failure {
+        println!("  first: {first}");
+    }
+    println!(
+        "sagas/s      {:.0} ({what} as intended: successes + compensated fault-injected)",
+        rate(total.ok + total.fault_failed)
+    );
+    println!(
+        "latency ms   p50 {:.2}  p99 {:.2}  max {:.2}",
+        millis(0.5),
+        millis(0.99),
+        total.latency.max() as f64 / 1000.0
+    );
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = Args::parse();
+    let mut child = args
+        .spawn_example
+        .as_ref()
+        .map(|path| spawn_example(path, &args.example_args));
+
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let endpoint = Endpoint::from_shared(args.addr.clone())
+            .unwrap_or_else(|e| panic!("bad --addr {}: {e}", args.addr));
+        match endpoint.connect().await {
+            Ok(channel) => channels.push(channel),
+            Err(e) => {
+                if let Some(child) = child.as_mut() {
+                    let _ = child.kill();
+                }
+                panic!(
+                    "cannot connect to {} ({e}); is the server running?",
+                    args.addr
+                )
+            }
+        }
+    }
+    if !args.upstream_stats.is_empty() {
+        upstream_stats(&args.upstream_stats, true).await;
+    }
+
+    let id_prefix = format!("{}-{}", args.request_id_prefix, run_id());
+    eprintln!("booking_load: x-request-id prefix {id_prefix}");
+    let started = Instant::now();
+    let plan = Arc::new(Plan {
+        rpc: args.rpc,
+        fault_ratio: args.fault_ratio,
+        timeout: args.timeout,
+        id_prefix,
+        next: AtomicU64::new(0),
+        end: started + args.duration,
+    });
+    let workers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|i| {
+            let client = BookingServiceClient::new(channels[i % channels.len()].clone());
+            tokio::spawn(worker(client, Arc::clone(&plan)))
+        })
+        .collect();
+    let mut total = Tally::new();
+    for worker in workers {
+        total.merge(worker.await.expect("worker task"));
+    }
+    let elapsed = started.elapsed();
+    report(&args, &total, elapsed);
+
+    for (url, stats) in upstream_stats(&args.upstream_stats, false).await {
+        println!(
+            "upstream {url}: max in flight {}, calls {}, rejected {}",
+            stats.max_in_flight, stats.calls, stats.rejected
+        );
+    }
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
