@@ -33,7 +33,7 @@ use hdrhistogram::Histogram;
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig};
 use sagaflow::store::{Begin, Outcome, SagaRecord, SagaStatus, SagaStore, StoreError};
 use sagaflow::transport::{
-    Handler, Message, SubscribeOptions, Subscription, Transport, TransportError,
+    Handler, Message, SubscribeOptions, Subscription, Transport, TransportConfig, TransportError,
 };
 use sagaflow::{Saga, SagaContext, SagaError, StepError, StepResult, saga};
 use serde::{Deserialize, Serialize};
@@ -277,6 +277,9 @@ struct CountingTransport {
 }
 
 impl Transport for CountingTransport {
+    fn config(&self) -> &TransportConfig {
+        self.inner.config()
+    }
     fn publish<'a>(
         &'a self,
         topic: &'a str,
@@ -313,7 +316,7 @@ struct Rig {
 const WAIT: Duration = Duration::from_secs(20);
 
 impl Rig {
-    async fn start(backends: &Backends, consumer_concurrency: usize) -> (Self, Consumers) {
+    async fn start(backends: &Backends) -> (Self, Consumers) {
         let ops = Arc::new(Ops::default());
         let store = Arc::new(CountingStore {
             inner: Arc::clone(&backends.store),
@@ -324,7 +327,6 @@ impl Rig {
             ops: Arc::clone(&ops),
         });
         let config = OrchestratorConfig {
-            default_concurrency: consumer_concurrency,
             redelivery_delay: Duration::from_millis(50),
             ..OrchestratorConfig::default()
         };
@@ -482,8 +484,11 @@ async fn sequential(rig: &Rig, mode: Mode, fault: bool, sagas: usize) -> (Histog
 }
 
 async fn bench_transport(transport: TransportArg, args: &Args) -> Vec<Row> {
-    let backends = Backends::connect(transport.backend(), "bench-modes").await;
-    let (rig, consumers) = Rig::start(&backends, args.consumer_concurrency).await;
+    let backends = Backends::connect_with(transport.backend(), "bench-modes", |config| {
+        config.default_concurrency = args.consumer_concurrency;
+    })
+    .await;
+    let (rig, consumers) = Rig::start(&backends).await;
     let rig = Arc::new(rig);
     let mut rows = Vec::new();
     let paths: &[bool] = if args.no_fault {
