@@ -61,13 +61,13 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// How long to send requests (e.g. 10s, 500ms, 1m).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Share of requests sent with FaultInject (0..=1).
     #[arg(long, default_value_t = 0.0)]
     fault_ratio: f64,
     /// Deadline of each request (sent as grpc-timeout).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
     /// HTTP/2 connections the workers share.
     #[arg(long, default_value_t = 4)]
@@ -88,28 +88,6 @@ struct Args {
     /// Arguments of the spawned example.
     #[arg(last = true)]
     example_args: Vec<String>,
-}
-
-/// `10s`, `500ms`, `2m` or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((text, "s"), |at| text.split_at(at));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 10s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`; use ms, s or m"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// What one worker saw.

@@ -157,7 +157,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     sagas: usize,
     /// How long each throughput run lasts (e.g. 5s, 500ms).
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Sagas in flight at once in the throughput runs.
     #[arg(long, default_value_t = 50)]
@@ -174,28 +174,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-/// `10s`, `500ms`, `2m` or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((text, "s"), |at| text.split_at(at));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 10s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`; use ms, s or m"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 // ---------------------------------------------------------------------------------------------

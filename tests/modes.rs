@@ -14,7 +14,8 @@ use sagaflow::engine::{Orchestrator, OrchestratorConfig, Rollback, Started};
 use sagaflow::error::StuckAt;
 use sagaflow::store::SagaStatus;
 use sagaflow::transport::{
-    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Message, SubscribeOptions, dead_letter_topic,
+    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Message, SubscribeOptions, Subscription,
+    dead_letter_topic,
 };
 use sagaflow::{Saga, SagaContext, SagaError, StepError, StepResult, saga};
 use serde::{Deserialize, Serialize};
@@ -474,31 +475,39 @@ async fn the_same_trace_id_runs_once(backend: Backend) {
     backends.cleanup().await;
 }
 
+/// Subscribes to the dead-letter topic `topic` (before anything is dead-lettered) and hands
+/// every dead letter to the returned receiver.
+async fn dead_letters(
+    backends: &Backends,
+    topic: &str,
+) -> (Subscription, mpsc::UnboundedReceiver<Delivery>) {
+    let (dead_tx, dead_rx) = mpsc::unbounded_channel::<Delivery>();
+    let options = SubscribeOptions {
+        group: "test-dead".into(),
+        concurrency: 1,
+    };
+    let handler = Arc::new(move |delivery: Delivery| {
+        let dead_tx = dead_tx.clone();
+        async move {
+            let _ = dead_tx.send(delivery);
+            Disposition::Ack
+        }
+    });
+    let subscription = backends
+        .transport
+        .subscribe(topic, options, handler)
+        .await
+        .expect("dead-letter subscription");
+    (subscription, dead_rx)
+}
+
 async fn a_compensation_that_always_fails_is_stuck_and_dead_lettered(backend: Backend) {
     let backends = Backends::connect(backend, "modes-stuck").await;
     let probe = Arc::new(Probe::default());
     probe.release_fails.store(true, Ordering::SeqCst);
     let orchestrator = orchestrator(&backends, &probe, quick_config());
-    let (dead_tx, mut dead_rx) = mpsc::unbounded_channel::<Delivery>();
     let dead_topic = dead_letter_topic(&sagaflow::engine::rollback_topic::<TripSaga>(None));
-    let dead = backends
-        .transport
-        .subscribe(
-            &dead_topic,
-            SubscribeOptions {
-                group: "test-dead".into(),
-                concurrency: 1,
-            },
-            Arc::new(move |delivery: Delivery| {
-                let dead_tx = dead_tx.clone();
-                async move {
-                    let _ = dead_tx.send(delivery);
-                    Disposition::Ack
-                }
-            }),
-        )
-        .await
-        .expect("dead-letter subscription");
+    let (dead, mut dead_rx) = dead_letters(&backends, &dead_topic).await;
     let consumers = orchestrator.serve().await.expect("consumers start");
     orchestrator
         .start(&cx("stuck"), trip(true))
@@ -556,25 +565,7 @@ async fn a_bad_message_is_dead_lettered_and_the_consumer_keeps_running(backend: 
     let probe = Arc::new(Probe::default());
     let orchestrator = orchestrator(&backends, &probe, quick_config());
     let topic = sagaflow::engine::step_topic::<TripSaga>(0, None).expect("step 0");
-    let (dead_tx, mut dead_rx) = mpsc::unbounded_channel::<Delivery>();
-    let dead = backends
-        .transport
-        .subscribe(
-            &dead_letter_topic(&topic),
-            SubscribeOptions {
-                group: "test-dead".into(),
-                concurrency: 1,
-            },
-            Arc::new(move |delivery: Delivery| {
-                let dead_tx = dead_tx.clone();
-                async move {
-                    let _ = dead_tx.send(delivery);
-                    Disposition::Ack
-                }
-            }),
-        )
-        .await
-        .expect("dead-letter subscription");
+    let (dead, mut dead_rx) = dead_letters(&backends, &dead_letter_topic(&topic)).await;
     let consumers = orchestrator.serve().await.expect("consumers start");
     let bad = [
         (r#"{"v":1,"saga":"TripSaga""#.to_string(), "malformed"),

@@ -116,6 +116,23 @@ pub(crate) fn message_size(message: &super::Message) -> usize {
             .sum::<usize>()
 }
 
+/// Refuses a message of `size` bytes for `topic` over `limit` with
+/// [`TransportError::TooLarge`](super::TransportError::TooLarge), before anything is sent.
+pub(crate) fn check_size(
+    topic: &str,
+    size: usize,
+    limit: usize,
+) -> Result<(), super::TransportError> {
+    if size > limit {
+        return Err(super::TransportError::TooLarge {
+            topic: topic.to_owned(),
+            size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// The URL without its password, e.g. `amqp://guest@127.0.0.1:5672/%2f`.
 #[cfg(any(feature = "rabbitmq", feature = "nats"))]
 pub(crate) fn redact(url: &str) -> String {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::config::message_size;
+use super::config::{check_size, message_size};
 use super::dispatch::{self, Pending, Source};
 use super::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, Message, SubscribeOptions,
@@ -110,15 +110,7 @@ impl Transport for MemoryTransport {
         message: Message,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            let size = message_size(&message);
-            let limit = self.inner.config.max_payload;
-            if size > limit {
-                return Err(TransportError::TooLarge {
-                    topic: topic.to_owned(),
-                    size,
-                    limit,
-                });
-            }
+            check_size(topic, message_size(&message), self.inner.config.max_payload)?;
             self.inner.enqueue(topic, message);
             Ok(())
         })

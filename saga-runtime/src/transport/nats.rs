@@ -44,7 +44,7 @@ use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-use super::config::redact;
+use super::config::{check_size, redact};
 use super::dispatch::{self, Pending, Source};
 use super::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, Message, SubscribeOptions,
@@ -296,15 +296,7 @@ impl Transport for NatsTransport {
         message: Message,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            let size = nats_size(&message);
-            let limit = self.inner.max_payload;
-            if size > limit {
-                return Err(TransportError::TooLarge {
-                    topic: topic.to_owned(),
-                    size,
-                    limit,
-                });
-            }
+            check_size(topic, nats_size(&message), self.inner.max_payload)?;
             self.inner
                 .publish_raw(
                     self.inner.config.physical_topic(topic),

@@ -45,7 +45,7 @@ use lapin::{
     ExchangeKind,
 };
 
-use super::config::{message_size, redact};
+use super::config::{check_size, message_size, redact};
 use super::dispatch::{self, Pending, Source};
 use super::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, Message, SubscribeOptions,
@@ -405,15 +405,7 @@ impl Transport for RabbitMqTransport {
         message: Message,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            let size = message_size(&message);
-            let limit = self.inner.config.max_payload;
-            if size > limit {
-                return Err(TransportError::TooLarge {
-                    topic: topic.to_owned(),
-                    size,
-                    limit,
-                });
-            }
+            check_size(topic, message_size(&message), self.inner.config.max_payload)?;
             self.inner
                 .publish_raw(
                     &self.inner.config.topic_prefix,
