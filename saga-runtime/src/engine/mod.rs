@@ -14,7 +14,9 @@
 //! transition (in the async modes its message goes to the dead-letter topic).
 
 mod config;
+mod consumer;
 mod envelope;
+mod inner;
 mod orchestrator;
 mod progress;
 mod sync;
@@ -22,8 +24,9 @@ mod topics;
 mod transition;
 
 pub use config::{OrchestratorConfig, Rollback, Routing};
+pub use consumer::Consumers;
 pub use envelope::{Envelope, FORMAT_VERSION};
-pub use orchestrator::{Completion, CompletionHook, Consumers, Orchestrator, Started};
+pub use orchestrator::{Completion, CompletionHook, Orchestrator, Started};
 pub use progress::{Failure, Progress};
 pub use sync::SyncEngine;
 pub use topics::{all_topics, rollback_topic, step_topic, topic_for};

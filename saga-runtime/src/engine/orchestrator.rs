@@ -2,25 +2,20 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use super::config::{OrchestratorConfig, Rollback, Routing};
-use super::envelope::{Envelope, FORMAT_VERSION, decode};
-use super::progress::{Failure, Progress};
-use super::sync::unreachable_running;
-use super::topics::{all_topics, topic_for};
+use super::consumer::{self, Consumers};
+use super::inner::Inner;
+use super::progress::Progress;
 use super::transition::run_transition;
 use crate::store::{Begin, SagaRecord, SagaStatus, SagaStore, fingerprint};
-use crate::transport::{
-    Delivery, Disposition, Handler, Message, SubscribeOptions, Subscription, TRACE_ID_HEADER,
-    Transport,
-};
-use crate::{Cursor, Saga, SagaContext, SagaError};
+use crate::transport::Transport;
+use crate::{Saga, SagaContext, SagaError};
 
 /// How a saga ended, handed to the completion hook.
 #[derive(Debug)]
@@ -84,15 +79,6 @@ impl<S: Saga> fmt::Debug for Orchestrator<S> {
             .field("config", &self.inner.config)
             .finish()
     }
-}
-
-struct Inner<S: Saga> {
-    saga: Arc<S>,
-    transport: Arc<dyn Transport>,
-    store: Arc<dyn SagaStore>,
-    config: OrchestratorConfig,
-    hook: Option<CompletionHook<S>>,
-    step_slots: Option<Arc<Semaphore>>,
 }
 
 impl<S: Saga> Orchestrator<S> {
@@ -263,40 +249,7 @@ impl<S: Saga> Orchestrator<S> {
     /// topic; with pod-affine routing also this pod's topics), each with its configured
     /// concurrency, in the competing-consumer group named after the saga.
     pub async fn serve(&self) -> Result<Consumers, SagaError> {
-        let name = S::description().name;
-        let pod = self.inner.config.pod_id.clone();
-        let mut routes: Vec<(Option<String>, String)> = vec![(None, name.to_string())];
-        if self.inner.config.throttled_routing == Routing::PodAffine {
-            routes.push((Some(pod.clone()), format!("{name}.{pod}")));
-        }
-        let mut subscriptions = Vec::new();
-        for (route, group) in routes {
-            for topic in all_topics::<S>(route.as_deref()) {
-                let options = SubscribeOptions {
-                    group: group.clone(),
-                    concurrency: self.inner.transport.config().concurrency_for(&topic),
-                };
-                let handler = Arc::new(TopicConsumer {
-                    inner: Arc::clone(&self.inner),
-                    topic: topic.clone(),
-                });
-                let subscription = self
-                    .inner
-                    .transport
-                    .subscribe(&topic, options, handler)
-                    .await
-                    .map_err(|e| SagaError::Transport {
-                        trace_id: "-".to_string(),
-                        message: e.to_string(),
-                    })?;
-                subscriptions.push(subscription);
-            }
-        }
-        info!(saga = name, pod = %pod, topics = subscriptions.len(), "saga consumers running");
-        Ok(Consumers {
-            subscriptions,
-            grace: self.inner.config.shutdown_grace,
-        })
+        consumer::serve(&self.inner).await
     }
 
     /// Records the saga; `Some(record)` when the id exists with the same input.
@@ -415,232 +368,4 @@ fn decode_outcome<S: Saga>(
         trace_id: cx.trace_id().to_string(),
         message: format!("the stored output does not decode: {e}"),
     })
-}
-
-/// The status the store records for a running state.
-fn status_of<S: Saga>(state: &S::State) -> Option<SagaStatus> {
-    let steps = S::description().steps;
-    match S::cursor(state) {
-        Cursor::Step(step) => steps.get(step).map(|s| SagaStatus::Running {
-            step,
-            name: s.name.to_string(),
-        }),
-        Cursor::Compensate(step) => steps.get(step).map(|s| SagaStatus::Compensating {
-            step,
-            name: s.name.to_string(),
-        }),
-        Cursor::Completed | Cursor::Compensated => None,
-    }
-}
-
-impl<S: Saga> Inner<S> {
-    /// Publishes `state` to the topic of its next transition, with broker confirmation.
-    async fn publish_state(
-        &self,
-        cx: &SagaContext,
-        state: &S::State,
-        failure: Option<&Failure>,
-        route: Option<&str>,
-    ) -> Result<(), SagaError> {
-        let transport_error = |message: String| SagaError::Transport {
-            trace_id: cx.trace_id().to_string(),
-            message,
-        };
-        let topic = topic_for::<S>(S::cursor(state), route)
-            .ok_or_else(|| transport_error("a finished saga has no next topic".to_string()))?;
-        let envelope = Envelope {
-            v: FORMAT_VERSION,
-            saga: S::description().name.to_string(),
-            trace_id: cx.trace_id().to_string(),
-            metadata: cx.metadata().clone(),
-            route: route.map(str::to_string),
-            failure: failure.cloned(),
-            state,
-        };
-        let payload = serde_json::to_vec(&envelope)
-            .map_err(|e| transport_error(format!("cannot serialise: {e}")))?;
-        let mut message = Message {
-            payload: Bytes::from(payload),
-            ..Message::default()
-        };
-        message
-            .headers
-            .insert(TRACE_ID_HEADER.to_string(), cx.trace_id().to_string());
-        self.transport
-            .publish(&topic, message)
-            .await
-            .map_err(|e| transport_error(e.to_string()))
-    }
-
-    /// Records that `state` is next (best effort: the saga goes on if the store is down).
-    async fn record_progress(&self, cx: &SagaContext, state: &S::State) {
-        if let Some(status) = status_of::<S>(state)
-            && let Err(e) = self.store.update(cx.trace_id(), status, 0).await
-        {
-            warn!(trace_id = cx.trace_id(), error = %e, "cannot record saga progress");
-        }
-    }
-
-    /// Records a final outcome and returns it.
-    async fn finish(&self, cx: &SagaContext, done: Progress<S>) -> Result<S::Output, SagaError> {
-        let result = done
-            .into_result()
-            .unwrap_or_else(|| unreachable_running(cx));
-        if let Err(e) = self.record_final(cx, &result).await {
-            error!(trace_id = cx.trace_id(), error = %e, "cannot record the saga's outcome");
-        }
-        result
-    }
-
-    async fn record_final(
-        &self,
-        cx: &SagaContext,
-        result: &Result<S::Output, SagaError>,
-    ) -> Result<(), SagaError> {
-        let status = match result {
-            Ok(output) => SagaStatus::Completed {
-                output: serde_json::to_value(output).map_err(|e| SagaError::Store {
-                    trace_id: cx.trace_id().to_string(),
-                    message: format!("cannot serialise the output: {e}"),
-                })?,
-            },
-            Err(error) => SagaStatus::Failed {
-                error: error.clone(),
-            },
-        };
-        self.store
-            .update(cx.trace_id(), status, 0)
-            .await
-            .map_err(|e| SagaError::Store {
-                trace_id: cx.trace_id().to_string(),
-                message: e.to_string(),
-            })
-    }
-
-    async fn notify(&self, cx: &SagaContext, result: Result<S::Output, SagaError>) {
-        if let Some(hook) = &self.hook {
-            hook(Completion {
-                trace_id: cx.trace_id().to_string(),
-                result,
-            })
-            .await;
-        }
-    }
-}
-
-/// The running consumers of one orchestrator.
-#[derive(Debug)]
-pub struct Consumers {
-    subscriptions: Vec<Subscription>,
-    grace: Duration,
-}
-
-impl Consumers {
-    /// Stops taking messages and lets in-flight ones finish within the configured grace;
-    /// returns how many were still in flight when it gave up (they will be redelivered).
-    pub async fn shutdown(self) -> usize {
-        let grace = self.grace;
-        let mut left = 0;
-        for subscription in self.subscriptions {
-            left += subscription.shutdown(grace).await;
-        }
-        left
-    }
-
-    /// Stops at once, as a crash would: in-flight messages are not acked and get redelivered.
-    pub fn abort(self) {
-        for subscription in self.subscriptions {
-            subscription.abort();
-        }
-    }
-}
-
-/// Handles the messages of one topic: runs one transition, publishes the next state (or
-/// records the end), and only then acks.
-struct TopicConsumer<S: Saga> {
-    inner: Arc<Inner<S>>,
-    topic: String,
-}
-
-impl<S: Saga> Handler for TopicConsumer<S> {
-    fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Disposition> {
-        let inner = Arc::clone(&self.inner);
-        let topic = self.topic.clone();
-        Box::pin(async move { inner.consume(&topic, delivery).await })
-    }
-}
-
-impl<S: Saga> Inner<S> {
-    async fn consume(&self, topic: &str, delivery: Delivery) -> Disposition {
-        let envelope = match decode::<S>(&delivery.payload) {
-            Ok(envelope) => envelope,
-            Err(reason) => {
-                error!(topic, trace_id = delivery.trace_id(), %reason, "dead-lettering a message this consumer cannot process");
-                return Disposition::DeadLetter {
-                    reason: reason.to_string(),
-                };
-            }
-        };
-        let Envelope {
-            trace_id,
-            metadata,
-            route,
-            failure,
-            state,
-            ..
-        } = envelope;
-        let cx = SagaContext::new(S::description().name, trace_id).with_metadata(metadata);
-        if S::cursor(&state).is_terminal() {
-            let reason = format!(
-                "the message holds a finished saga ({:?}): nothing to run",
-                S::cursor(&state)
-            );
-            error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering");
-            return Disposition::DeadLetter { reason };
-        }
-        let _slot = match &self.step_slots {
-            Some(slots) => Arc::clone(slots).acquire_owned().await.ok(),
-            None => None,
-        };
-        let result = run_transition(&*self.saga, &cx, &state, 1).await;
-        match Progress::<S>::after(&cx, state, failure, result) {
-            Progress::Running { state, failure } => {
-                // Record before publishing: once published, the next transition may end the
-                // saga on another replica, and its final status must not be overwritten.
-                self.record_progress(&cx, &state).await;
-                if let Err(e) = self
-                    .publish_state(&cx, &state, failure.as_ref(), route.as_deref())
-                    .await
-                {
-                    warn!(topic, trace_id = cx.trace_id(), error = %e, "cannot publish the next state; the step will run again");
-                    return Disposition::Nack {
-                        delay: Some(self.config.redelivery_delay),
-                    };
-                }
-                Disposition::Ack
-            }
-            Progress::Stuck { error, .. } => {
-                if let Err(e) = self.record_final(&cx, &Err(error.clone())).await {
-                    error!(topic, trace_id = cx.trace_id(), error = %e, "cannot record that the saga is stuck");
-                }
-                error!(topic, trace_id = cx.trace_id(), %error, "saga stuck: dead-lettering its message");
-                let reason = error.to_string();
-                self.notify(&cx, Err(error)).await;
-                Disposition::DeadLetter { reason }
-            }
-            done => {
-                let result = done
-                    .into_result()
-                    .unwrap_or_else(|| unreachable_running(&cx));
-                if let Err(e) = self.record_final(&cx, &result).await {
-                    warn!(topic, trace_id = cx.trace_id(), error = %e, "cannot record the outcome; the step will run again");
-                    return Disposition::Nack {
-                        delay: Some(self.config.redelivery_delay),
-                    };
-                }
-                self.notify(&cx, result).await;
-                Disposition::Ack
-            }
-        }
-    }
 }
