@@ -622,6 +622,55 @@ async fn a_bad_message_is_dead_lettered_and_the_consumer_keeps_running(backend: 
     backends.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_throttled_queue_refuses_at_once_and_frees_its_slot() {
+    let backends = Backends::connect(Backend::Memory, "modes-full").await;
+    let probe = Arc::new(Probe::default());
+    probe.park_next_reserve.store(true, Ordering::SeqCst);
+    let config = OrchestratorConfig {
+        max_waiting: Some(1),
+        ..quick_config()
+    };
+    let orchestrator = orchestrator(&backends, &probe, config);
+    let consumers = orchestrator.serve().await.expect("consumers start");
+    let first = tokio::spawn({
+        let orchestrator = orchestrator.clone();
+        async move { orchestrator.run_throttled(&cx("full-1"), trip(false)).await }
+    });
+    tokio::time::timeout(WAIT, probe.parked.notified())
+        .await
+        .expect("the first saga runs and waits");
+    let refused = orchestrator
+        .run_throttled(&cx("full-2"), trip(false))
+        .await
+        .expect_err("the queue is full");
+    match &refused {
+        SagaError::Rejected {
+            trace_id, reason, ..
+        } => {
+            assert_eq!(trace_id, "full-2");
+            assert!(reason.contains("full"), "{reason}");
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert!(
+        backends.store.get("full-2").await.expect("store").is_none(),
+        "nothing was started"
+    );
+    probe.unpark.notify_waiters();
+    first
+        .await
+        .expect("task")
+        .expect("the first saga completes");
+    let ticket = orchestrator
+        .run_throttled(&cx("full-3"), trip(false))
+        .await
+        .expect("the slot is free again");
+    assert_eq!(ticket.paid, 100);
+    consumers.shutdown().await;
+    backends.cleanup().await;
+}
+
 macro_rules! per_backend {
     ($($test:ident),* $(,)?) => {
         mod memory { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(super::Backend::Memory).await } )* }

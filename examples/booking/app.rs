@@ -134,6 +134,10 @@ pub struct Options {
     /// Most step executions this replica runs at once (the throttled cap on upstream load).
     #[arg(long, default_value_t = 4, env = "BOOKING_CONCURRENCY")]
     pub concurrency: usize,
+    /// Most throttled requests this replica lets wait at once; more are refused with
+    /// RESOURCE_EXHAUSTED (unbounded if unset).
+    #[arg(long, env = "BOOKING_MAX_WAITING")]
+    pub max_waiting: Option<usize>,
     /// Trace id policy for requests without `x-request-id`.
     #[arg(long, value_enum, default_value = "require", env = "BOOKING_TRACE_IDS")]
     pub trace_ids: TraceIds,
@@ -289,6 +293,7 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
                 Routing::PodAffine
             },
             max_concurrent_steps: Some(options.concurrency),
+            max_waiting: options.max_waiting,
             ..OrchestratorConfig::default()
         };
         let orchestrator = Orchestrator::new(saga, transport, store, config).on_complete(

@@ -45,6 +45,11 @@ pub struct OrchestratorConfig {
     /// The most step or compensation executions this replica runs at once for this saga,
     /// across all of its topics; `None` for no cap beyond the per-topic ones.
     pub max_concurrent_steps: Option<usize>,
+    /// The most throttled callers this replica lets wait at once; one more is refused at
+    /// once with [`SagaError::Rejected`](crate::SagaError::Rejected) (gRPC
+    /// `ResourceExhausted`) before anything starts, so an overload burst cannot pile up
+    /// unbounded waiting requests. `None`: no bound.
+    pub max_waiting: Option<usize>,
     /// How long a throttled caller without a deadline waits for the outcome.
     pub default_wait: Duration,
     /// How long a nacked message waits before redelivery (publish or store failed).
@@ -60,6 +65,7 @@ impl Default for OrchestratorConfig {
             sync_rollback: Rollback::Inline,
             throttled_routing: Routing::Shared,
             max_concurrent_steps: None,
+            max_waiting: None,
             default_wait: Duration::from_secs(30),
             redelivery_delay: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),

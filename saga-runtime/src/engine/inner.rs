@@ -25,6 +25,8 @@ pub(super) struct Inner<S: Saga> {
     pub(super) config: OrchestratorConfig,
     pub(super) hook: Option<CompletionHook<S>>,
     pub(super) step_slots: Option<Arc<Semaphore>>,
+    /// Throttled callers allowed to wait at once ([`OrchestratorConfig::max_waiting`]).
+    pub(super) waiting_slots: Option<Arc<Semaphore>>,
 }
 
 /// The status the store records for a running state.

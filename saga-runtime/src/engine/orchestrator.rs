@@ -89,9 +89,9 @@ impl<S: Saga> Orchestrator<S> {
         store: Arc<dyn SagaStore>,
         config: OrchestratorConfig,
     ) -> Self {
-        let step_slots = config
-            .max_concurrent_steps
-            .map(|n| Arc::new(Semaphore::new(n.max(1))));
+        let slots = |bound: Option<usize>| bound.map(|n| Arc::new(Semaphore::new(n)));
+        let step_slots = slots(config.max_concurrent_steps.map(|n| n.max(1)));
+        let waiting_slots = slots(config.max_waiting);
         Self {
             inner: Arc::new(Inner {
                 saga,
@@ -100,6 +100,7 @@ impl<S: Saga> Orchestrator<S> {
                 config,
                 hook: None,
                 step_slots,
+                waiting_slots,
             }),
         }
     }
@@ -218,6 +219,17 @@ impl<S: Saga> Orchestrator<S> {
         let route = match self.inner.config.throttled_routing {
             Routing::Shared => None,
             Routing::PodAffine => Some(self.inner.config.pod_id.clone()),
+        };
+        let _waiting = match &self.inner.waiting_slots {
+            Some(slots) => Some(Arc::clone(slots).try_acquire_owned().map_err(|_| SagaError::Rejected {
+                saga: cx.saga().to_string(),
+                trace_id: cx.trace_id().to_string(),
+                reason: format!(
+                    "the throttled queue of this replica is full ({} callers waiting); retry later",
+                    self.inner.config.max_waiting.unwrap_or_default()
+                ),
+            })?),
+            None => None,
         };
         if let Some(existing) = self.admit(cx, input, route).await? {
             return self.await_existing(cx, existing).await;
