@@ -9,6 +9,9 @@
 #[path = "../examples/booking/app.rs"]
 mod app;
 #[allow(dead_code)]
+#[path = "../examples/booking/ledger.rs"]
+mod ledger;
+#[allow(dead_code)]
 #[path = "../examples/booking/order.rs"]
 mod order;
 #[allow(dead_code)]

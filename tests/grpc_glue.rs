@@ -3,6 +3,9 @@
 #![cfg(feature = "grpc")]
 
 #[allow(dead_code)]
+#[path = "../examples/booking/ledger.rs"]
+mod ledger;
+#[allow(dead_code)]
 #[path = "../examples/booking/order.rs"]
 mod order;
 #[allow(dead_code)]

@@ -12,6 +12,7 @@
 //! (`cargo run --example booking -- --help`).
 
 mod app;
+mod ledger;
 mod order;
 mod payment;
 mod saga;

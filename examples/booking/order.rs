@@ -5,7 +5,6 @@
 //! by trace id is idempotent and also refuses later creates of that trace id (a compensation
 //! that overtook its step); gets and `GetLoad` bypass the [`LoadGate`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use booking_proto::order::order_service_server::{OrderService, OrderServiceServer};
@@ -17,17 +16,20 @@ use booking_proto::upstream::{GetLoadRequest, LoadStats};
 use saga_runtime::grpc::TraceIdPolicy;
 use tonic::{Request, Response, Status};
 
+use crate::ledger::{Ledger, Record};
 use crate::upstream::{LoadConfig, LoadGate, idempotency_key, lock};
 
 const SERVICE: &str = "order service";
 
-#[derive(Debug, Default)]
-struct State {
-    last_id: i64,
-    by_id: BTreeMap<i64, Order>,
-    by_trace: HashMap<String, Vec<i64>>,
-    by_key: HashMap<String, (CreateOrderRequest, i64)>,
-    cancelled_traces: HashSet<String>,
+type State = Ledger<CreateOrderRequest, Order>;
+
+impl Record for Order {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn cancel(&mut self) {
+        self.set_status(OrderStatus::Cancelled);
+    }
 }
 
 /// The Order service. Clones share the same orders and load gate.
@@ -41,7 +43,7 @@ impl OrderSvc {
     /// An empty service behaving per `load`.
     pub fn new(load: LoadConfig) -> Self {
         Self {
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(Ledger::new("order"))),
             gate: Arc::new(LoadGate::new(SERVICE, load)),
         }
     }
@@ -58,19 +60,8 @@ impl OrderSvc {
 
     /// The orders of `trace_id`, by id (in-process view of `GetOrdersByTraceId`).
     pub fn orders_of(&self, trace_id: &str) -> Result<Vec<Order>, Status> {
-        let state = lock(&self.state, SERVICE)?;
-        Ok(orders_of(&state, trace_id))
+        Ok(lock(&self.state, SERVICE)?.of_trace(trace_id))
     }
-}
-
-fn orders_of(state: &State, trace_id: &str) -> Vec<Order> {
-    state
-        .by_trace
-        .get(trace_id)
-        .into_iter()
-        .flatten()
-        .filter_map(|id| state.by_id.get(id).cloned())
-        .collect()
 }
 
 #[tonic::async_trait]
@@ -90,38 +81,14 @@ impl OrderService for OrderSvc {
         }
         self.gate
             .run(async {
-                let mut state = lock(&self.state, SERVICE)?;
-                if let Some(key) = &key
-                    && let Some((first, id)) = state.by_key.get(key)
-                {
-                    if *first != input {
-                        return Err(Status::already_exists(format!(
-                            "idempotency key {key} was used for another order; use a new key"
-                        )));
-                    }
-                    let order = state.by_id.get(id).cloned();
-                    return order
-                        .map(Response::new)
-                        .ok_or_else(|| Status::internal("order index out of sync"));
-                }
-                if state.cancelled_traces.contains(&trace_id) {
-                    return Err(Status::failed_precondition(format!(
-                        "the orders of trace id {trace_id} were already cancelled; not creating a new one"
-                    )));
-                }
-                state.last_id += 1;
-                let order = Order {
-                    id: state.last_id,
-                    trace_id: trace_id.clone(),
-                    product_id: input.product_id,
-                    count: input.count,
-                    status: OrderStatus::Active.into(),
-                };
-                state.by_id.insert(order.id, order.clone());
-                state.by_trace.entry(trace_id.clone()).or_default().push(order.id);
-                if let Some(key) = key {
-                    state.by_key.insert(key, (input, order.id));
-                }
+                let order =
+                    lock(&self.state, SERVICE)?.create(&trace_id, key, input, |id| Order {
+                        id,
+                        trace_id: trace_id.clone(),
+                        product_id: input.product_id,
+                        count: input.count,
+                        status: OrderStatus::Active.into(),
+                    })?;
                 tracing::info!(trace_id, order_id = order.id, "order created");
                 Ok(Response::new(order))
             })
@@ -138,18 +105,10 @@ impl OrderService for OrderSvc {
         };
         self.gate
             .run(async {
-                let mut state = lock(&self.state, SERVICE)?;
-                state.cancelled_traces.insert(trace_id.clone());
-                let ids = state.by_trace.get(&trace_id).cloned().unwrap_or_default();
-                for id in &ids {
-                    if let Some(order) = state.by_id.get_mut(id) {
-                        order.set_status(OrderStatus::Cancelled);
-                    }
-                }
+                let orders = lock(&self.state, SERVICE)?.cancel(&trace_id);
+                let ids: Vec<i64> = orders.iter().map(|r| r.id).collect();
                 tracing::info!(trace_id, orders = ?ids, "orders cancelled");
-                Ok(Response::new(Orders {
-                    orders: orders_of(&state, &trace_id),
-                }))
+                Ok(Response::new(Orders { orders }))
             })
             .await
     }
@@ -159,13 +118,7 @@ impl OrderService for OrderSvc {
         request: Request<GetOrderRequest>,
     ) -> Result<Response<Order>, Status> {
         let id = request.get_ref().id;
-        let state = lock(&self.state, SERVICE)?;
-        state
-            .by_id
-            .get(&id)
-            .cloned()
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("no order with id {id}")))
+        lock(&self.state, SERVICE)?.get(id).map(Response::new)
     }
 
     async fn get_orders_by_trace_id(

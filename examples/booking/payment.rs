@@ -6,7 +6,6 @@
 //! sets `fail` (the example's `FaultInject`); cancel by trace id is idempotent and refuses
 //! later creates of that trace id; gets and `GetLoad` bypass the [`LoadGate`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use booking_proto::payment::payment_service_server::{PaymentService, PaymentServiceServer};
@@ -18,17 +17,20 @@ use booking_proto::upstream::{GetLoadRequest, LoadStats};
 use saga_runtime::grpc::TraceIdPolicy;
 use tonic::{Request, Response, Status};
 
+use crate::ledger::{Ledger, Record};
 use crate::upstream::{LoadConfig, LoadGate, idempotency_key, lock};
 
 const SERVICE: &str = "payment service";
 
-#[derive(Debug, Default)]
-struct State {
-    last_id: i64,
-    by_id: BTreeMap<i64, Payment>,
-    by_trace: HashMap<String, Vec<i64>>,
-    by_key: HashMap<String, (CreatePaymentRequest, i64)>,
-    cancelled_traces: HashSet<String>,
+type State = Ledger<CreatePaymentRequest, Payment>;
+
+impl Record for Payment {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn cancel(&mut self) {
+        self.set_status(PaymentStatus::Cancelled);
+    }
 }
 
 /// The Payment service. Clones share the same payments and load gate.
@@ -42,7 +44,7 @@ impl PaymentSvc {
     /// An empty service behaving per `load`.
     pub fn new(load: LoadConfig) -> Self {
         Self {
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(Ledger::new("payment"))),
             gate: Arc::new(LoadGate::new(SERVICE, load)),
         }
     }
@@ -59,19 +61,8 @@ impl PaymentSvc {
 
     /// The payments of `trace_id`, by id (in-process view of `GetPaymentsByTraceId`).
     pub fn payments_of(&self, trace_id: &str) -> Result<Vec<Payment>, Status> {
-        let state = lock(&self.state, SERVICE)?;
-        Ok(payments_of(&state, trace_id))
+        Ok(lock(&self.state, SERVICE)?.of_trace(trace_id))
     }
-}
-
-fn payments_of(state: &State, trace_id: &str) -> Vec<Payment> {
-    state
-        .by_trace
-        .get(trace_id)
-        .into_iter()
-        .flatten()
-        .filter_map(|id| state.by_id.get(id).cloned())
-        .collect()
 }
 
 #[tonic::async_trait]
@@ -92,48 +83,24 @@ impl PaymentService for PaymentSvc {
         self.gate
             .run(async {
                 if input.fail {
-                    tracing::info!(trace_id, order_id = input.order_id, "payment refused (fault injected)");
+                    tracing::info!(
+                        trace_id,
+                        order_id = input.order_id,
+                        "payment refused (fault injected)"
+                    );
                     return Err(Status::failed_precondition(format!(
                         "payment for order {} refused: fault injected (FaultInject)",
                         input.order_id
                     )));
                 }
-                let mut state = lock(&self.state, SERVICE)?;
-                if let Some(key) = &key
-                    && let Some((first, id)) = state.by_key.get(key)
-                {
-                    if *first != input {
-                        return Err(Status::already_exists(format!(
-                            "idempotency key {key} was used for another payment; use a new key"
-                        )));
-                    }
-                    let payment = state.by_id.get(id).cloned();
-                    return payment
-                        .map(Response::new)
-                        .ok_or_else(|| Status::internal("payment index out of sync"));
-                }
-                if state.cancelled_traces.contains(&trace_id) {
-                    return Err(Status::failed_precondition(format!(
-                        "the payments of trace id {trace_id} were already cancelled; not creating a new one"
-                    )));
-                }
-                state.last_id += 1;
-                let payment = Payment {
-                    id: state.last_id,
-                    trace_id: trace_id.clone(),
-                    order_id: input.order_id,
-                    amount: input.amount,
-                    status: PaymentStatus::Active.into(),
-                };
-                state.by_id.insert(payment.id, payment.clone());
-                state
-                    .by_trace
-                    .entry(trace_id.clone())
-                    .or_default()
-                    .push(payment.id);
-                if let Some(key) = key {
-                    state.by_key.insert(key, (input, payment.id));
-                }
+                let payment =
+                    lock(&self.state, SERVICE)?.create(&trace_id, key, input, |id| Payment {
+                        id,
+                        trace_id: trace_id.clone(),
+                        order_id: input.order_id,
+                        amount: input.amount,
+                        status: PaymentStatus::Active.into(),
+                    })?;
                 tracing::info!(trace_id, payment_id = payment.id, "payment created");
                 Ok(Response::new(payment))
             })
@@ -150,18 +117,10 @@ impl PaymentService for PaymentSvc {
         };
         self.gate
             .run(async {
-                let mut state = lock(&self.state, SERVICE)?;
-                state.cancelled_traces.insert(trace_id.clone());
-                let ids = state.by_trace.get(&trace_id).cloned().unwrap_or_default();
-                for id in &ids {
-                    if let Some(payment) = state.by_id.get_mut(id) {
-                        payment.set_status(PaymentStatus::Cancelled);
-                    }
-                }
+                let payments = lock(&self.state, SERVICE)?.cancel(&trace_id);
+                let ids: Vec<i64> = payments.iter().map(|r| r.id).collect();
                 tracing::info!(trace_id, payments = ?ids, "payments cancelled");
-                Ok(Response::new(Payments {
-                    payments: payments_of(&state, &trace_id),
-                }))
+                Ok(Response::new(Payments { payments }))
             })
             .await
     }
@@ -171,13 +130,7 @@ impl PaymentService for PaymentSvc {
         request: Request<GetPaymentRequest>,
     ) -> Result<Response<Payment>, Status> {
         let id = request.get_ref().id;
-        let state = lock(&self.state, SERVICE)?;
-        state
-            .by_id
-            .get(&id)
-            .cloned()
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("no payment with id {id}")))
+        lock(&self.state, SERVICE)?.get(id).map(Response::new)
     }
 
     async fn get_payments_by_trace_id(
