@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::backends::{Backend, Backends};
 use sagaflow::engine::{Orchestrator, OrchestratorConfig, Rollback, Started};
 use sagaflow::error::StuckAt;
-use sagaflow::store::SagaStatus;
+use sagaflow::store::{SagaRecord, SagaStatus, fingerprint};
 use sagaflow::transport::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Message, SubscribeOptions, Subscription,
     dead_letter_topic,
@@ -79,8 +79,12 @@ impl TripSaga {
         let _running = self.probe.enter().await;
         self.probe.reserve_calls.fetch_add(1, Ordering::SeqCst);
         if self.probe.park_next_reserve.swap(false, Ordering::SeqCst) {
+            // Register for `unpark` before saying we are parked, so no wake-up is lost.
+            let unpark = self.probe.unpark.notified();
+            tokio::pin!(unpark);
+            unpark.as_mut().enable();
             self.probe.parked.notify_one();
-            self.probe.unpark.notified().await;
+            unpark.await;
         }
         Ok(format!("seat to {}", trip.destination))
     }
@@ -667,6 +671,68 @@ async fn a_full_throttled_queue_refuses_at_once_and_frees_its_slot() {
         .await
         .expect("the slot is free again");
     assert_eq!(ticket.paid, 100);
+    consumers.shutdown().await;
+    backends.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_stranded_before_its_first_message_is_started_again_by_a_retry() {
+    let backends = Backends::connect(Backend::Memory, "modes-stranded").await;
+    let probe = Arc::new(Probe::default());
+    let config = OrchestratorConfig {
+        redrive_after: Some(Duration::from_secs(60)),
+        ..quick_config()
+    };
+    let orchestrator = orchestrator(&backends, &probe, config);
+    let consumers = orchestrator.serve().await.expect("consumers start");
+    // What a replica that died between recording and publishing leaves behind.
+    let name = TripSaga::description().name;
+    let stranded = |trace_id: &str, age_ms: u64| {
+        let input = serde_json::to_vec(&trip(false)).expect("input serialises");
+        let mut record = SagaRecord::new(trace_id, name, fingerprint(name, &input), "reserve");
+        record.updated_at_ms -= age_ms;
+        record
+    };
+    backends
+        .store
+        .begin(stranded("stranded-old", 120_000))
+        .await
+        .expect("begin");
+    backends
+        .store
+        .begin(stranded("stranded-fresh", 1_000))
+        .await
+        .expect("begin");
+
+    let ticket = orchestrator
+        .run_throttled(&cx("stranded-old"), trip(false))
+        .await
+        .expect("started again");
+    assert_eq!(ticket.paid, 100);
+    let record = backends
+        .store
+        .get("stranded-old")
+        .await
+        .expect("store")
+        .expect("record");
+    assert!(matches!(record.status, SagaStatus::Completed { .. }), "{record:?}");
+
+    // A record that is only young is someone else's saga in flight: the caller waits for it.
+    let short = SagaContext::new(name, "stranded-fresh")
+        .with_deadline(Some(Instant::now() + Duration::from_millis(300)));
+    let waited = orchestrator
+        .run_throttled(&short, trip(false))
+        .await
+        .expect_err("nothing runs it");
+    assert!(
+        matches!(waited, SagaError::DeadlineExceeded { .. }),
+        "{waited:?}"
+    );
+    assert_eq!(
+        probe.reserve_calls.load(Ordering::SeqCst),
+        1,
+        "only the stranded saga ran"
+    );
     consumers.shutdown().await;
     backends.cleanup().await;
 }

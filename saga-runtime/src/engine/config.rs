@@ -50,6 +50,13 @@ pub struct OrchestratorConfig {
     /// `ResourceExhausted`) before anything starts, so an overload burst cannot pile up
     /// unbounded waiting requests. `None`: no bound.
     pub max_waiting: Option<usize>,
+    /// How long a saga may sit at its first step, with no progress recorded, before a start
+    /// with the same trace id and input claims it and starts it again. Covers a replica that
+    /// died between recording a saga and publishing its first message. Keep it well above the
+    /// time a first message can wait in a backlog plus the first step's retries: a saga that
+    /// was only slow then runs its first step twice (which idempotent steps tolerate). `None`:
+    /// never.
+    pub redrive_after: Option<Duration>,
     /// How long a throttled caller without a deadline waits for the outcome.
     pub default_wait: Duration,
     /// How long a nacked message waits before redelivery (publish or store failed).
@@ -66,6 +73,7 @@ impl Default for OrchestratorConfig {
             throttled_routing: Routing::Shared,
             max_concurrent_steps: None,
             max_waiting: None,
+            redrive_after: Some(Duration::from_secs(300)),
             default_wait: Duration::from_secs(30),
             redelivery_delay: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),

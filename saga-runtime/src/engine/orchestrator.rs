@@ -13,7 +13,7 @@ use super::consumer::{self, Consumers};
 use super::inner::Inner;
 use super::progress::Progress;
 use super::transition::run_transition;
-use crate::store::{Begin, SagaRecord, SagaStatus, SagaStore, fingerprint};
+use crate::store::{Begin, SagaRecord, SagaStatus, SagaStore, fingerprint, now_ms};
 use crate::transport::Transport;
 use crate::{Saga, SagaContext, SagaError};
 
@@ -292,12 +292,38 @@ impl<S: Saga> Orchestrator<S> {
             .map_err(|e| store_error(e.to_string()))?
         {
             Begin::Started => Ok(None),
+            Begin::Existing(record) if self.stranded(&record) => {
+                // Its first step never ran within `redrive_after`: most likely the replica that
+                // recorded it died before publishing. Claim it and start it again (steps are
+                // idempotent, so a first message that was only slow costs a duplicate call).
+                warn!(
+                    trace_id = cx.trace_id(),
+                    since_ms = now_ms().saturating_sub(record.updated_at_ms),
+                    "saga recorded but its first step never ran: starting it again"
+                );
+                self.inner
+                    .store
+                    .update(cx.trace_id(), record.status, record.attempts + 1)
+                    .await
+                    .map_err(|e| store_error(e.to_string()))?;
+                Ok(None)
+            }
             Begin::Existing(record) => Ok(Some(record)),
             Begin::Conflict(record) => Err(SagaError::IdTaken {
                 saga: record.saga,
                 trace_id: cx.trace_id().to_string(),
             }),
         }
+    }
+
+    /// True when `record` has waited at its first step, untouched, for longer than
+    /// [`OrchestratorConfig::redrive_after`].
+    fn stranded(&self, record: &SagaRecord) -> bool {
+        let Some(after) = self.inner.config.redrive_after else {
+            return false;
+        };
+        matches!(record.status, SagaStatus::Running { step: 0, .. })
+            && now_ms().saturating_sub(record.updated_at_ms) > after.as_millis() as u64
     }
 
     /// Records the saga and publishes its first message, on a task of its own so a caller
