@@ -93,7 +93,16 @@ async fn bench(transport: Arc<dyn Transport>, messages: usize, rounds: usize) ->
     let consume_per_s = messages as f64 / started.elapsed().as_secs_f64();
     subscription.shutdown(Duration::from_secs(10)).await;
 
-    // Sequential publish latency (one confirm at a time).
+    // Sequential publish latency (one confirm at a time), to a topic a group consumes, so
+    // the broker stores each message before it confirms (RabbitMQ confirms a message no
+    // queue is bound to at once, JetStream drops one nobody is interested in).
+    let (tx, _idle) = mpsc::unbounded_channel::<()>();
+    transport
+        .subscribe("latency", options(1), counter(tx))
+        .await
+        .expect("subscribe")
+        .shutdown(Duration::from_secs(10))
+        .await;
     let mut publish = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let started = Instant::now();

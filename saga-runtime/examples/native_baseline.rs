@@ -2,12 +2,136 @@
 //! ack, publish next) and publish-ack latency with lapin and async-nats used directly, so the
 //! transports' overhead can be told apart from the machine's load.
 //!
+//! The lapin ping-pong runs in four shapes, to split the round into its parts: the plain
+//! pattern (default exchange), the transport's topology (topic exchange, trace id header),
+//! transient messages (no disk sync before the confirm) and a confirm with no consumer on
+//! the queue (the broker's persistence alone).
+//!
 //! Run: `cargo run --release -p saga-runtime --features rabbitmq,nats --example native_baseline`
 use futures_util::StreamExt;
 use lapin::options::*;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 2000;
+
+/// One shape of the lapin ping-pong.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Publish through a topic exchange with a trace id header, as `RabbitMqTransport` does.
+    topology: bool,
+    /// Delivery mode 2 (the broker syncs to disk before it confirms).
+    persistent: bool,
+    /// Consume and ack (otherwise only the publish confirm is timed).
+    consume: bool,
+}
+
+/// Ping-pong rounds of `shape` on a fresh durable queue; sorted round times.
+async fn lapin_rounds(conn: &Connection, publisher: &Channel, shape: Shape) -> Vec<Duration> {
+    let ch = conn.create_channel().await.unwrap();
+    let name = format!("native-baseline-{}", std::process::id());
+    let q = name.as_str();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(q.into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    let (exchange, key, mut headers) = (String::new(), name.clone(), FieldTable::default());
+    let (exchange, key) = if shape.topology {
+        let options = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            q.into(),
+            ExchangeKind::Topic,
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            q.into(),
+            q.into(),
+            "ping".into(),
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        headers.insert(
+            "x-request-id".into(),
+            AMQPValue::LongString(LongString::from("bench-trace")),
+        );
+        (name.clone(), "ping".to_owned())
+    } else {
+        (exchange, key)
+    };
+    let properties = BasicProperties::default()
+        .with_delivery_mode(if shape.persistent { 2 } else { 1 })
+        .with_headers(headers);
+    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let consuming = if shape.consume {
+        let mut consumer = ch
+            .basic_consume(
+                q.into(),
+                "".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Some(tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let _ = tx.send(());
+                delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .unwrap();
+            }
+        }))
+    } else {
+        None
+    };
+    let mut lat = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        publisher
+            .basic_publish(
+                exchange.as_str().into(),
+                key.as_str().into(),
+                BasicPublishOptions::default(),
+                br#"{"saga":"booking","state":{"step":1,"order_id":"o-1"}}"#,
+                properties.clone(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        if consuming.is_some() {
+            rx.recv().await.unwrap();
+        }
+        lat.push(t.elapsed());
+    }
+    if let Some(consuming) = consuming {
+        consuming.abort();
+    }
+    ch.queue_delete(q.into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    if shape.topology {
+        ch.exchange_delete(q.into(), Default::default())
+            .await
+            .unwrap();
+    }
+    lat.sort();
+    lat
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -22,64 +146,44 @@ async fn main() {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let name = format!("native-baseline-{}", std::process::id());
-    let q = name.as_str();
-    ch.queue_declare(
-        q.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let mut consumer = ch
-        .basic_consume(
-            q.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let consuming = tokio::spawn(async move {
-        while let Some(Ok(delivery)) = consumer.next().await {
-            let _ = tx.send(());
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .unwrap();
-        }
-    });
-    let mut lat: Vec<Duration> = Vec::new();
-    for _ in 0..2000 {
-        let t = Instant::now();
-        pubch
-            .basic_publish(
-                "".into(),
-                q.into(),
-                BasicPublishOptions::default(),
-                b"{\"saga\":\"booking\"}",
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        rx.recv().await.unwrap();
-        lat.push(t.elapsed());
+    let plain = Shape {
+        topology: false,
+        persistent: true,
+        consume: true,
+    };
+    let shapes = [
+        ("native lapin ping", plain),
+        (
+            "native lapin ping, transport topology",
+            Shape {
+                topology: true,
+                ..plain
+            },
+        ),
+        (
+            "native lapin ping, transient",
+            Shape {
+                persistent: false,
+                ..plain
+            },
+        ),
+        (
+            "native lapin confirm only, persistent",
+            Shape {
+                consume: false,
+                ..plain
+            },
+        ),
+    ];
+    for (label, shape) in shapes {
+        let lat = lapin_rounds(&conn, &pubch, shape).await;
+        println!(
+            "{label} p50 {:?} p99 {:?}",
+            lat[ROUNDS / 2],
+            lat[ROUNDS * 99 / 100]
+        );
     }
-    consuming.abort();
-    lat.sort();
-    println!("native lapin ping p50 {:?} p99 {:?}", lat[1000], lat[1980]);
-    ch.queue_delete(q.into(), QueueDeleteOptions::default())
-        .await
-        .unwrap();
+    let name = format!("native-baseline-{}", std::process::id());
 
     let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
     let js = async_nats::jetstream::new(client);

@@ -78,12 +78,14 @@ struct Inner {
     url: String,
     /// The URL without credentials, for errors and logs.
     address: String,
-    live: tokio::sync::Mutex<Option<Live>>,
+    /// The current connection, read (not awaited) by every publish.
+    live: Mutex<Option<Arc<Live>>>,
+    /// Held while reconnecting, so one task reconnects and the others wait for its result.
+    reconnecting: tokio::sync::Mutex<()>,
     /// Every queue this transport declared, for [`RabbitMqTransport::delete_topology`].
     declared: Mutex<BTreeSet<String>>,
 }
 
-#[derive(Clone)]
 struct Live {
     connection: Arc<Connection>,
     publisher: Channel,
@@ -113,11 +115,12 @@ impl RabbitMqTransport {
             address: redact(url),
             url: url.to_owned(),
             config,
-            live: tokio::sync::Mutex::new(None),
+            live: Mutex::new(None),
+            reconnecting: tokio::sync::Mutex::new(()),
             declared: Mutex::new(BTreeSet::new()),
         });
         let live = inner.open().await?;
-        *inner.live.lock().await = Some(live);
+        inner.set_live(live);
         Ok(Self { inner })
     }
 
@@ -207,11 +210,28 @@ impl Inner {
         }
     }
 
-    /// The current connection, reconnecting (bounded backoff) if it dropped.
-    async fn live(&self) -> Result<Live, TransportError> {
-        let mut guard = self.live.lock().await;
-        if let Some(live) = guard.as_ref().filter(|live| live.usable()) {
-            return Ok(live.clone());
+    /// The current connection if it is still usable. A plain lock held for a clone, so the
+    /// publish path never queues behind an async mutex.
+    fn current(&self) -> Option<Arc<Live>> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.as_ref().filter(|live| live.usable()).cloned()
+    }
+
+    fn set_live(&self, live: Live) -> Arc<Live> {
+        let live = Arc::new(live);
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+        live
+    }
+
+    /// The current connection, reconnecting (bounded backoff) if it dropped. One task
+    /// reconnects at a time; the others wait and take its connection.
+    async fn live(&self) -> Result<Arc<Live>, TransportError> {
+        if let Some(live) = self.current() {
+            return Ok(live);
+        }
+        let _reconnecting = self.reconnecting.lock().await;
+        if let Some(live) = self.current() {
+            return Ok(live);
         }
         let live = (|| self.open())
             .retry(reconnect_backoff().with_max_times(5))
@@ -219,8 +239,7 @@ impl Inner {
                 tracing::warn!(%error, ?after, "RabbitMQ connection lost; reconnecting");
             })
             .await?;
-        *guard = Some(live.clone());
-        Ok(live)
+        Ok(self.set_live(live))
     }
 
     /// The queue of (topic, group): `{prefix}.{topic}.{group}`.
