@@ -715,7 +715,10 @@ async fn a_saga_stranded_before_its_first_message_is_started_again_by_a_retry() 
         .await
         .expect("store")
         .expect("record");
-    assert!(matches!(record.status, SagaStatus::Completed { .. }), "{record:?}");
+    assert!(
+        matches!(record.status, SagaStatus::Completed { .. }),
+        "{record:?}"
+    );
 
     // A record that is only young is someone else's saga in flight: the caller waits for it.
     let short = SagaContext::new(name, "stranded-fresh")
