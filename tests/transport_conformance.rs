@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use sagaflow::transport::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Headers, Message, SubscribeOptions,
-    TRACE_ID_HEADER, TransportError, dead_letter_topic,
+    Subscription, TRACE_ID_HEADER, TransportError, dead_letter_topic,
 };
 
 use harness::{Harness, Kind, Shared, handler, run};
@@ -27,6 +27,31 @@ fn options(group: &str, concurrency: usize) -> SubscribeOptions {
         group: group.to_owned(),
         concurrency,
     }
+}
+
+/// Subscribes to `topic` in group `g` with concurrency 1, acking every delivery and keeping it.
+async fn collect_deliveries(
+    h: &Harness,
+    topic: &str,
+) -> (Subscription, Arc<Shared<Vec<Delivery>>>) {
+    let got = Shared::new(Vec::<Delivery>::new());
+    let keep = got.clone();
+    let subscription = h
+        .transport
+        .subscribe(
+            topic,
+            options("g", 1),
+            handler(move |d: Delivery| {
+                let keep = keep.clone();
+                async move {
+                    keep.update(|g| g.push(d));
+                    Disposition::Ack
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    (subscription, got)
 }
 
 fn message(payload: impl Into<Bytes>) -> Message {
@@ -236,24 +261,7 @@ async fn aborted_consumer_message_goes_to_another(h: Arc<Harness>) {
     stuck
         .wait_until("the first consumer to take the message", |s| !s.is_empty())
         .await;
-    let rescued = Shared::new(Vec::<Delivery>::new());
-    let survivor = {
-        let rescued = rescued.clone();
-        h.transport
-            .subscribe(
-                topic,
-                options("g", 1),
-                handler(move |d: Delivery| {
-                    let rescued = rescued.clone();
-                    async move {
-                        rescued.update(|r| r.push(d));
-                        Disposition::Ack
-                    }
-                }),
-            )
-            .await
-            .unwrap()
-    };
+    let (survivor, rescued) = collect_deliveries(&h, topic).await;
     crashing.abort();
     rescued
         .wait_until("the message redelivered to the survivor", |r| !r.is_empty())
@@ -342,24 +350,7 @@ async fn poison_message_is_dead_lettered(h: Arc<Harness>) {
             .await
             .unwrap()
     };
-    let dead = Shared::new(Vec::<Delivery>::new());
-    let dead_letters = {
-        let dead = dead.clone();
-        h.transport
-            .subscribe(
-                &dead_letter_topic(topic),
-                options("g", 1),
-                handler(move |d: Delivery| {
-                    let dead = dead.clone();
-                    async move {
-                        dead.update(|dead| dead.push(d));
-                        Disposition::Ack
-                    }
-                }),
-            )
-            .await
-            .unwrap()
-    };
+    let (dead_letters, dead) = collect_deliveries(&h, &dead_letter_topic(topic)).await;
     h.transport.publish(topic, message("poison")).await.unwrap();
     h.transport.publish(topic, message("fine")).await.unwrap();
     dead.wait_until("the dead letter", |d| !d.is_empty()).await;
@@ -389,24 +380,7 @@ async fn poison_message_is_dead_lettered(h: Arc<Harness>) {
 /// Headers arrive as they were published.
 async fn headers_survive(h: Arc<Harness>) {
     let topic = "headers";
-    let got = Shared::new(Vec::<Delivery>::new());
-    let subscription = {
-        let got = got.clone();
-        h.transport
-            .subscribe(
-                topic,
-                options("g", 1),
-                handler(move |d: Delivery| {
-                    let got = got.clone();
-                    async move {
-                        got.update(|g| g.push(d));
-                        Disposition::Ack
-                    }
-                }),
-            )
-            .await
-            .unwrap()
-    };
+    let (subscription, got) = collect_deliveries(&h, topic).await;
     let mut sent = message("with headers");
     sent.headers
         .insert(TRACE_ID_HEADER.into(), "0f3c9a1e-trace".into());
@@ -428,24 +402,7 @@ async fn headers_survive(h: Arc<Harness>) {
 /// A 1 MiB payload goes through; an oversized one is refused before sending.
 async fn large_payload_works_and_oversized_is_refused(h: Arc<Harness>) {
     let topic = "large";
-    let got = Shared::new(Vec::<Delivery>::new());
-    let subscription = {
-        let got = got.clone();
-        h.transport
-            .subscribe(
-                topic,
-                options("g", 1),
-                handler(move |d: Delivery| {
-                    let got = got.clone();
-                    async move {
-                        got.update(|g| g.push(d));
-                        Disposition::Ack
-                    }
-                }),
-            )
-            .await
-            .unwrap()
-    };
+    let (subscription, got) = collect_deliveries(&h, topic).await;
     // Exactly 1 MiB and no headers: the NATS server default max_payload (1 MiB) counts
     // headers too, so this is the largest message every default broker accepts.
     let payload: Bytes = (0..1024 * 1024)
@@ -566,24 +523,7 @@ async fn shutdown_grace_expired_redelivers(h: Arc<Harness>) {
         .await;
     let left = first.shutdown(Duration::from_millis(200)).await;
     assert_eq!(left, 1, "{}: one delivery was in flight", h.kind);
-    let got = Shared::new(Vec::<Delivery>::new());
-    let second = {
-        let got = got.clone();
-        h.transport
-            .subscribe(
-                topic,
-                options("g", 1),
-                handler(move |d: Delivery| {
-                    let got = got.clone();
-                    async move {
-                        got.update(|g| g.push(d));
-                        Disposition::Ack
-                    }
-                }),
-            )
-            .await
-            .unwrap()
-    };
+    let (second, got) = collect_deliveries(&h, topic).await;
     got.wait_until("the abandoned delivery", |g| !g.is_empty())
         .await;
     second.shutdown(Duration::from_secs(30)).await;
