@@ -63,11 +63,6 @@ impl SagaContext {
         &self.trace_id
     }
 
-    /// The shared trace id.
-    pub fn trace_id_arc(&self) -> &Arc<str> {
-        &self.trace_id
-    }
-
     /// The saga's name.
     pub fn saga(&self) -> &'static str {
         self.saga
