@@ -7,15 +7,19 @@ use serde::{Deserialize, Serialize};
 
 /// Bounded exponential backoff with jitter. Nothing is ever retried without a bound.
 ///
-/// A step's policy applies to its retryable errors and to its compensation; a retriable step
-/// (after the pivot) retries every error up to `max_attempts`, then the saga is stuck.
+/// A step's policy applies to its retryable errors; a retriable step (after the pivot) retries
+/// every error up to `max_attempts`, then the saga is stuck. Compensations follow the engine's
+/// compensation policy ([`RetryPolicy::COMPENSATION`] unless configured otherwise), since a
+/// rollback must not give up on a short outage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (at least 1).
     pub max_attempts: u32,
-    /// Delay before the second attempt.
+    /// Delay before the second attempt (`"50ms"` in a config file).
+    #[serde(with = "humantime_serde")]
     pub initial_backoff: Duration,
-    /// Upper bound of any delay.
+    /// Upper bound of any delay (`"2s"` in a config file).
+    #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
 }
 
@@ -28,6 +32,12 @@ impl RetryPolicy {
     /// 50 ms doubling up to 2 s apart.
     pub const PERSISTENT: RetryPolicy =
         RetryPolicy::new(10, Duration::from_millis(50), Duration::from_secs(2));
+
+    /// The default policy of every compensation: 20 attempts, from 100 ms doubling up to 30 s
+    /// apart (about 7 minutes in all), so an upstream outage of a few minutes during a rollback
+    /// does not leave the saga stuck.
+    pub const COMPENSATION: RetryPolicy =
+        RetryPolicy::new(20, Duration::from_millis(100), Duration::from_secs(30));
 
     /// No retry: one attempt.
     pub const NONE: RetryPolicy = RetryPolicy::new(1, Duration::ZERO, Duration::ZERO);

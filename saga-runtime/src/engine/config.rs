@@ -1,8 +1,13 @@
-//! [`OrchestratorConfig`]: how an [`Orchestrator`](super::Orchestrator) routes, caps and waits.
+//! [`OrchestratorConfig`]: how an [`Orchestrator`](super::Orchestrator) routes, caps, waits,
+//! leases and recovers.
+//!
+//! Durations deserialize from human-readable strings (`"5s"`, `"250ms"`, `"2m"`).
 
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::RetryPolicy;
 
 /// Where the sync mode runs compensations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -34,9 +39,9 @@ pub enum Routing {
 
 /// Settings of an [`Orchestrator`](super::Orchestrator).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct OrchestratorConfig {
-    /// This replica's id (used by [`Routing::PodAffine`] and in log lines).
+    /// This replica's id (used by [`Routing::PodAffine`], in owner tokens and in log lines).
     pub pod_id: String,
     /// Where the sync mode compensates.
     pub sync_rollback: Rollback,
@@ -50,18 +55,34 @@ pub struct OrchestratorConfig {
     /// `ResourceExhausted`) before anything starts, so an overload burst cannot pile up
     /// unbounded waiting requests. `None`: no bound.
     pub max_waiting: Option<usize>,
-    /// How long a saga may sit at its first step, with no progress recorded, before a start
-    /// with the same trace id and input claims it and starts it again. Covers a replica that
-    /// died between recording a saga and publishing its first message. Keep it well above the
-    /// time a first message can wait in a backlog plus the first step's retries: a saga that
-    /// was only slow then runs its first step twice (which idempotent steps tolerate). `None`:
-    /// never.
-    pub redrive_after: Option<Duration>,
+    /// How long a replica's custody of a running saga lasts without renewal. The replica
+    /// renews it every third of this while a transition runs; when the replica dies, the
+    /// saga is recovered by any replica's sweeper once this has passed. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often each replica's recovery sweeper looks for sagas whose custody lapsed; `None`
+    /// turns recovery off on this replica. A saga whose replica died settles within `lease`
+    /// plus this. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Option<Duration>,
+    /// How long a saga's next message may wait on the broker before the sweeper publishes it
+    /// again (the publisher may have died between recording the transition and publishing).
+    /// Keep it above the longest backlog a topic may hold: a message that was only slow then
+    /// arrives twice, and the second copy is fenced off (NATS drops it already, by message
+    /// id). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub requeue_after: Duration,
+    /// The retry policy of every compensation. Default [`RetryPolicy::COMPENSATION`].
+    pub compensation_retry: RetryPolicy,
     /// How long a throttled caller without a deadline waits for the outcome.
+    #[serde(with = "humantime_serde")]
     pub default_wait: Duration,
-    /// How long a nacked message waits before redelivery (publish or store failed).
+    /// How long a nacked message waits before redelivery when the store or the broker failed
+    /// (doubling with each redelivery, up to `lease`).
+    #[serde(with = "humantime_serde")]
     pub redelivery_delay: Duration,
     /// How long consumers may take to finish in-flight messages on shutdown.
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
 
@@ -73,7 +94,10 @@ impl Default for OrchestratorConfig {
             throttled_routing: Routing::Shared,
             max_concurrent_steps: None,
             max_waiting: None,
-            redrive_after: Some(Duration::from_secs(300)),
+            lease: Duration::from_secs(5),
+            sweep_interval: Some(Duration::from_secs(1)),
+            requeue_after: Duration::from_secs(30),
+            compensation_retry: RetryPolicy::COMPENSATION,
             default_wait: Duration::from_secs(30),
             redelivery_delay: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),

@@ -1,172 +1,428 @@
-//! The consumers of a saga's topics: one transition per message, the next state published
-//! (or the end recorded) before the ack.
+//! The consumers of a saga's topics: one fenced transition per message.
+//!
+//! A delivery runs only if the store says the saga is at the delivery's sequence number and
+//! nobody else holds it ([`SagaStore::claim`](crate::store::SagaStore::claim)); a stale or
+//! duplicate one is acked and dropped without running anything. The transition is recorded
+//! with a compare-and-set on that sequence number, the next state is published with broker
+//! confirmation, and only then is the delivery acked. A retryable failure goes back to the
+//! broker (nack with the policy's delay), its attempt count kept in the store. Every loop is
+//! bounded: past [`TransportConfig::max_deliveries`](crate::transport::TransportConfig) a
+//! delivery is dead-lettered and its saga recorded stuck.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tracing::{error, info, warn};
+use tracing::{debug, error, warn};
 
-use super::config::Routing;
+use super::driver::{Flow, Journal, drive};
 use super::envelope::{Envelope, decode};
-use super::inner::Inner;
 use super::progress::Progress;
-use super::sync::unreachable_running;
-use super::topics::all_topics;
-use super::transition::run_transition;
-use crate::transport::{Delivery, Disposition, Handler, SubscribeOptions, Subscription};
-use crate::{Saga, SagaContext, SagaError};
+use super::runtime::{Runtime, final_status, running_status};
+use crate::error::StuckAt;
+use crate::store::{Advance, Claim, Claimed, Written};
+use crate::transport::{Delivery, Disposition, Handler, TransportError};
+use crate::{Saga, SagaContext, SagaError, StepError};
 
-/// Subscribes to every topic of saga `S` for this replica.
-pub(super) async fn serve<S: Saga>(inner: &Arc<Inner<S>>) -> Result<Consumers, SagaError> {
-    let name = S::description().name;
-    let pod = inner.config.pod_id.clone();
-    let mut routes: Vec<(Option<String>, String)> = vec![(None, name.to_string())];
-    if inner.config.throttled_routing == Routing::PodAffine {
-        routes.push((Some(pod.clone()), format!("{name}.{pod}")));
-    }
-    let mut subscriptions = Vec::new();
-    for (route, group) in routes {
-        for topic in all_topics::<S>(route.as_deref()) {
-            let options = SubscribeOptions {
-                group: group.clone(),
-                concurrency: inner.transport.config().concurrency_for(&topic),
-            };
-            let handler = Arc::new(TopicConsumer {
-                inner: Arc::clone(inner),
-                topic: topic.clone(),
-            });
-            let subscription = inner
-                .transport
-                .subscribe(&topic, options, handler)
-                .await
-                .map_err(|e| SagaError::Transport {
-                    trace_id: "-".to_string(),
-                    message: e.to_string(),
-                })?;
-            subscriptions.push(subscription);
-        }
-    }
-    info!(saga = name, pod = %pod, topics = subscriptions.len(), "saga consumers running");
-    Ok(Consumers {
-        subscriptions,
-        grace: inner.config.shutdown_grace,
-    })
-}
-
-/// The running consumers of one orchestrator.
-#[derive(Debug)]
-pub struct Consumers {
-    subscriptions: Vec<Subscription>,
-    grace: Duration,
-}
-
-impl Consumers {
-    /// Stops taking messages and lets in-flight ones finish within the configured grace;
-    /// returns how many were still in flight when it gave up (they will be redelivered).
-    pub async fn shutdown(self) -> usize {
-        let grace = self.grace;
-        let mut left = 0;
-        for subscription in self.subscriptions {
-            left += subscription.shutdown(grace).await;
-        }
-        left
-    }
-
-    /// Stops at once, as a crash would: in-flight messages are not acked and get redelivered.
-    pub fn abort(self) {
-        for subscription in self.subscriptions {
-            subscription.abort();
-        }
-    }
-}
-
-/// Handles the messages of one topic: runs one transition, publishes the next state (or
-/// records the end), and only then acks.
-struct TopicConsumer<S: Saga> {
-    inner: Arc<Inner<S>>,
-    topic: String,
+/// Handles the messages of one topic.
+pub(super) struct TopicConsumer<S: Saga> {
+    pub(super) rt: Arc<Runtime<S>>,
+    pub(super) topic: String,
 }
 
 impl<S: Saga> Handler for TopicConsumer<S> {
     fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Disposition> {
-        let inner = Arc::clone(&self.inner);
+        let rt = Arc::clone(&self.rt);
         let topic = self.topic.clone();
-        Box::pin(async move { inner.consume(&topic, delivery).await })
+        Box::pin(async move { consume(&rt, &topic, delivery).await })
     }
 }
 
-impl<S: Saga> Inner<S> {
-    async fn consume(&self, topic: &str, delivery: Delivery) -> Disposition {
-        let envelope = match decode::<S>(&delivery.payload) {
-            Ok(envelope) => envelope,
-            Err(reason) => {
-                error!(topic, trace_id = delivery.trace_id(), %reason, "dead-lettering a message this consumer cannot process");
-                return Disposition::DeadLetter {
-                    reason: reason.to_string(),
+/// How long a delivery waits before it comes again after a store or broker failure: the
+/// redelivery delay doubled per delivery, at most a lease.
+fn backoff<S: Saga>(rt: &Runtime<S>, delivery_count: u32) -> Disposition {
+    let doubling = rt
+        .config
+        .redelivery_delay
+        .saturating_mul(1 << delivery_count.saturating_sub(1).min(16));
+    Disposition::Nack {
+        delay: Some(doubling.min(rt.config.lease)),
+    }
+}
+
+async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> Disposition {
+    let envelope = match decode::<S>(&delivery.payload) {
+        Ok(envelope) => envelope,
+        Err(reason) => {
+            error!(topic, trace_id = delivery.trace_id(), %reason, "dead-lettering a message this consumer cannot process");
+            return Disposition::DeadLetter {
+                reason: reason.to_string(),
+            };
+        }
+    };
+    let Envelope {
+        trace_id,
+        seq,
+        metadata,
+        route,
+        failure,
+        state,
+        ..
+    } = envelope;
+    let cx = SagaContext::new(S::description().name, trace_id).with_metadata(metadata);
+    if S::cursor(&state).is_terminal() {
+        let reason = format!(
+            "the message holds a finished saga ({:?}): nothing to run",
+            S::cursor(&state)
+        );
+        error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering");
+        return Disposition::DeadLetter { reason };
+    }
+    let max_deliveries = rt.transport.config().max_deliveries;
+    if delivery.delivery_count > max_deliveries {
+        let reason = format!(
+            "delivered {} times, over the bound of {max_deliveries} (transport max_deliveries); \
+             the saga is recorded stuck at this transition",
+            delivery.delivery_count
+        );
+        return give_up(rt, &cx, topic, seq, &state, failure, reason).await;
+    }
+    // Wait for a slot before claiming, so the lease does not run out in the queue.
+    let _slot = match &rt.step_slots {
+        Some(slots) => Arc::clone(slots).acquire_owned().await.ok(),
+        None => None,
+    };
+    let token = rt.token();
+    let claim = Claim {
+        trace_id: cx.trace_id(),
+        saga: S::description().name,
+        seq: Some(seq),
+        token: &token,
+        lease: rt.config.lease,
+        recovery: false,
+    };
+    let attempt = match rt.store.claim(claim).await {
+        Ok(Claimed::Won { attempt, .. }) => attempt,
+        Ok(Claimed::Stale { current }) => {
+            debug!(
+                topic,
+                trace_id = cx.trace_id(),
+                seq,
+                current,
+                "stale or duplicate delivery dropped"
+            );
+            return Disposition::Ack;
+        }
+        Ok(Claimed::Busy) => {
+            debug!(
+                topic,
+                trace_id = cx.trace_id(),
+                seq,
+                "another run holds the saga: duplicate delivery dropped"
+            );
+            return Disposition::Ack;
+        }
+        Ok(Claimed::Finished) => {
+            debug!(
+                topic,
+                trace_id = cx.trace_id(),
+                seq,
+                "delivery of a finished saga dropped"
+            );
+            return Disposition::Ack;
+        }
+        Ok(Claimed::Missing) => return missing(&cx, topic),
+        Err(error) => {
+            warn!(topic, trace_id = cx.trace_id(), %error, "cannot claim the saga; redelivering later");
+            return backoff(rt, delivery.delivery_count);
+        }
+    };
+    let mut relay = Relay {
+        rt,
+        token,
+        seq,
+        route,
+        topic,
+    };
+    drive(
+        &*rt.saga,
+        &cx,
+        &rt.policies,
+        state,
+        failure,
+        attempt,
+        &mut relay,
+    )
+    .await
+}
+
+/// A delivery whose saga has no record: nothing can fence it, so it is dead-lettered.
+fn missing(cx: &SagaContext, topic: &str) -> Disposition {
+    let reason = format!(
+        "no saga record for trace id {}: it was never begun, was removed, or expired (or the store \
+         lost it: an in-memory store does not survive its process)",
+        cx.trace_id()
+    );
+    error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering");
+    Disposition::DeadLetter { reason }
+}
+
+/// Records the saga stuck at the delivery's transition (if this run can take custody of it)
+/// and dead-letters the delivery with `reason`.
+async fn give_up<S: Saga>(
+    rt: &Runtime<S>,
+    cx: &SagaContext,
+    topic: &str,
+    seq: u64,
+    state: &S::State,
+    failure: Option<super::progress::Failure>,
+    reason: String,
+) -> Disposition {
+    error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering and recording the saga stuck");
+    let token = rt.token();
+    let claim = Claim {
+        trace_id: cx.trace_id(),
+        saga: S::description().name,
+        seq: Some(seq),
+        token: &token,
+        lease: rt.config.lease,
+        recovery: false,
+    };
+    if let Ok(Claimed::Won { attempt, .. }) = rt.store.claim(claim).await {
+        let name = super::transition::step_at::<S>(S::cursor(state))
+            .map(|s| s.name.to_string())
+            .unwrap_or_default();
+        let stuck = match S::cursor(state) {
+            crate::Cursor::Compensate(_) => StuckAt::Compensation(name),
+            _ => StuckAt::Step(name),
+        };
+        let error = SagaError::Stuck {
+            saga: cx.saga().to_string(),
+            trace_id: cx.trace_id().to_string(),
+            stuck,
+            attempts: attempt,
+            last_error: StepError::fatal(reason.clone()),
+            failed_step: failure.map(|f| (f.step, f.error)),
+        };
+        let result: Result<S::Output, SagaError> = Err(error);
+        let advance = Advance {
+            trace_id: cx.trace_id(),
+            saga: S::description().name,
+            seq,
+            token: &token,
+            status: final_status::<S>(cx, &result),
+            state: None,
+            custody: rt.held(&token),
+        };
+        match rt.advance(advance).await {
+            Ok(Written::Done) => rt.notify(cx, result).await,
+            Ok(refused) => debug!(
+                topic,
+                trace_id = cx.trace_id(),
+                ?refused,
+                "the saga moved on meanwhile"
+            ),
+            Err(e) => {
+                error!(topic, trace_id = cx.trace_id(), error = %e, "cannot record the saga stuck")
+            }
+        }
+    }
+    Disposition::DeadLetter { reason }
+}
+
+/// Journals into the store and hands every next transition to the broker.
+struct Relay<'r, S: Saga> {
+    rt: &'r Runtime<S>,
+    token: String,
+    seq: u64,
+    route: Option<String>,
+    topic: &'r str,
+}
+
+impl<S: Saga> Relay<'_, S> {
+    /// Settles the delivery after a refused write: a duplicate run moved on or the saga ended.
+    fn refused(&self, cx: &SagaContext, refused: Written) -> Disposition {
+        match refused {
+            Written::Missing => missing(cx, self.topic),
+            _ => {
+                debug!(
+                    topic = self.topic,
+                    trace_id = cx.trace_id(),
+                    ?refused,
+                    "another run moved the saga on: this delivery's result is dropped"
+                );
+                Disposition::Ack
+            }
+        }
+    }
+
+    /// Records the saga's end; acks, or dead-letters with `dead_letter` as the reason.
+    async fn finish(
+        &mut self,
+        cx: &SagaContext,
+        result: Result<S::Output, SagaError>,
+        dead_letter: Option<String>,
+    ) -> Disposition {
+        let advance = Advance {
+            trace_id: cx.trace_id(),
+            saga: S::description().name,
+            seq: self.seq,
+            token: &self.token,
+            status: final_status::<S>(cx, &result),
+            state: None,
+            custody: self.rt.held(&self.token),
+        };
+        match self.rt.advance(advance).await {
+            Ok(Written::Done) => {}
+            Ok(refused) => return self.refused(cx, refused),
+            Err(e) => {
+                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot record the outcome; the transition runs again later");
+                return Disposition::Nack {
+                    delay: Some(self.rt.config.lease),
                 };
             }
-        };
-        let Envelope {
-            trace_id,
-            metadata,
-            route,
-            failure,
-            state,
-            ..
-        } = envelope;
-        let cx = SagaContext::new(S::description().name, trace_id).with_metadata(metadata);
-        if S::cursor(&state).is_terminal() {
-            let reason = format!(
-                "the message holds a finished saga ({:?}): nothing to run",
-                S::cursor(&state)
-            );
-            error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering");
-            return Disposition::DeadLetter { reason };
         }
-        let _slot = match &self.step_slots {
-            Some(slots) => Arc::clone(slots).acquire_owned().await.ok(),
-            None => None,
-        };
-        let result = run_transition(&*self.saga, &cx, &state, 1).await;
-        match Progress::<S>::after(&cx, state, failure, result) {
-            Progress::Running { state, failure } => {
-                // Record before publishing: once published, the next transition may end the
-                // saga on another replica, and its final status must not be overwritten.
-                self.record_progress(&cx, &state).await;
-                if let Err(e) = self
-                    .publish_state(&cx, &state, failure.as_ref(), route.as_deref())
-                    .await
-                {
-                    warn!(topic, trace_id = cx.trace_id(), error = %e, "cannot publish the next state; the step will run again");
-                    return Disposition::Nack {
-                        delay: Some(self.config.redelivery_delay),
-                    };
-                }
-                Disposition::Ack
-            }
-            Progress::Stuck { error, .. } => {
-                if let Err(e) = self.record_final(&cx, &Err(error.clone())).await {
-                    error!(topic, trace_id = cx.trace_id(), error = %e, "cannot record that the saga is stuck");
-                }
-                error!(topic, trace_id = cx.trace_id(), %error, "saga stuck: dead-lettering its message");
-                let reason = error.to_string();
-                self.notify(&cx, Err(error)).await;
+        self.rt.notify(cx, result).await;
+        match dead_letter {
+            Some(reason) => {
+                error!(topic = self.topic, trace_id = cx.trace_id(), %reason, "saga stuck: dead-lettering its message");
                 Disposition::DeadLetter { reason }
             }
-            done => {
-                let result = done
-                    .into_result()
-                    .unwrap_or_else(|| unreachable_running(&cx));
-                if let Err(e) = self.record_final(&cx, &result).await {
-                    warn!(topic, trace_id = cx.trace_id(), error = %e, "cannot record the outcome; the step will run again");
-                    return Disposition::Nack {
-                        delay: Some(self.config.redelivery_delay),
-                    };
+            None => Disposition::Ack,
+        }
+    }
+
+    async fn hand_over(
+        &mut self,
+        cx: &SagaContext,
+        state: S::State,
+        failure: Option<super::progress::Failure>,
+    ) -> Disposition {
+        let next = self.seq + 1;
+        let payload =
+            match self
+                .rt
+                .encode(cx, &state, failure.as_ref(), next, self.route.as_deref())
+            {
+                Ok(payload) => payload,
+                Err(e) => return self.stuck(cx, &state, failure, e.to_string()).await,
+            };
+        let limit = self.rt.transport.config().max_payload;
+        if payload.len() > limit {
+            let reason = format!(
+                "the next state is {} bytes, over the transport's max_payload of {limit} bytes",
+                payload.len()
+            );
+            return self.stuck(cx, &state, failure, reason).await;
+        }
+        let advance = Advance {
+            trace_id: cx.trace_id(),
+            saga: S::description().name,
+            seq: self.seq,
+            token: &self.token,
+            status: running_status::<S>(&state),
+            state: Some(&payload),
+            custody: self.rt.queued(&self.token, self.rt.config.requeue_after),
+        };
+        match self.rt.advance(advance).await {
+            Ok(Written::Done) => self.seq = next,
+            Ok(refused) => return self.refused(cx, refused),
+            Err(e) => {
+                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot record the transition; it runs again later");
+                return Disposition::Nack {
+                    delay: Some(self.rt.config.lease),
+                };
+            }
+        }
+        let cursor = S::cursor(&state);
+        match self
+            .rt
+            .publish(cx, cursor, self.route.as_deref(), next, payload)
+            .await
+        {
+            Ok(()) => Disposition::Ack,
+            Err(TransportError::TooLarge { size, limit, .. }) => {
+                let reason = format!(
+                    "the next state is {size} bytes, over the broker's limit of {limit} bytes"
+                );
+                self.stuck(cx, &state, failure, reason).await
+            }
+            Err(e) => {
+                // The transition is recorded; let the sweeper publish it again soon.
+                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot publish the next state; the recovery sweeper publishes it again");
+                let soon = self.rt.queued(&self.token, self.rt.config.redelivery_delay);
+                if let Err(e) = self.rt.hold(cx, next, &self.token, soon).await {
+                    warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot shorten the queued lease; the sweeper publishes it after requeue_after");
                 }
-                self.notify(&cx, result).await;
                 Disposition::Ack
             }
         }
+    }
+
+    /// The next state cannot travel: the saga is recorded stuck at the transition that
+    /// produced it, and the delivery dead-lettered.
+    async fn stuck(
+        &mut self,
+        cx: &SagaContext,
+        state: &S::State,
+        failure: Option<super::progress::Failure>,
+        reason: String,
+    ) -> Disposition {
+        let name = super::transition::step_at::<S>(S::cursor(state))
+            .map(|s| s.name.to_string())
+            .unwrap_or_default();
+        let error = SagaError::Stuck {
+            saga: cx.saga().to_string(),
+            trace_id: cx.trace_id().to_string(),
+            stuck: StuckAt::Step(name),
+            attempts: 1,
+            last_error: StepError::fatal(reason),
+            failed_step: failure.map(|f| (f.step, f.error)),
+        };
+        let reason = error.to_string();
+        self.finish(cx, Err(error), Some(reason)).await
+    }
+}
+
+impl<S: Saga> Journal<S> for Relay<'_, S> {
+    type Stop = Disposition;
+
+    async fn record(&mut self, cx: &SagaContext, progress: Progress<S>) -> Flow<S, Self::Stop> {
+        Flow::Stop(match progress {
+            Progress::Running { state, failure } => self.hand_over(cx, state, failure).await,
+            done => {
+                let dead_letter = match &done {
+                    Progress::Stuck { error, .. } => Some(error.to_string()),
+                    _ => None,
+                };
+                let result = done.into_outcome(cx);
+                self.finish(cx, result, dead_letter).await
+            }
+        })
+    }
+
+    async fn retry_later(
+        &mut self,
+        cx: &SagaContext,
+        attempt: u32,
+        delay: Duration,
+    ) -> Option<Self::Stop> {
+        // Back to the broker: any consumer may claim the redelivery; the store keeps the
+        // attempt count.
+        let queued = self
+            .rt
+            .queued(&self.token, delay + self.rt.config.requeue_after);
+        if let Err(e) = self.rt.hold(cx, self.seq, &self.token, queued).await {
+            warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, attempt, "cannot hand the retry to the broker; it waits for the lease");
+            return Some(Disposition::Nack {
+                delay: Some(delay.max(self.rt.config.lease)),
+            });
+        }
+        Some(Disposition::Nack { delay: Some(delay) })
+    }
+
+    async fn keep_custody(&self, cx: &SagaContext) -> Self::Stop {
+        self.rt.renew_until_lost(cx, self.seq, &self.token).await;
+        Disposition::Ack
     }
 }

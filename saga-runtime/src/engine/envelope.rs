@@ -1,5 +1,6 @@
 //! The JSON message that carries a saga between replicas: format version, saga name, trace
-//! id, the state, and the failure being compensated.
+//! id, sequence number, the state, and the failure being compensated. The store keeps the
+//! same JSON as the state to resume from, so a transition is serialized once.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use super::progress::Failure;
 use crate::Saga;
 
 /// The message format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A saga in transit (generic over the state so the consumer decodes straight into it).
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,6 +25,9 @@ pub struct Envelope<St> {
     pub saga: String,
     /// The trace id (saga id).
     pub trace_id: String,
+    /// The saga's sequence number this state is at: a consumer runs it only if the store's
+    /// record is at the same number (a stale or duplicate message is dropped).
+    pub seq: u64,
     /// Request metadata forwarded to every step.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,

@@ -2,48 +2,22 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
-use futures_util::future::BoxFuture;
-use tokio::sync::Semaphore;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
-use super::config::{OrchestratorConfig, Rollback, Routing};
-use super::consumer::{self, Consumers};
-use super::inner::Inner;
-use super::progress::Progress;
-use super::transition::run_transition;
-use crate::store::{Begin, SagaRecord, SagaStatus, SagaStore, fingerprint, now_ms};
+use super::completion::{Completion, CompletionHook};
+use super::config::{OrchestratorConfig, Routing};
+use super::driver::drive;
+use super::durable::Durable;
+use super::runtime::{Runtime, decode_outcome, store_error};
+use super::serve::{self, Consumers};
+use crate::store::{Begin, Custody, Mode, SagaRecord, SagaStatus, SagaStore, fingerprint};
 use crate::transport::Transport;
 use crate::{Saga, SagaContext, SagaError};
 
-/// How a saga ended, handed to the completion hook.
-#[derive(Debug)]
-pub struct Completion<S: Saga> {
-    /// The trace id (saga id).
-    pub trace_id: String,
-    /// The output, or how the saga failed.
-    pub result: Result<S::Output, SagaError>,
-}
-
-/// A user async fn called once per saga that ends on this replica (async and throttled
-/// modes), after its outcome is in the store. At-least-once: after a crash it may be called
-/// again for the same saga.
-pub type CompletionHook<S> = Arc<dyn Fn(Completion<S>) -> BoxFuture<'static, ()> + Send + Sync>;
-
-/// What [`Orchestrator::start`] did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Started {
-    /// The saga's first message is confirmed by the broker.
-    New,
-    /// A saga with this trace id and the same input exists already; nothing was started. Its
-    /// current status is given.
-    Existing(SagaStatus),
-}
-
 /// Runs one saga definition in the three modes:
 /// - [`Orchestrator::run_sync`]: in the caller's task, compensations inline or queued
-///   ([`Rollback`]);
+///   ([`Rollback`](super::Rollback));
 /// - [`Orchestrator::start`]: async; returns once the first message is confirmed, consumers run
 ///   one step per message, the completion hook gets the outcome;
 /// - [`Orchestrator::run_throttled`]: the caller waits, the steps run through the step topics
@@ -54,18 +28,28 @@ pub enum Started {
 /// outcome); with another input it is refused ([`SagaError::IdTaken`]). If the store cannot
 /// be reached nothing is started.
 ///
-/// Consumers ([`Orchestrator::serve`]) ack a message only after its effect (the next state,
-/// the rollback, or the final status in the store) is durable, so every step and compensation
-/// runs at least once and may run more than once: they must be idempotent, using
-/// [`SagaContext::idempotency_key`].
+/// **Every saga ends, whatever dies.** Every mode records each transition in the store (the
+/// state to resume from, a sequence number, and the custody of the run that drives it, under
+/// a lease it renews while it works). The recovery sweeper that [`Orchestrator::serve`] starts
+/// on every replica resumes a saga whose custody lapsed: a sync saga is finished on the
+/// claiming replica; an async or throttled one is published again. A caller retrying the id
+/// gets the outcome.
+///
+/// **Fenced delivery.** A consumer runs a delivery only if the store says the saga is at the
+/// delivery's sequence number and nobody else holds it, and records the transition with a
+/// compare-and-set: a stale or duplicate message is acked and dropped, and a duplicate can never
+/// fork a saga. Consumers ack a message only after its effect (the next state, the rollback, or
+/// the final status) is durable, so every step and compensation runs at least once and may run
+/// more than once (a replica dying mid-step, a lease lapsing during a store outage): they must
+/// be idempotent, using [`SagaContext::idempotency_key`].
 pub struct Orchestrator<S: Saga> {
-    inner: Arc<Inner<S>>,
+    rt: Arc<Runtime<S>>,
 }
 
 impl<S: Saga> Clone for Orchestrator<S> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            rt: Arc::clone(&self.rt),
         }
     }
 }
@@ -74,9 +58,9 @@ impl<S: Saga> fmt::Debug for Orchestrator<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Orchestrator")
             .field("saga", &S::description().name)
-            .field("transport", &self.inner.transport)
-            .field("store", &self.inner.store)
-            .field("config", &self.inner.config)
+            .field("transport", &self.rt.transport)
+            .field("store", &self.rt.store)
+            .field("config", &self.rt.config)
             .finish()
     }
 }
@@ -89,34 +73,28 @@ impl<S: Saga> Orchestrator<S> {
         store: Arc<dyn SagaStore>,
         config: OrchestratorConfig,
     ) -> Self {
-        let slots = |bound: Option<usize>| bound.map(|n| Arc::new(Semaphore::new(n)));
-        let step_slots = slots(config.max_concurrent_steps.map(|n| n.max(1)));
-        let waiting_slots = slots(config.max_waiting);
         Self {
-            inner: Arc::new(Inner {
-                saga,
-                transport,
-                store,
-                config,
-                hook: None,
-                step_slots,
-                waiting_slots,
-            }),
+            rt: Arc::new(Runtime::new(saga, transport, store, config)),
         }
     }
 
-    /// Sets the completion hook (async and throttled modes). Call before [`Self::serve`].
+    /// Sets the completion hook (async and throttled modes).
+    ///
+    /// # Panics
+    /// When the orchestrator was cloned already (a clone would not see the hook): set the hook
+    /// right after [`Orchestrator::new`].
     pub fn on_complete<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Completion<S>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let hook: CompletionHook<S> = Arc::new(move |completion| Box::pin(hook(completion)));
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.hook = Some(hook),
-            None => warn!(
-                saga = S::description().name,
-                "on_complete ignored: the orchestrator is already shared"
+        match Arc::get_mut(&mut self.rt) {
+            Some(rt) => rt.hook = Some(hook),
+            None => panic!(
+                "Orchestrator::on_complete on saga `{}` after the orchestrator was cloned or served: \
+                 set the completion hook right after Orchestrator::new",
+                S::description().name
             ),
         }
         self
@@ -124,24 +102,26 @@ impl<S: Saga> Orchestrator<S> {
 
     /// The saga definition.
     pub fn saga(&self) -> &Arc<S> {
-        &self.inner.saga
+        &self.rt.saga
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn SagaStore> {
-        &self.inner.store
+        &self.rt.store
     }
 
     /// The settings.
     pub fn config(&self) -> &OrchestratorConfig {
-        &self.inner.config
+        &self.rt.config
     }
 
-    /// Sync mode: runs the saga in the caller's task. On failure the compensations run inline
-    /// (the default) or go to the rollback topic ([`Rollback::Queued`]).
+    /// Sync mode: runs the saga while the caller waits, recording every transition. On
+    /// failure the compensations run inline (the default) or go to the rollback topic
+    /// ([`Rollback::Queued`](super::Rollback::Queued)).
     ///
     /// The saga runs on a task of its own: a caller that goes away (a client that hung up)
-    /// does not abandon it halfway.
+    /// does not abandon it halfway; a replica that dies leaves it to the recovery sweeper of
+    /// any replica, which finishes it once its lease lapsed.
     pub async fn run_sync(
         &self,
         cx: &SagaContext,
@@ -157,51 +137,37 @@ impl<S: Saga> Orchestrator<S> {
         cx: &SagaContext,
         input: S::Input,
     ) -> Result<S::Output, SagaError> {
-        if let Some(existing) = self.begin(cx, &input).await? {
-            return self.await_existing(cx, existing).await;
-        }
-        let inner = &self.inner;
-        let mut progress = Progress::<S>::at(cx, S::start(input), None);
-        loop {
-            match progress {
-                Progress::Running { state, failure } => {
-                    if let (Some(failed), Rollback::Queued) = (&failure, inner.config.sync_rollback)
-                    {
-                        inner.record_progress(cx, &state).await;
-                        match inner
-                            .publish_state(cx, &state, failure.as_ref(), None)
-                            .await
-                        {
-                            Ok(()) => {
-                                return Err(SagaError::RollbackQueued {
-                                    saga: cx.saga().to_string(),
-                                    trace_id: cx.trace_id().to_string(),
-                                    step: failed.step.clone(),
-                                    error: failed.error.clone(),
-                                });
-                            }
-                            Err(cause) => {
-                                error!(trace_id = cx.trace_id(), %cause, "cannot queue the rollback; compensating inline");
-                            }
-                        }
-                    }
-                    inner.record_progress(cx, &state).await;
-                    let result = run_transition(&*inner.saga, cx, &state, 1).await;
-                    progress = Progress::after(cx, state, failure, result);
-                }
-                done => return inner.finish(cx, done).await,
-            }
-        }
+        let token = self.rt.token();
+        let custody = self.rt.held(&token);
+        let state = match self.begin(cx, input, Mode::Sync, None, custody).await? {
+            Admitted::New { state, .. } => state,
+            Admitted::Existing(record) => return self.await_existing(cx, *record).await,
+        };
+        let mut journal = Durable {
+            rt: &self.rt,
+            token,
+            seq: 0,
+            route: None,
+            rollback: self.rt.config.sync_rollback,
+        };
+        drive(
+            &*self.rt.saga,
+            cx,
+            &self.rt.policies,
+            state,
+            None,
+            1,
+            &mut journal,
+        )
+        .await
     }
-}
 
-impl<S: Saga> Orchestrator<S> {
     /// Async mode: records the saga and publishes its first message; returns once the broker
     /// confirmed it. Consumers ([`Self::serve`]) on any replica run the steps; the completion
     /// hook and the store receive the outcome. Starting an existing id with the same input
     /// starts nothing and returns [`Started::Existing`].
     pub async fn start(&self, cx: &SagaContext, input: S::Input) -> Result<Started, SagaError> {
-        if let Some(existing) = self.admit(cx, input, None).await? {
+        if let Some(existing) = self.admit(cx, input, Mode::Async, None).await? {
             return Ok(Started::Existing(existing.status));
         }
         Ok(Started::New)
@@ -216,22 +182,22 @@ impl<S: Saga> Orchestrator<S> {
         cx: &SagaContext,
         input: S::Input,
     ) -> Result<S::Output, SagaError> {
-        let route = match self.inner.config.throttled_routing {
+        let route = match self.rt.config.throttled_routing {
             Routing::Shared => None,
-            Routing::PodAffine => Some(self.inner.config.pod_id.clone()),
+            Routing::PodAffine => Some(self.rt.config.pod_id.clone()),
         };
-        let _waiting = match &self.inner.waiting_slots {
+        let _waiting = match &self.rt.waiting_slots {
             Some(slots) => Some(Arc::clone(slots).try_acquire_owned().map_err(|_| SagaError::Rejected {
                 saga: cx.saga().to_string(),
                 trace_id: cx.trace_id().to_string(),
                 reason: format!(
                     "the throttled queue of this replica is full ({} callers waiting); retry later",
-                    self.inner.config.max_waiting.unwrap_or_default()
+                    self.rt.config.max_waiting.unwrap_or_default()
                 ),
             })?),
             None => None,
         };
-        if let Some(existing) = self.admit(cx, input, route).await? {
+        if let Some(existing) = self.admit(cx, input, Mode::Throttled, route).await? {
             return self.await_existing(cx, existing).await;
         }
         // The store's watch subscribes before it reads, so an end that came first is seen.
@@ -240,75 +206,59 @@ impl<S: Saga> Orchestrator<S> {
 
     /// Waits for the outcome of `cx.trace_id()` from any replica, until the context's deadline.
     pub async fn outcome(&self, cx: &SagaContext) -> Result<S::Output, SagaError> {
-        let deadline = cx
-            .deadline()
-            .unwrap_or_else(|| Instant::now() + self.inner.config.default_wait);
-        let watch = self.inner.store.watch(cx.trace_id());
-        match tokio::time::timeout_at(deadline.into(), watch).await {
-            Ok(Ok(outcome)) => decode_outcome::<S>(cx, outcome),
-            Ok(Err(e)) => Err(SagaError::Store {
-                trace_id: cx.trace_id().to_string(),
-                message: e.to_string(),
-            }),
-            Err(_) => Err(SagaError::DeadlineExceeded {
-                saga: cx.saga().to_string(),
-                trace_id: cx.trace_id().to_string(),
-            }),
-        }
+        self.rt.outcome(cx).await
     }
 
-    /// Starts the consumers of every topic of the saga (each step topic and the rollback
-    /// topic; with pod-affine routing also this pod's topics), each with its configured
-    /// concurrency, in the competing-consumer group named after the saga.
+    /// Starts this replica's part: the consumers of every topic of the saga (each step topic
+    /// and the rollback topic; with pod-affine routing also this pod's topics), each with its
+    /// configured concurrency, in the competing-consumer group named after the saga, and the
+    /// recovery sweeper (unless [`OrchestratorConfig::sweep_interval`] is `None`). Keep the
+    /// returned [`Consumers`] alive while the replica serves.
     pub async fn serve(&self) -> Result<Consumers, SagaError> {
-        consumer::serve(&self.inner).await
+        serve::serve(&self.rt)
+            .await
+            .map_err(|e| SagaError::Transport {
+                trace_id: "(none: starting the consumers)".to_string(),
+                message: e.to_string(),
+            })
     }
 
-    /// Records the saga; `Some(record)` when the id exists with the same input.
+    /// Records the saga at its first transition under `custody`; or finds the id taken.
     async fn begin(
         &self,
         cx: &SagaContext,
-        input: &S::Input,
-    ) -> Result<Option<SagaRecord>, SagaError> {
+        input: S::Input,
+        mode: Mode,
+        route: Option<&str>,
+        custody: Custody,
+    ) -> Result<Admitted<S>, SagaError> {
         let desc = S::description();
-        let store_error = |message: String| SagaError::Store {
+        let input_json = serde_json::to_value(&input).map_err(|e| SagaError::InvalidState {
+            saga: desc.name.to_string(),
             trace_id: cx.trace_id().to_string(),
-            message,
-        };
-        let input_json = serde_json::to_vec(input)
-            .map_err(|e| store_error(format!("cannot serialise the input: {e}")))?;
+            message: format!("the saga input does not serialize: {e}"),
+        })?;
+        let state = S::start(input);
+        let payload = self.rt.encode(cx, &state, None, 0, route)?;
         let first = desc.steps.first().map(|s| s.name).unwrap_or_default();
         let record = SagaRecord::new(
             cx.trace_id(),
             desc.name,
             fingerprint(desc.name, &input_json),
             first,
+            mode,
+            payload.clone(),
+            custody,
         );
         match self
-            .inner
+            .rt
             .store
             .begin(record)
             .await
-            .map_err(|e| store_error(e.to_string()))?
+            .map_err(|e| store_error(cx, &e))?
         {
-            Begin::Started => Ok(None),
-            Begin::Existing(record) if self.stranded(&record) => {
-                // Its first step never ran within `redrive_after`: most likely the replica that
-                // recorded it died before publishing. Claim it and start it again (steps are
-                // idempotent, so a first message that was only slow costs a duplicate call).
-                warn!(
-                    trace_id = cx.trace_id(),
-                    since_ms = now_ms().saturating_sub(record.updated_at_ms),
-                    "saga recorded but its first step never ran: starting it again"
-                );
-                self.inner
-                    .store
-                    .update(cx.trace_id(), record.status, record.attempts + 1)
-                    .await
-                    .map_err(|e| store_error(e.to_string()))?;
-                Ok(None)
-            }
-            Begin::Existing(record) => Ok(Some(record)),
+            Begin::Started => Ok(Admitted::New { state, payload }),
+            Begin::Existing(record) => Ok(Admitted::Existing(Box::new(record))),
             Begin::Conflict(record) => Err(SagaError::IdTaken {
                 saga: record.saga,
                 trace_id: cx.trace_id().to_string(),
@@ -316,56 +266,40 @@ impl<S: Saga> Orchestrator<S> {
         }
     }
 
-    /// True when `record` has waited at its first step, untouched, for longer than
-    /// [`OrchestratorConfig::redrive_after`].
-    fn stranded(&self, record: &SagaRecord) -> bool {
-        let Some(after) = self.inner.config.redrive_after else {
-            return false;
-        };
-        matches!(record.status, SagaStatus::Running { step: 0, .. })
-            && now_ms().saturating_sub(record.updated_at_ms) > after.as_millis() as u64
-    }
-
     /// Records the saga and publishes its first message, on a task of its own so a caller
-    /// that goes away in between cannot leave a record with nothing queued. `Some(record)`
-    /// when the id exists with the same input (nothing was published).
+    /// that goes away in between cannot leave a record with nothing queued (and if the
+    /// replica dies in between, the sweeper publishes it). `Some(record)` when the id exists
+    /// with the same input (nothing was published).
     async fn admit(
         &self,
         cx: &SagaContext,
         input: S::Input,
+        mode: Mode,
         route: Option<String>,
     ) -> Result<Option<SagaRecord>, SagaError> {
         let this = self.clone();
         let owned = cx.clone();
         detached(cx, async move {
-            if let Some(existing) = this.begin(&owned, &input).await? {
-                return Ok(Some(existing));
+            let token = this.rt.token();
+            let custody = this.rt.queued(&token, this.rt.config.requeue_after);
+            let (state, payload) = match this.begin(&owned, input, mode, route.as_deref(), custody).await? {
+                Admitted::New { state, payload } => (state, payload),
+                Admitted::Existing(record) => return Ok(Some(*record)),
+            };
+            let cursor = S::cursor(&state);
+            if let Err(error) = this.rt.publish(&owned, cursor, route.as_deref(), 0, payload).await {
+                // Nothing was started: free the id so the caller can retry with it.
+                if let Err(cleanup) = this.rt.store.remove(owned.trace_id()).await {
+                    error!(trace_id = owned.trace_id(), %cleanup, "cannot remove the record of a saga that did not start; the sweeper starts it");
+                }
+                return Err(SagaError::Transport {
+                    trace_id: owned.trace_id().to_string(),
+                    message: error.to_string(),
+                });
             }
-            this.publish_first(&owned, input, route).await?;
             Ok(None)
         })
         .await
-    }
-
-    async fn publish_first(
-        &self,
-        cx: &SagaContext,
-        input: S::Input,
-        route: Option<String>,
-    ) -> Result<(), SagaError> {
-        let state = S::start(input);
-        if let Err(error) = self
-            .inner
-            .publish_state(cx, &state, None, route.as_deref())
-            .await
-        {
-            // Nothing was started: free the id so the caller can retry with it.
-            if let Err(cleanup) = self.inner.store.remove(cx.trace_id()).await {
-                error!(trace_id = cx.trace_id(), %cleanup, "cannot remove the record of a saga that did not start");
-            }
-            return Err(error);
-        }
-        Ok(())
     }
 
     async fn await_existing(
@@ -381,6 +315,24 @@ impl<S: Saga> Orchestrator<S> {
     }
 }
 
+/// What [`Orchestrator::begin`] found.
+enum Admitted<S: Saga> {
+    /// The saga is recorded: run it from `state` (serialized as `payload`, sequence 0).
+    New { state: S::State, payload: String },
+    /// The id exists with the same input.
+    Existing(Box<SagaRecord>),
+}
+
+/// What [`Orchestrator::start`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Started {
+    /// The saga's first message is confirmed by the broker.
+    New,
+    /// A saga with this trace id and the same input exists already; nothing was started. Its
+    /// current status is given.
+    Existing(SagaStatus),
+}
+
 /// Runs `work` on a task of its own and waits for it; the task finishes even if the caller
 /// stops waiting.
 async fn detached<T: Send + 'static>(
@@ -393,17 +345,5 @@ async fn detached<T: Send + 'static>(
             trace_id: cx.trace_id().to_string(),
             message: format!("the saga task failed: {e}"),
         })
-    })
-}
-
-fn decode_outcome<S: Saga>(
-    cx: &SagaContext,
-    outcome: crate::store::Outcome,
-) -> Result<S::Output, SagaError> {
-    let output = outcome?;
-    serde_json::from_value(output).map_err(|e| SagaError::InvalidState {
-        saga: cx.saga().to_string(),
-        trace_id: cx.trace_id().to_string(),
-        message: format!("the stored output does not decode: {e}"),
     })
 }

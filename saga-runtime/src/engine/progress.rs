@@ -114,6 +114,18 @@ impl<S: Saga> Progress<S> {
         }
     }
 
+    /// The final result of an ended saga; a running one (which the engine never passes here)
+    /// is reported as [`SagaError::InvalidState`].
+    pub(crate) fn into_outcome(self, cx: &SagaContext) -> Result<S::Output, SagaError> {
+        self.into_result().unwrap_or_else(|| {
+            Err(SagaError::InvalidState {
+                saga: cx.saga().to_string(),
+                trace_id: cx.trace_id().to_string(),
+                message: "a running saga has no outcome".to_string(),
+            })
+        })
+    }
+
     /// The saga's final result, or `None` while it runs.
     pub fn into_result(self) -> Option<Result<S::Output, SagaError>> {
         match self {

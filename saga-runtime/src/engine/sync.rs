@@ -1,35 +1,36 @@
-//! The sync mode: a saga runs in the caller's task; on failure the compensations run inline,
-//! in reverse, before the call returns.
+//! The bare sync mode: a saga runs in the caller's task, with no store and no broker; on
+//! failure the compensations run inline, in reverse, before the call returns.
 
+use std::time::Duration;
+
+use super::driver::{Flow, Journal, drive};
 use super::progress::{Failure, Progress};
-use super::transition::run_transition;
-use crate::{Saga, SagaContext, SagaError};
-
-/// The error for a running state where an outcome was expected (never happens: the loop
-/// only stops on a final progress).
-pub(crate) fn unreachable_running<T>(cx: &SagaContext) -> Result<T, SagaError> {
-    Err(SagaError::InvalidState {
-        saga: cx.saga().to_string(),
-        trace_id: cx.trace_id().to_string(),
-        message: "a running saga has no outcome".to_string(),
-    })
-}
+use super::transition::Policies;
+use crate::{RetryPolicy, Saga, SagaContext, SagaError};
 
 /// Runs sagas in the caller's task.
 ///
 /// The caller's future owns the saga while it runs: if it is dropped midway (a client
 /// disconnected and the server cancelled the handler), the saga stops where it is without
-/// compensating. Spawn the call on a task of its own when that matters (the gRPC glue does),
-/// or use the async or throttled modes, whose progress survives any one process.
+/// compensating, and nothing records where it stood. Use the
+/// [`Orchestrator`](super::Orchestrator) when a saga must survive its caller or its process:
+/// every mode there records each transition and recovers the saga on any replica.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SyncEngine {
-    _private: (),
+    policies: Policies,
 }
 
 impl SyncEngine {
-    /// A sync engine with inline rollback.
+    /// A sync engine with inline rollback and the default compensation policy
+    /// ([`RetryPolicy::COMPENSATION`]).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same engine retrying compensations with `policy`.
+    pub fn with_compensation_retry(mut self, policy: RetryPolicy) -> Self {
+        self.policies.compensation = policy;
+        self
     }
 
     /// Runs `saga` from its first step on `input`. Returns the output, or the error that
@@ -53,19 +54,39 @@ impl SyncEngine {
         state: S::State,
         failure: Option<Failure>,
     ) -> Result<S::Output, SagaError> {
-        let mut progress = Progress::<S>::at(cx, state, failure);
-        loop {
-            match progress {
-                Progress::Running { state, failure } => {
-                    let result = run_transition(saga, cx, &state, 1).await;
-                    progress = Progress::after(cx, state, failure, result);
-                }
-                done => {
-                    return done
-                        .into_result()
-                        .unwrap_or_else(|| unreachable_running(cx));
-                }
+        match Progress::<S>::at(cx, state, failure) {
+            Progress::Running { state, failure } => {
+                drive(saga, cx, &self.policies, state, failure, 1, &mut InPlace).await
             }
+            done => done.into_outcome(cx),
         }
+    }
+}
+
+/// Journals nothing: every transition and every retry runs here.
+struct InPlace;
+
+impl<S: Saga> Journal<S> for InPlace {
+    type Stop = Result<S::Output, SagaError>;
+
+    async fn record(&mut self, cx: &SagaContext, progress: Progress<S>) -> Flow<S, Self::Stop> {
+        match progress {
+            Progress::Running { state, failure } => Flow::Continue(state, failure),
+            done => Flow::Stop(done.into_outcome(cx)),
+        }
+    }
+
+    async fn retry_later(
+        &mut self,
+        _cx: &SagaContext,
+        _attempt: u32,
+        delay: Duration,
+    ) -> Option<Self::Stop> {
+        tokio::time::sleep(delay).await;
+        None
+    }
+
+    async fn keep_custody(&self, _cx: &SagaContext) -> Self::Stop {
+        std::future::pending().await
     }
 }

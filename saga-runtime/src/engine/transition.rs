@@ -1,7 +1,11 @@
-//! One transition (a step or a compensation) run under its policy: per-attempt timeout,
-//! bounded retries with backoff. Every mode builds on this.
+//! One attempt of one transition (a step or a compensation): bounded by the step's timeout, a
+//! panic caught and counted as a failure; and the retry rule that says whether, and after how
+//! long, a failed attempt is tried again. Every mode builds on this.
 
-use tracing::{debug, warn};
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use crate::{Cursor, RetryPolicy, Saga, SagaContext, StepDescription, StepError, StepKind};
 
@@ -12,14 +16,19 @@ pub(crate) struct TransitionFailure {
     pub(crate) attempts: u32,
 }
 
-/// Whether `error` on attempt `attempt` of the transition at `cursor` is worth another try.
-///
-/// Compensatable steps and the pivot retry only [`ErrorKind::Retryable`](crate::ErrorKind)
-/// errors: a final error means "compensate". Retriable steps and compensations retry every
-/// error: the saga has no other way out of them, so they are retried up to their bound and then
-/// the saga is stuck.
-fn retries_every_error(cursor: Cursor, step: &StepDescription) -> bool {
-    matches!(cursor, Cursor::Compensate(_)) || step.kind == StepKind::Retriable
+/// The retry policies the engine applies on top of each step's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Policies {
+    /// The policy of every compensation (they must finish: retried persistently).
+    pub(crate) compensation: RetryPolicy,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Self {
+            compensation: RetryPolicy::COMPENSATION,
+        }
+    }
 }
 
 /// The step description `cursor` points at, or `None` on a terminal cursor.
@@ -31,66 +40,72 @@ pub(crate) fn step_at<S: Saga>(cursor: Cursor) -> Option<&'static StepDescriptio
     }
 }
 
-/// Runs the transition `S::cursor(state)` names, retrying per the step's [`RetryPolicy`] and
-/// bounding each attempt by the step's timeout. `first_attempt` lets a mode that already
-/// made attempts (a redelivered message) continue the count.
-pub(crate) async fn run_transition<S: Saga>(
+/// Runs attempt `attempt` (from 1) of the transition `S::cursor(state)` names, bounded by the
+/// step's timeout (a timeout is a retryable error). A panic in the step is caught and returned
+/// as a retryable error naming the panic, so a bug never takes a consumer down.
+pub(crate) async fn attempt<S: Saga>(
     saga: &S,
     base: &SagaContext,
     state: &S::State,
-    first_attempt: u32,
-) -> Result<S::Effect, TransitionFailure> {
+    attempt: u32,
+) -> Result<S::Effect, StepError> {
     let cursor = S::cursor(state);
     let Some(step) = step_at::<S>(cursor) else {
-        return Err(TransitionFailure {
-            error: StepError::fatal(format!(
-                "saga `{}` has nothing left to run from {cursor:?}",
-                base.saga()
-            )),
-            attempts: 0,
-        });
+        return Err(StepError::fatal(format!(
+            "saga `{}` has nothing left to run from {cursor:?}",
+            base.saga()
+        )));
     };
-    let compensating = matches!(cursor, Cursor::Compensate(_));
-    let policy: RetryPolicy = step.retry;
-    let mut attempt = first_attempt.max(1);
-    loop {
-        let cx = base.at(step.name, compensating, attempt);
-        let result = match step.timeout {
-            Some(limit) => match tokio::time::timeout(limit, saga.execute(&cx, state)).await {
-                Ok(result) => result,
-                Err(_) => Err(StepError::timeout(limit)),
-            },
-            None => saga.execute(&cx, state).await,
-        };
-        let error = match result {
-            Ok(effect) => return Ok(effect),
-            Err(error) => error,
-        };
-        let may_retry = error.is_retryable() || retries_every_error(cursor, step);
-        let delay = if may_retry {
-            policy.delay_after(attempt)
-        } else {
-            None
-        };
-        match delay {
-            Some(delay) => {
-                debug!(
-                    trace_id = cx.trace_id(), saga = cx.saga(), step = step.name, compensating, attempt,
-                    ?delay, %error, "transition failed, retrying"
-                );
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            None => {
-                warn!(
-                    trace_id = cx.trace_id(), saga = cx.saga(), step = step.name, compensating, attempt,
-                    %error, "transition failed, giving up"
-                );
-                return Err(TransitionFailure {
-                    error,
-                    attempts: attempt,
-                });
-            }
-        }
+    let cx = base.at(step.name, matches!(cursor, Cursor::Compensate(_)), attempt);
+    let run = AssertUnwindSafe(saga.execute(&cx, state)).catch_unwind();
+    let caught = match step.timeout {
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(caught) => caught,
+            Err(_) => return Err(StepError::timeout(limit)),
+        },
+        None => run.await,
+    };
+    caught.unwrap_or_else(|panic| {
+        Err(StepError::retryable(format!(
+            "panicked: {}",
+            panic_message(&*panic)
+        )))
+    })
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// How long to wait before attempt `attempt + 1` of the transition at `cursor` after `error`,
+/// or `None` when the transition gives up.
+///
+/// Compensatable steps and the pivot retry only [`ErrorKind::Retryable`](crate::ErrorKind)
+/// errors within their policy: a final error means "compensate". Retriable steps (after the
+/// pivot) retry every error within their policy; compensations retry every error within the
+/// engine's compensation policy ([`Policies::compensation`]): the saga has no other way out of
+/// them, so past that bound it is stuck.
+pub(crate) fn retry_delay<S: Saga>(
+    cursor: Cursor,
+    error: &StepError,
+    attempt: u32,
+    policies: &Policies,
+) -> Option<Duration> {
+    let step = step_at::<S>(cursor)?;
+    let policy = match cursor {
+        Cursor::Compensate(_) => policies.compensation,
+        _ => step.retry,
+    };
+    let retries_every_error =
+        matches!(cursor, Cursor::Compensate(_)) || step.kind == StepKind::Retriable;
+    if error.is_retryable() || retries_every_error {
+        policy.delay_after(attempt)
+    } else {
+        None
     }
 }

@@ -1,55 +1,82 @@
 //! The in-memory saga store: one process, no server. The default backend.
 //!
-//! Records live in a mutex'd map; watchers are woken in-process. Time-to-live is enforced
-//! on access (an expired record reads as absent) and expired records are swept out now and
-//! then by [`SagaStore::begin`], so memory does not grow with finished sagas.
+//! Records live in a mutex'd map, with two indexes kept in the same critical section: the
+//! running sagas by lease expiry (what the sweeper reads) and the finished ones in the order
+//! they ended (what retention evicts). Finished records are kept for
+//! [`StoreConfig::finished_ttl`] (10 minutes by default) and at most
+//! [`StoreConfig::max_finished`] of them (100,000): each write that ends a saga evicts what is
+//! over either bound, oldest first, in O(1) per record, so memory stays bounded under any load
+//! and nothing is scanned on the begin path. Watchers are woken in-process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::waiters::Waiters;
-use super::{Begin, Outcome, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreError, now_ms};
+use super::{
+    Advance, Begin, Claim, Claimed, Custody, Hold, Outcome, SagaRecord, SagaStore, StoreConfig,
+    StoreError, Written, millis, now_ms,
+};
 
 const BACKEND: &str = "memory";
-/// Expired records are swept at most this often.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The in-memory [`SagaStore`]: records and watchers of this process only.
 ///
-/// Replicas do not share it; use the Redis store when several orchestrator replicas must
-/// see the same sagas. Cheap to create; share one instance through an `Arc`.
+/// Replicas do not share it, and it dies with its process: use the Redis store when several
+/// orchestrator replicas must see the same sagas or when sagas must survive a process.
+/// Cheap to create; share one instance through an `Arc`.
 pub struct MemoryStore {
     config: StoreConfig,
     state: Mutex<State>,
     waiters: Arc<Waiters>,
 }
 
+#[derive(Default)]
 struct State {
-    records: HashMap<String, Entry>,
-    next_sweep: Instant,
+    records: HashMap<String, SagaRecord>,
+    /// `(lease_until_ms, trace_id)` of every running record.
+    leases: BTreeSet<(u64, String)>,
+    /// `(expires_at_ms, trace_id)` of finished records, in the order they ended (the finished
+    /// TTL is one value, so that is also expiry order).
+    finished: VecDeque<(u64, String)>,
 }
 
-struct Entry {
-    record: SagaRecord,
-    expires_at: Option<Instant>,
-}
+impl State {
+    fn set_lease(&mut self, record: &mut SagaRecord, until: u64) {
+        self.leases
+            .remove(&(record.lease_until_ms, record.trace_id.clone()));
+        record.lease_until_ms = until;
+        self.leases.insert((until, record.trace_id.clone()));
+    }
 
-impl Entry {
-    fn is_live(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|at| now < at)
+    /// Drops finished records past their TTL or over the cap, oldest first.
+    fn evict(&mut self, now: u64, cap: usize) {
+        while let Some((expires_at, _)) = self.finished.front() {
+            if *expires_at > now && self.finished.len() <= cap {
+                break;
+            }
+            if let Some((_, trace_id)) = self.finished.pop_front()
+                && self
+                    .records
+                    .get(&trace_id)
+                    .is_some_and(|record| record.status.is_final())
+            {
+                self.records.remove(&trace_id);
+            }
+        }
     }
 }
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
         f.debug_struct("MemoryStore")
             .field("config", &self.config)
-            .field("records", &self.lock().records.len())
+            .field("records", &state.records.len())
+            .field("running", &state.leases.len())
             .field("waiters", &self.waiters.count())
             .finish()
     }
@@ -57,19 +84,16 @@ impl fmt::Debug for MemoryStore {
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        Self::new(StoreConfig::default())
+        Self::new(StoreConfig::memory())
     }
 }
 
 impl MemoryStore {
-    /// An empty store with these settings.
+    /// An empty store with these settings ([`StoreConfig::memory`] gives its defaults).
     pub fn new(config: StoreConfig) -> Self {
         Self {
             config,
-            state: Mutex::new(State {
-                records: HashMap::new(),
-                next_sweep: Instant::now() + SWEEP_INTERVAL,
-            }),
+            state: Mutex::new(State::default()),
             waiters: Waiters::new(None),
         }
     }
@@ -81,82 +105,201 @@ impl MemoryStore {
         self.waiters.count()
     }
 
+    /// Number of records held (running and finished). For tests of retention.
+    #[doc(hidden)]
+    pub fn record_count(&self) -> usize {
+        self.lock().records.len()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every critical section is a single map operation: a poisoned lock is consistent.
+        // Every critical section leaves the maps consistent before it can panic: a poisoned
+        // lock is still usable.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn expiry(&self, status: &SagaStatus, now: Instant) -> Option<Instant> {
+    /// True when `record` outlived its safety TTL (running) or finished TTL.
+    fn expired(&self, record: &SagaRecord, now: u64) -> bool {
         self.config
-            .ttl_for(status)
-            .and_then(|ttl| now.checked_add(ttl))
+            .ttl_for(&record.status)
+            .is_some_and(|ttl| now >= record.updated_at_ms.saturating_add(millis(ttl)))
     }
 
-    fn begin_now(&self, record: SagaRecord) -> Begin {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if now >= state.next_sweep {
-            state.records.retain(|_, entry| entry.is_live(now));
-            state.next_sweep = now + SWEEP_INTERVAL;
+    fn live<'s>(
+        &self,
+        state: &'s mut State,
+        trace_id: &str,
+        now: u64,
+    ) -> Option<&'s mut SagaRecord> {
+        let expired = self.expired(state.records.get(trace_id)?, now);
+        if expired {
+            if let Some(record) = state.records.remove(trace_id) {
+                state
+                    .leases
+                    .remove(&(record.lease_until_ms, record.trace_id));
+            }
+            return None;
         }
-        if let Some(existing) = state.records.get(&record.trace_id)
-            && existing.is_live(now)
-        {
-            let existing = existing.record.clone();
+        state.records.get_mut(trace_id)
+    }
+
+    fn begin_now(&self, mut record: SagaRecord) -> Begin {
+        let now = now_ms();
+        let mut state = self.lock();
+        if let Some(existing) = self.live(&mut state, &record.trace_id, now) {
+            let existing = existing.clone();
             return if existing.fingerprint == record.fingerprint {
                 Begin::Existing(existing)
             } else {
                 Begin::Conflict(existing)
             };
         }
-        let expires_at = self.expiry(&record.status, now);
+        record.created_at_ms = now;
+        record.updated_at_ms = now;
         state
-            .records
-            .insert(record.trace_id.clone(), Entry { record, expires_at });
+            .leases
+            .insert((record.lease_until_ms, record.trace_id.clone()));
+        state.records.insert(record.trace_id.clone(), record);
         Begin::Started
     }
 
-    fn update_now(
+    fn claim_now(&self, claim: &Claim<'_>) -> Claimed {
+        let now = now_ms();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(record) = self.live(state, claim.trace_id, now) else {
+            return Claimed::Missing;
+        };
+        if record.status.is_final() {
+            return Claimed::Finished;
+        }
+        if claim.seq.is_some_and(|seq| seq != record.seq) {
+            return Claimed::Stale {
+                current: record.seq,
+            };
+        }
+        let lapsed = record.lease_until_ms <= now;
+        let free = if claim.recovery {
+            lapsed
+        } else {
+            lapsed || record.queued || record.owner == claim.token
+        };
+        if !free {
+            return Claimed::Busy;
+        }
+        let mut record = record.clone();
+        record.owner = claim.token.to_string();
+        record.queued = false;
+        record.attempts += 1;
+        record.updated_at_ms = now;
+        state.set_lease(&mut record, now.saturating_add(millis(claim.lease)));
+        let won = Claimed::Won {
+            attempt: record.attempts,
+            seq: record.seq,
+            mode: record.mode,
+            state: if claim.recovery {
+                record.state.clone()
+            } else {
+                None
+            },
+        };
+        state.records.insert(record.trace_id.clone(), record);
+        won
+    }
+
+    /// The record `token` holds at `seq`, or why it does not.
+    fn held<'s>(
         &self,
+        state: &'s mut State,
         trace_id: &str,
-        status: SagaStatus,
-        attempts: u32,
-    ) -> Result<(), StoreError> {
-        let now = Instant::now();
-        let outcome = status.outcome();
+        seq: u64,
+        token: &str,
+        now: u64,
+    ) -> Result<&'s mut SagaRecord, Written> {
+        let record = self.live(state, trace_id, now).ok_or(Written::Missing)?;
+        if record.status.is_final() {
+            return Err(Written::Finished);
+        }
+        if record.seq != seq || record.owner != token {
+            return Err(Written::Fenced);
+        }
+        Ok(record)
+    }
+
+    fn advance_now(&self, advance: Advance<'_>) -> Written {
+        let now = now_ms();
+        let outcome = advance.status.outcome();
         {
-            let mut state = self.lock();
-            let entry = state
-                .records
-                .get_mut(trace_id)
-                .filter(|entry| entry.is_live(now))
-                .ok_or_else(|| missing(trace_id))?;
-            if entry.record.status.is_final() {
-                // An ended saga stays ended: a late or duplicate delivery does not reopen it.
-                return Ok(());
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let mut record =
+                match self.held(state, advance.trace_id, advance.seq, advance.token, now) {
+                    Ok(record) => record.clone(),
+                    Err(refused) => return refused,
+                };
+            record.seq += 1;
+            record.attempts = 0;
+            record.updated_at_ms = now;
+            record.status = advance.status;
+            if record.status.is_final() {
+                state
+                    .leases
+                    .remove(&(record.lease_until_ms, record.trace_id.clone()));
+                record.state = None;
+                record.owner.clear();
+                record.lease_until_ms = 0;
+                record.queued = false;
+                let expires_at = now.saturating_add(millis(self.config.finished_ttl));
+                state
+                    .finished
+                    .push_back((expires_at, record.trace_id.clone()));
+            } else {
+                record.state = advance.state.map(str::to_string);
+                apply_custody(state, &mut record, &advance.custody, now);
             }
-            entry.expires_at = self.expiry(&status, now);
-            entry.record.status = status;
-            entry.record.attempts = attempts;
-            entry.record.updated_at_ms = now_ms();
+            state.records.insert(record.trace_id.clone(), record);
+            state.evict(now, self.config.max_finished);
         }
         // Notify after the write is visible: a watcher registered before the write is woken
         // here, one registered after it reads the final record itself.
         if let Some(outcome) = outcome {
-            self.waiters.notify(trace_id, &Ok(outcome));
+            self.waiters.notify(advance.trace_id, &Ok(outcome));
         }
-        Ok(())
+        Written::Done
+    }
+
+    fn hold_now(&self, trace_id: &str, seq: u64, token: &str, custody: &Custody) -> Written {
+        let now = now_ms();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let mut record = match self.held(state, trace_id, seq, token, now) {
+            Ok(record) => record.clone(),
+            Err(refused) => return refused,
+        };
+        record.updated_at_ms = now;
+        apply_custody(state, &mut record, custody, now);
+        state.records.insert(record.trace_id.clone(), record);
+        Written::Done
+    }
+
+    fn expired_now(&self, saga: &str, limit: usize) -> Vec<String> {
+        let now = now_ms();
+        let state = self.lock();
+        state
+            .leases
+            .iter()
+            .take_while(|(until, _)| *until <= now)
+            .filter(|(_, trace_id)| state.records.get(trace_id).is_some_and(|r| r.saga == saga))
+            .take(limit)
+            .map(|(_, trace_id)| trace_id.clone())
+            .collect()
     }
 
     fn get_now(&self, trace_id: &str) -> Option<SagaRecord> {
-        let now = Instant::now();
-        self.lock()
-            .records
-            .get(trace_id)
-            .filter(|entry| entry.is_live(now))
-            .map(|entry| entry.record.clone())
+        let now = now_ms();
+        self.live(&mut self.lock(), trace_id, now)
+            .map(|r| r.clone())
     }
 
     async fn watch_outcome(&self, trace_id: &str) -> Result<Outcome, StoreError> {
@@ -169,13 +312,10 @@ impl MemoryStore {
     }
 }
 
-fn missing(trace_id: &str) -> StoreError {
-    StoreError {
-        backend: BACKEND,
-        message: format!(
-            "no record for trace id {trace_id}: it was never begun, was removed, or expired"
-        ),
-    }
+fn apply_custody(state: &mut State, record: &mut SagaRecord, custody: &Custody, now: u64) {
+    record.owner.clone_from(&custody.token);
+    record.queued = custody.queued;
+    state.set_lease(record, now.saturating_add(millis(custody.lease)));
 }
 
 impl SagaStore for MemoryStore {
@@ -183,13 +323,24 @@ impl SagaStore for MemoryStore {
         async move { Ok(self.begin_now(record)) }.boxed()
     }
 
-    fn update<'a>(
+    fn claim<'a>(&'a self, claim: Claim<'a>) -> BoxFuture<'a, Result<Claimed, StoreError>> {
+        async move { Ok(self.claim_now(&claim)) }.boxed()
+    }
+
+    fn advance<'a>(&'a self, advance: Advance<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        async move { Ok(self.advance_now(advance)) }.boxed()
+    }
+
+    fn hold<'a>(&'a self, hold: Hold<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        async move { Ok(self.hold_now(hold.trace_id, hold.seq, hold.token, &hold.custody)) }.boxed()
+    }
+
+    fn expired<'a>(
         &'a self,
-        trace_id: &'a str,
-        status: SagaStatus,
-        attempts: u32,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        async move { self.update_now(trace_id, status, attempts) }.boxed()
+        saga: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        async move { Ok(self.expired_now(saga, limit)) }.boxed()
     }
 
     fn get<'a>(
@@ -205,7 +356,12 @@ impl SagaStore for MemoryStore {
 
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            self.lock().records.remove(trace_id);
+            let mut state = self.lock();
+            if let Some(record) = state.records.remove(trace_id) {
+                state
+                    .leases
+                    .remove(&(record.lease_until_ms, record.trace_id));
+            }
             Ok(())
         }
         .boxed()

@@ -1,14 +1,32 @@
-//! Saga stores: the record of every saga by trace id, and the watcher of its end.
+//! Saga stores: the durable record of every saga by trace id, the custody of its next
+//! transition, and the watcher of its end.
 //!
-//! The trace id (`x-request-id`) is the saga id. [`SagaStore::begin`] is the idempotent
-//! start: it creates the record only if the id is free, and otherwise says whether the
-//! existing record has the same input (the caller gets, or waits for, that saga's outcome)
-//! or a different one (the id is taken). [`SagaStore::watch`] resolves when a saga reaches
-//! a final status, on any replica; it subscribes before it reads, so no end is missed.
+//! The trace id (`x-request-id`) is the saga id. The record holds everything needed to resume
+//! the saga on any replica: its serialized state (input and every output so far, as the
+//! message envelope the engine publishes), a sequence number that grows by one at every
+//! transition, the mode it runs in, and its **custody**: which run of which replica holds it
+//! (an owner token) and until when (a lease), or that its message is queued on the broker.
+//!
+//! Every operation that changes a running saga is one atomic compare-and-set on the sequence
+//! number and the owner token (one Redis script, one round trip):
+//! - [`SagaStore::begin`] is the idempotent start: it creates the record only if the id is
+//!   free, and otherwise says whether the existing record has the same input (the caller gets,
+//!   or waits for, that saga's outcome) or a different one (the id is taken);
+//! - [`SagaStore::claim`] fences a delivery: it takes custody of the saga only if the record is
+//!   at the delivery's sequence number, not final, and not held by a live lease of another
+//!   run; a stale or duplicate delivery learns so and runs nothing;
+//! - [`SagaStore::advance`] records a transition (next state or final status) only if the
+//!   writer still holds custody at the sequence it read, so two runs can never both advance
+//!   one saga (a duplicate can never fork it);
+//! - [`SagaStore::hold`] renews or hands over custody without a transition;
+//! - [`SagaStore::expired`] lists the sagas whose custody lapsed (their owner died): the
+//!   recovery sweeper claims each (exactly one replica wins) and resumes it.
+//!
+//! [`SagaStore::watch`] resolves when a saga reaches a final status, on any replica; it
+//! subscribes before it reads, so no end is missed.
 //!
 //! Backends: [`MemoryStore`] (always built; one process) and, with the `redis` feature,
-//! `RedisStore` in the `redis` module (shared by every replica; records as JSON under a key
-//! prefix, completions over pub/sub on one multiplexed connection per store instance).
+//! `RedisStore` in the `redis` module (shared by every replica).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -79,6 +97,40 @@ impl SagaStatus {
 /// A finished saga's outcome: its output as JSON, or how it failed.
 pub type Outcome = Result<serde_json::Value, SagaError>;
 
+/// How a saga was started, so that recovery resumes it the way it ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Run by a replica in the caller's request; recovery finishes it on the claiming replica.
+    Sync,
+    /// Carried by the broker, one transition per message; recovery re-publishes it.
+    #[default]
+    Async,
+    /// Like async, with a caller waiting for the outcome through the watcher.
+    Throttled,
+}
+
+impl Mode {
+    /// The name stored in the record (`sync`, `async`, `throttled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
+            Mode::Throttled => "throttled",
+        }
+    }
+
+    /// The mode named `name` ([`Mode::as_str`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "sync" => Some(Mode::Sync),
+            "async" => Some(Mode::Async),
+            "throttled" => Some(Mode::Throttled),
+            _ => None,
+        }
+    }
+}
+
 /// What the store holds for one trace id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SagaRecord {
@@ -88,9 +140,25 @@ pub struct SagaRecord {
     pub saga: String,
     /// Fingerprint of the input (see [`fingerprint`]).
     pub fingerprint: String,
+    /// How the saga runs (and how recovery resumes it).
+    pub mode: Mode,
     /// Where it stands.
     pub status: SagaStatus,
-    /// Attempts made of the current transition (0 before the first).
+    /// Transitions recorded so far: 0 at begin, one more at every [`SagaStore::advance`].
+    /// A delivery or a run holding an older number is stale.
+    pub seq: u64,
+    /// The serialized state to resume from (the engine's message envelope, JSON); `None`
+    /// once the saga is final.
+    pub state: Option<String>,
+    /// The token of the run that holds custody (see [`Custody`]); empty once final.
+    pub owner: String,
+    /// Until when the owner's custody lasts, in milliseconds since the Unix epoch (store
+    /// clock); 0 once final. Past it, the recovery sweeper may claim the saga.
+    pub lease_until_ms: u64,
+    /// True while the next transition's message is queued on the broker: any consumer may
+    /// claim it, and the sweeper re-publishes it if nobody did by `lease_until_ms`.
+    pub queued: bool,
+    /// Attempts made of the current transition (0 before the first; every claim adds one).
     pub attempts: u32,
     /// When it was started, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
@@ -99,20 +167,72 @@ pub struct SagaRecord {
 }
 
 impl SagaRecord {
-    /// A new record in status [`SagaStatus::Running`] at step 0, stamped now.
-    pub fn new(trace_id: &str, saga: &str, fingerprint: String, first_step: &str) -> Self {
+    /// A new record at step 0 (sequence 0), stamped now, holding `state` (the serialized
+    /// state of the first transition) under `custody`.
+    pub fn new(
+        trace_id: &str,
+        saga: &str,
+        fingerprint: String,
+        first_step: &str,
+        mode: Mode,
+        state: String,
+        custody: Custody,
+    ) -> Self {
         let now = now_ms();
         Self {
             trace_id: trace_id.to_string(),
             saga: saga.to_string(),
             fingerprint,
+            mode,
             status: SagaStatus::Running {
                 step: 0,
                 name: first_step.to_string(),
             },
+            seq: 0,
+            state: Some(state),
+            owner: custody.token,
+            lease_until_ms: now.saturating_add(millis(custody.lease)),
+            queued: custody.queued,
             attempts: 0,
             created_at_ms: now,
             updated_at_ms: now,
+        }
+    }
+}
+
+/// Who holds a running saga after a write, and for how long.
+///
+/// A *held* saga runs on the replica run that owns `token`: nobody else may claim it until the
+/// lease passes (the owner renews it with [`SagaStore::hold`] while it works). A *queued* saga's
+/// next message is on the broker: any consumer may claim it, and if none has within the lease
+/// the sweeper re-publishes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Custody {
+    /// The owner token of the run taking custody (unique per run, see the engine).
+    pub token: String,
+    /// How long from now the custody lasts.
+    pub lease: Duration,
+    /// True when the next transition's message is queued on the broker.
+    pub queued: bool,
+}
+
+impl Custody {
+    /// Custody held by the run `token` for `lease`.
+    pub fn held(token: &str, lease: Duration) -> Self {
+        Self {
+            token: token.to_string(),
+            lease,
+            queued: false,
+        }
+    }
+
+    /// The next message queued on the broker by the run `token`; re-published by the sweeper
+    /// if nobody claims it within `lease`.
+    pub fn queued(token: &str, lease: Duration) -> Self {
+        Self {
+            token: token.to_string(),
+            lease,
+            queued: true,
         }
     }
 }
@@ -125,15 +245,57 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Fingerprint of a saga input: the saga name plus a stable hash of the input's JSON.
-pub fn fingerprint(saga: &str, input_json: &[u8]) -> String {
+/// A duration in whole milliseconds (saturating).
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Fingerprint of a saga input: the saga name plus a stable hash of the input's canonical
+/// JSON (object keys sorted at every level), so two equal inputs have one fingerprint even
+/// when they hold maps whose iteration order differs (a `HashMap`).
+pub fn fingerprint(saga: &str, input: &serde_json::Value) -> String {
+    let mut canonical = Vec::with_capacity(128);
+    write_canonical(input, &mut canonical);
     // FNV-1a 64: stable across processes and releases, unlike std's SipHash keys.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in saga.as_bytes().iter().chain([0u8].iter()).chain(input_json) {
+    for byte in saga.as_bytes().iter().chain([0u8].iter()).chain(&canonical) {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("{saga}:{hash:016x}")
+}
+
+/// `value` as JSON with the keys of every object in sorted order.
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // A string always serializes.
+                out.extend_from_slice(serde_json::to_string(key).unwrap_or_default().as_bytes());
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+    }
 }
 
 /// What [`SagaStore::begin`] found.
@@ -142,10 +304,108 @@ pub enum Begin {
     /// The id was free; the record was created and the caller runs the saga.
     Started,
     /// The id holds a saga with the same fingerprint: do not run it again; return or await
-    /// its outcome.
+    /// its outcome (the sweeper resumes it if its owner died).
     Existing(SagaRecord),
     /// The id holds a saga with another fingerprint: refuse with [`SagaError::IdTaken`].
     Conflict(SagaRecord),
+}
+
+/// A request for custody of a saga ([`SagaStore::claim`]).
+#[derive(Clone, Debug)]
+pub struct Claim<'a> {
+    /// The saga's trace id.
+    pub trace_id: &'a str,
+    /// The saga's name (the lease index is per saga).
+    pub saga: &'a str,
+    /// The sequence number the claimer is at (a delivery's), or `None` to claim whatever
+    /// transition is next (recovery).
+    pub seq: Option<u64>,
+    /// The claiming run's owner token.
+    pub token: &'a str,
+    /// How long the custody lasts from now.
+    pub lease: Duration,
+    /// `false` for a delivery: it may take a queued saga, an expired one or one it holds.
+    /// `true` for recovery: only a saga whose lease expired (queued or not).
+    pub recovery: bool,
+}
+
+/// What [`SagaStore::claim`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claimed {
+    /// Custody taken: run the transition.
+    Won {
+        /// Which attempt of this transition this is (from 1; survives redeliveries and
+        /// replica deaths).
+        attempt: u32,
+        /// The sequence number the saga is at.
+        seq: u64,
+        /// The mode it runs in.
+        mode: Mode,
+        /// The stored state (recovery claims only; `None` for a delivery, which carries it).
+        state: Option<String>,
+    },
+    /// The saga moved on (its sequence number is `current`): the claimer is stale, a
+    /// duplicate or late delivery. Run nothing.
+    Stale {
+        /// The record's sequence number.
+        current: u64,
+    },
+    /// Another run holds custody under a live lease. Run nothing: that run finishes it, or
+    /// the sweeper recovers it when the lease passes.
+    Busy,
+    /// The saga is final. Run nothing.
+    Finished,
+    /// There is no record (never begun, removed or expired).
+    Missing,
+}
+
+/// A transition to record ([`SagaStore::advance`]).
+#[derive(Clone, Debug)]
+pub struct Advance<'a> {
+    /// The saga's trace id.
+    pub trace_id: &'a str,
+    /// The saga's name (the lease index is per saga).
+    pub saga: &'a str,
+    /// The sequence number the writer read (the record moves to `seq + 1`).
+    pub seq: u64,
+    /// The writer's owner token.
+    pub token: &'a str,
+    /// Where the saga stands after the transition.
+    pub status: SagaStatus,
+    /// The state to resume from (the next message's envelope); ignored for a final status.
+    pub state: Option<&'a str>,
+    /// Who holds the saga after the write (ignored for a final status).
+    pub custody: Custody,
+}
+
+/// A change of custody without a transition ([`SagaStore::hold`]).
+#[derive(Clone, Debug)]
+pub struct Hold<'a> {
+    /// The saga's trace id.
+    pub trace_id: &'a str,
+    /// The saga's name (the lease index is per saga).
+    pub saga: &'a str,
+    /// The sequence number the holder is at.
+    pub seq: u64,
+    /// The holder's owner token.
+    pub token: &'a str,
+    /// The custody after the write (renewed, or handed to the broker).
+    pub custody: Custody,
+}
+
+/// What [`SagaStore::advance`] or [`SagaStore::hold`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Recorded.
+    Done,
+    /// Refused: the record moved on or another run took custody. The writer's work is
+    /// dropped (its transition already happened or will happen elsewhere); it must not
+    /// publish or report anything.
+    Fenced,
+    /// Refused: the saga is final already.
+    Finished,
+    /// Refused: there is no record.
+    Missing,
 }
 
 /// A store failure. Names what it was doing and where.
@@ -163,15 +423,16 @@ pub struct StoreError {
 pub struct StoreConfig {
     /// How long a finished record (completed, compensated or stuck) is kept after it became
     /// final. This is also the idempotency window: once it expires, the same trace id starts a
-    /// new saga. Default: 24 hours.
+    /// new saga. Default: 24 hours (the [`MemoryStore`] defaults to 10 minutes).
     pub finished_ttl: Duration,
     /// Safety time-to-live of a record that is not final yet (`None`: kept until it ends).
-    /// Every write of a running or compensating status restarts it. It only exists so that a
-    /// saga abandoned mid-flight (its message lost, a bug) does not keep its key forever; it
-    /// must be far longer than any saga may legitimately run, because once it expires the id
-    /// is free again and a retry with the same id would start a second execution.
-    /// Default: 7 days.
+    /// Every transition restarts it. It only exists so that a record nobody can resume (a
+    /// bug, a saga definition removed from the code) does not keep its key forever; it must
+    /// be far longer than any saga may legitimately run. Default: 7 days.
     pub running_ttl: Option<Duration>,
+    /// [`MemoryStore`] only: the most finished records kept; the oldest is evicted first
+    /// (O(1), off the begin path). Default 100,000.
+    pub max_finished: usize,
 }
 
 impl Default for StoreConfig {
@@ -179,11 +440,21 @@ impl Default for StoreConfig {
         Self {
             finished_ttl: Duration::from_secs(24 * 3600),
             running_ttl: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_finished: 100_000,
         }
     }
 }
 
 impl StoreConfig {
+    /// The defaults of the in-memory store: finished records kept 10 minutes, at most
+    /// 100,000 of them.
+    pub fn memory() -> Self {
+        Self {
+            finished_ttl: Duration::from_secs(600),
+            ..Self::default()
+        }
+    }
+
     /// The time-to-live a record gets when it is written with `status`.
     pub fn ttl_for(&self, status: &SagaStatus) -> Option<Duration> {
         if status.is_final() {
@@ -195,24 +466,35 @@ impl StoreConfig {
 }
 
 /// The saga store. Object safe: the engine holds an `Arc<dyn SagaStore>`.
+///
+/// Every method is one atomic operation (one Redis round trip).
 pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
-    /// Atomically creates `record` unless its trace id exists; see [`Begin`].
+    /// Atomically creates `record` unless its trace id exists; see [`Begin`]. The record's
+    /// lease is counted from now on the store's clock.
     fn begin(&self, record: SagaRecord) -> BoxFuture<'_, Result<Begin, StoreError>>;
 
-    /// Sets the status (and attempts) of `trace_id` and stamps `updated_at_ms`. A final status
-    /// starts the finished time-to-live and wakes every watcher of the id, on every replica; a
-    /// non-final one restarts the running safety TTL ([`StoreConfig::running_ttl`]).
-    ///
-    /// Fails with a [`StoreError`] naming the id when it has no record (never begun, removed
-    /// or expired). A record that is already final is left as it is (the update is ignored):
-    /// a late or duplicate delivery never reopens an ended saga. Otherwise concurrent updates
-    /// of one id: the last write wins.
-    fn update<'a>(
+    /// Takes custody of a saga for one transition if the record is at `claim.seq` (any, for
+    /// recovery), not final, and free to take (see [`Claim::recovery`]); adds one to its
+    /// attempts. Exactly one of several concurrent claimers wins.
+    fn claim<'a>(&'a self, claim: Claim<'a>) -> BoxFuture<'a, Result<Claimed, StoreError>>;
+
+    /// Records a transition if the writer still holds custody at `advance.seq`: the status,
+    /// the state and the custody after it, sequence number plus one, attempts back to 0. A
+    /// final status clears the state, starts the finished time-to-live and wakes every watcher
+    /// of the id on every replica. A final record is never reopened.
+    fn advance<'a>(&'a self, advance: Advance<'a>) -> BoxFuture<'a, Result<Written, StoreError>>;
+
+    /// Renews (or hands over to the broker, `custody.queued`) the custody that `hold.token`
+    /// holds at `hold.seq`, without a transition.
+    fn hold<'a>(&'a self, hold: Hold<'a>) -> BoxFuture<'a, Result<Written, StoreError>>;
+
+    /// Up to `limit` trace ids of running sagas named `saga` whose custody lapsed (lease passed
+    /// on the store's clock), oldest first. Reads an index kept with the records: no key scan.
+    fn expired<'a>(
         &'a self,
-        trace_id: &'a str,
-        status: SagaStatus,
-        attempts: u32,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+        saga: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
 
     /// The record of `trace_id`, if any.
     fn get<'a>(
@@ -229,6 +511,7 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
     /// bound it with a timeout. Dropping the future unregisters the watcher at once.
     fn watch<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<Outcome, StoreError>>;
 
-    /// Deletes the record of `trace_id` (tests, operators).
+    /// Deletes the record of `trace_id` (tests, operators, a start whose first message could
+    /// not be published).
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
 }

@@ -43,6 +43,10 @@ pub struct TransportConfig {
     /// (what a crashed or aborted subscriber left unsettled), in milliseconds. RabbitMQ
     /// redelivers as soon as the consumer's channel closes; memory at once. Default 30000.
     pub ack_wait_ms: u64,
+    /// The most times a message is delivered: the engine dead-letters a delivery past it
+    /// (and records its saga stuck), so no failure loops forever. NATS consumers get
+    /// `max_deliver` one above it. Default 100.
+    pub max_deliveries: u32,
     /// Name shown by the broker's management for the connection (RabbitMQ connection name,
     /// NATS client name). Default `"sagaflow"`.
     pub connection_name: String,
@@ -57,6 +61,7 @@ impl Default for TransportConfig {
             max_payload: 8 * 1024 * 1024,
             connect_timeout_ms: 5_000,
             ack_wait_ms: 30_000,
+            max_deliveries: 100,
             connection_name: "sagaflow".to_owned(),
         }
     }

@@ -64,6 +64,11 @@ pub type Headers = BTreeMap<String, String>;
 
 /// Header carrying the trace id of the saga a message belongs to.
 pub const TRACE_ID_HEADER: &str = "x-request-id";
+/// Header carrying a publisher-chosen message id. Brokers that deduplicate use it: NATS sets
+/// `Nats-Msg-Id` from it, so JetStream drops a second copy within its duplicate window. The
+/// engine sets it to `{trace_id}/{sequence}`.
+pub const MESSAGE_ID_HEADER: &str = "x-message-id";
+
 /// Header carrying the reason a message was dead-lettered.
 pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
 

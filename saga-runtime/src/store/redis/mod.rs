@@ -2,11 +2,22 @@
 //! a watcher that lets any replica await a saga's end.
 //!
 //! # Layout in Redis
-//! - `{prefix}:saga:{trace_id}`: the [`SagaRecord`] as JSON. Created with `SET NX` (atomic
-//!   across replicas), with the running safety TTL ([`StoreConfig::running_ttl`]); a final
-//!   status sets the finished TTL ([`StoreConfig::finished_ttl`]).
-//! - `{prefix}:done:{trace_id}`: the pub/sub channel on which the final record is published,
-//!   in the same `MULTI`/`EXEC` as the write that makes it final.
+//! - `{prefix}:saga:{trace_id}`: a hash holding the [`SagaRecord`]: `saga`, `fp`
+//!   (fingerprint), `mode`, `status` (JSON), `state` (the envelope to resume from, JSON),
+//!   `seq`, `owner`, `until` (lease end, ms on the Redis clock), `queued`, `attempts`,
+//!   `final`, `created`, `updated`. It carries the running safety TTL
+//!   ([`StoreConfig::running_ttl`]); a final status sets the finished TTL
+//!   ([`StoreConfig::finished_ttl`]).
+//! - `{prefix}:leases`: a sorted set of the running trace ids scored by lease end, which the
+//!   recovery sweeper reads (`ZRANGEBYSCORE`), so finding expired sagas never scans keys.
+//! - `{prefix}:done:{trace_id}`: the pub/sub channel on which the final status is published,
+//!   by the same script that makes the record final.
+//!
+//! Every operation is one Lua script (one round trip) that reads, fences (sequence number,
+//! owner token, lease), writes the hash and the lease index, and publishes. Lease times use
+//! the Redis server's clock (`TIME`), so replicas' clocks need not agree. The keys of one saga
+//! and the lease index are separate keys: a Redis Cluster deployment needs them in one slot
+//! (a `{...}` hash tag in the prefix).
 //!
 //! # Connections and failures
 //! Commands go through a redis-rs [`ConnectionManager`] (multiplexed, reconnects on its own);
@@ -16,8 +27,10 @@
 //! within [`RedisConfig::response_timeout`] (or twice that for a watch's subscription) when
 //! Redis goes away, with an error naming the address. Nothing hangs.
 
+mod scripts;
 mod watcher;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -28,39 +41,15 @@ use ::redis::{AsyncConnectionConfig, Client, ConnectionInfo, IntoConnectionInfo,
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use self::scripts::{SCRIPTS, reply};
 use self::watcher::Watcher;
-use super::{Begin, Outcome, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreError, now_ms};
+use super::{
+    Advance, Begin, Claim, Claimed, Hold, Mode, Outcome, SagaRecord, SagaStatus, SagaStore,
+    StoreConfig, StoreError, Written, millis,
+};
 
 const BACKEND: &str = "redis";
 
-/// What [`UPDATE_SCRIPT`] returns when the record does not exist.
-const UPDATE_MISSING: i64 = 0;
-
-/// Sets `KEYS[1]` to `ARGV[1]` (with `PX ARGV[2]` unless 0) if it exists and is not final,
-/// then publishes it on `KEYS[2]` when `ARGV[3]` is 1. Returns 0 when the key is missing, 1
-/// when the stored record is final (left unchanged), 2 when written. A record is final when
-/// its status object starts with a final tag; the JSON is matched as bytes (quotes inside
-/// JSON strings are escaped, so user data cannot fake the marker) rather than decoded, so
-/// large integers in outputs are never re-encoded by Lua.
-static UPDATE_SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
-    ::redis::Script::new(
-        r#"
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-if string.find(current, '"status":{"status":"completed"', 1, true)
-    or string.find(current, '"status":{"status":"failed"', 1, true) then
-    return 1
-end
-if ARGV[2] ~= '0' then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-else
-    redis.call('SET', KEYS[1], ARGV[1])
-end
-if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[2], ARGV[1]) end
-return 2
-"#,
-    )
-});
 /// How a user makes Redis reachable, appended to connection errors.
 const START_HINT: &str = "is Redis running and reachable? Start it (e.g. `redis-server`, or `docker compose -f deployment/local/compose.yaml up redis`) or fix the URL";
 
@@ -101,6 +90,7 @@ impl From<StoreConfig> for RedisConfig {
 struct Keys {
     record_prefix: String,
     channel_prefix: String,
+    leases_prefix: String,
 }
 
 impl Keys {
@@ -108,11 +98,17 @@ impl Keys {
         Self {
             record_prefix: format!("{prefix}:saga:"),
             channel_prefix: format!("{prefix}:done:"),
+            leases_prefix: format!("{prefix}:leases:"),
         }
     }
 
     fn record(&self, trace_id: &str) -> String {
         format!("{}{trace_id}", self.record_prefix)
+    }
+
+    /// The lease index of the running sagas named `saga`.
+    fn leases(&self, saga: &str) -> String {
+        format!("{}{saga}", self.leases_prefix)
     }
 
     fn channel(&self, trace_id: &str) -> String {
@@ -170,19 +166,16 @@ impl Shared {
         }
     }
 
-    fn decode(&self, key: &str, json: &str) -> Result<SagaRecord, StoreError> {
-        serde_json::from_str(json).map_err(|error| {
+    /// A record from the fields of its hash (HGETALL), or an error naming the key.
+    fn decode(
+        &self,
+        trace_id: &str,
+        fields: HashMap<String, String>,
+    ) -> Result<SagaRecord, StoreError> {
+        let key = self.keys.record(trace_id);
+        decode_record(trace_id, fields).map_err(|what| {
             self.error(format!(
-                "key `{key}` holds corrupt data, not a saga record ({error}); delete or repair the key"
-            ))
-        })
-    }
-
-    fn encode(&self, record: &SagaRecord) -> Result<String, StoreError> {
-        serde_json::to_string(record).map_err(|error| {
-            self.error(format!(
-                "cannot serialise the record of trace id {}: {error}",
-                record.trace_id
+                "key `{key}` holds corrupt data, not a saga record ({what}); delete or repair the key"
             ))
         })
     }
@@ -190,12 +183,53 @@ impl Shared {
     async fn get(&self, trace_id: &str) -> Result<Option<SagaRecord>, StoreError> {
         let key = self.keys.record(trace_id);
         let mut conn = self.commands.clone();
-        let get = ::redis::cmd("GET").arg(&key).to_owned();
-        let json: Option<String> = self
-            .bounded("GET", trace_id, get.query_async(&mut conn))
+        let get = ::redis::cmd("HGETALL").arg(&key).to_owned();
+        let fields: HashMap<String, String> = self
+            .bounded("HGETALL", trace_id, get.query_async(&mut conn))
             .await?;
-        json.map(|json| self.decode(&key, &json)).transpose()
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        self.decode(trace_id, fields).map(Some)
     }
+}
+
+/// Builds a record from its hash fields; `Err` names the field that is missing or wrong.
+fn decode_record(
+    trace_id: &str,
+    mut fields: HashMap<String, String>,
+) -> Result<SagaRecord, String> {
+    let mut take = |name: &str| {
+        fields
+            .remove(name)
+            .ok_or_else(|| format!("field `{name}` is missing"))
+    };
+    fn number<T: std::str::FromStr>(name: &str, text: String) -> Result<T, String> {
+        text.parse()
+            .map_err(|_| format!("field `{name}` is not a number: `{text}`"))
+    }
+    let saga = take("saga")?;
+    let fingerprint = take("fp")?;
+    let mode_name = take("mode")?;
+    let mode = Mode::parse(&mode_name).ok_or_else(|| format!("unknown mode `{mode_name}`"))?;
+    let status_json = take("status")?;
+    let status: SagaStatus = serde_json::from_str(&status_json)
+        .map_err(|e| format!("field `status` does not decode: {e}"))?;
+    Ok(SagaRecord {
+        trace_id: trace_id.to_string(),
+        saga,
+        fingerprint,
+        mode,
+        status,
+        seq: number("seq", take("seq")?)?,
+        state: take("state").ok(),
+        owner: take("owner")?,
+        lease_until_ms: number("until", take("until")?)?,
+        queued: take("queued")? == "1",
+        attempts: number("attempts", take("attempts")?)?,
+        created_at_ms: number("created", take("created")?)?,
+        updated_at_ms: number("updated", take("updated")?)?,
+    })
 }
 
 /// The Redis [`SagaStore`], shared by every replica that uses the same Redis and prefix.
@@ -325,77 +359,166 @@ impl RedisStore {
         self.watcher.connection_id(&self.shared).await
     }
 
+    fn json<T: serde::Serialize>(
+        &self,
+        trace_id: &str,
+        what: &str,
+        value: &T,
+    ) -> Result<String, StoreError> {
+        serde_json::to_string(value).map_err(|error| {
+            self.shared.error(format!(
+                "cannot serialise the {what} of trace id {trace_id}: {error}"
+            ))
+        })
+    }
+
+    fn ttl_ms(&self, status: &SagaStatus) -> u64 {
+        self.shared
+            .config
+            .store
+            .ttl_for(status)
+            .map(|ttl| millis(ttl).max(1))
+            .unwrap_or(0)
+    }
+
     async fn begin_record(&self, record: SagaRecord) -> Result<Begin, StoreError> {
         let shared = &self.shared;
         let trace_id = record.trace_id.as_str();
-        let key = shared.keys.record(trace_id);
-        let json = shared.encode(&record)?;
-        let mut set = ::redis::cmd("SET");
-        set.arg(&key).arg(&json).arg("NX");
-        if let Some(ttl) = shared.config.store.ttl_for(&record.status) {
-            set.arg("PX").arg(millis(ttl));
+        let status = self.json(trace_id, "status", &record.status)?;
+        let lease = record.lease_until_ms.saturating_sub(record.created_at_ms);
+        let mut invocation = SCRIPTS.begin.key(shared.keys.record(trace_id));
+        invocation
+            .key(shared.keys.leases(&record.saga))
+            .arg(trace_id)
+            .arg(&record.saga)
+            .arg(&record.fingerprint)
+            .arg(record.mode.as_str())
+            .arg(&status)
+            .arg(record.state.as_deref().unwrap_or_default())
+            .arg(&record.owner)
+            .arg(lease)
+            .arg(u8::from(record.queued))
+            .arg(self.ttl_ms(&record.status));
+        let mut conn = shared.commands.clone();
+        let existing: HashMap<String, String> = shared
+            .bounded("begin", trace_id, invocation.invoke_async(&mut conn))
+            .await?;
+        if existing.is_empty() {
+            return Ok(Begin::Started);
         }
-        // The record may expire or be removed between a refused SET NX and the GET: try again.
-        for _ in 0..3 {
-            let mut conn = shared.commands.clone();
-            let created: Option<String> = shared
-                .bounded("SET NX", trace_id, set.query_async(&mut conn))
-                .await?;
-            if created.is_some() {
-                return Ok(Begin::Started);
-            }
-            if let Some(existing) = shared.get(trace_id).await? {
-                return Ok(if existing.fingerprint == record.fingerprint {
-                    Begin::Existing(existing)
-                } else {
-                    Begin::Conflict(existing)
-                });
-            }
-        }
-        Err(shared.error(format!(
-            "key `{key}` kept appearing and vanishing while beginning trace id {trace_id}; retry"
-        )))
+        let existing = shared.decode(trace_id, existing)?;
+        Ok(if existing.fingerprint == record.fingerprint {
+            Begin::Existing(existing)
+        } else {
+            Begin::Conflict(existing)
+        })
     }
 
-    async fn update_record(
-        &self,
-        trace_id: &str,
-        status: SagaStatus,
-        attempts: u32,
-    ) -> Result<(), StoreError> {
+    async fn claim_record(&self, claim: Claim<'_>) -> Result<Claimed, StoreError> {
         let shared = &self.shared;
-        let key = shared.keys.record(trace_id);
-        let mut record = shared
-            .get(trace_id)
-            .await?
-            .ok_or_else(|| missing(shared, trace_id))?;
-        if record.status.is_final() {
-            // An ended saga stays ended: a late or duplicate delivery does not reopen it.
-            return Ok(());
-        }
-        let is_final = status.is_final();
-        let ttl = shared.config.store.ttl_for(&status);
-        record.status = status;
-        record.attempts = attempts;
-        record.updated_at_ms = now_ms();
-        let json = shared.encode(&record)?;
-
-        // One atomic script: write unless the record turned final since it was read (another
-        // replica ended the saga in between), and publish a final record to the watchers.
-        let mut invocation = UPDATE_SCRIPT.key(&key);
+        let trace_id = claim.trace_id;
+        let mut invocation = SCRIPTS.claim.key(shared.keys.record(trace_id));
         invocation
-            .key(shared.keys.channel(trace_id))
-            .arg(&json)
-            .arg(ttl.map(millis).unwrap_or(0))
-            .arg(u8::from(is_final));
+            .key(shared.keys.leases(claim.saga))
+            .arg(trace_id)
+            .arg(claim.seq.map(|seq| seq.to_string()).unwrap_or_default())
+            .arg(claim.token)
+            .arg(millis(claim.lease))
+            .arg(u8::from(claim.recovery));
         let mut conn = shared.commands.clone();
-        let written: i64 = shared
-            .bounded("update", trace_id, invocation.invoke_async(&mut conn))
+        let reply: Vec<::redis::Value> = shared
+            .bounded("claim", trace_id, invocation.invoke_async(&mut conn))
             .await?;
-        match written {
-            UPDATE_MISSING => Err(missing(shared, trace_id)),
-            _ => Ok(()),
-        }
+        let corrupt = || {
+            shared.error(format!(
+                "unexpected reply of the claim script for trace id {trace_id}"
+            ))
+        };
+        let mut reply = reply.into_iter();
+        let code: i64 = next_value(&mut reply).ok_or_else(corrupt)?;
+        Ok(match code {
+            reply::MISSING => Claimed::Missing,
+            reply::FINISHED => Claimed::Finished,
+            reply::STALE => Claimed::Stale {
+                current: next_value(&mut reply).ok_or_else(corrupt)?,
+            },
+            reply::BUSY => Claimed::Busy,
+            reply::DONE => {
+                let attempt = next_value(&mut reply).ok_or_else(corrupt)?;
+                let seq = next_value(&mut reply).ok_or_else(corrupt)?;
+                let mode: String = next_value(&mut reply).ok_or_else(corrupt)?;
+                Claimed::Won {
+                    attempt,
+                    seq,
+                    mode: Mode::parse(&mode).ok_or_else(corrupt)?,
+                    state: next_value(&mut reply),
+                }
+            }
+            _ => return Err(corrupt()),
+        })
+    }
+
+    async fn advance_record(&self, advance: Advance<'_>) -> Result<Written, StoreError> {
+        let shared = &self.shared;
+        let trace_id = advance.trace_id;
+        let status = self.json(trace_id, "status", &advance.status)?;
+        let mut invocation = SCRIPTS.advance.key(shared.keys.record(trace_id));
+        invocation
+            .key(shared.keys.leases(advance.saga))
+            .key(shared.keys.channel(trace_id))
+            .arg(trace_id)
+            .arg(advance.seq)
+            .arg(advance.token)
+            .arg(&status)
+            .arg(advance.state.unwrap_or_default())
+            .arg(millis(advance.custody.lease))
+            .arg(u8::from(advance.custody.queued))
+            .arg(u8::from(advance.status.is_final()))
+            .arg(self.ttl_ms(&advance.status));
+        let mut conn = shared.commands.clone();
+        let code: i64 = shared
+            .bounded("advance", trace_id, invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(written(code))
+    }
+
+    async fn hold_record(&self, hold: Hold<'_>) -> Result<Written, StoreError> {
+        let shared = &self.shared;
+        let Hold {
+            trace_id,
+            saga,
+            seq,
+            token,
+            custody,
+        } = hold;
+        let mut invocation = SCRIPTS.hold.key(shared.keys.record(trace_id));
+        invocation
+            .key(shared.keys.leases(saga))
+            .arg(trace_id)
+            .arg(seq)
+            .arg(token)
+            .arg(&custody.token)
+            .arg(millis(custody.lease))
+            .arg(u8::from(custody.queued));
+        let mut conn = shared.commands.clone();
+        let code: i64 = shared
+            .bounded("hold", trace_id, invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(written(code))
+    }
+
+    async fn expired_records(&self, saga: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let shared = &self.shared;
+        let mut invocation = SCRIPTS.expired.key(shared.keys.leases(saga));
+        invocation.arg(limit);
+        let mut conn = shared.commands.clone();
+        shared
+            .bounded(
+                "read expired leases",
+                "-",
+                invocation.invoke_async(&mut conn),
+            )
+            .await
     }
 
     async fn watch_outcome(&self, trace_id: &str) -> Result<Outcome, StoreError> {
@@ -417,24 +540,33 @@ impl RedisStore {
     async fn remove_record(&self, trace_id: &str) -> Result<(), StoreError> {
         let key = self.shared.keys.record(trace_id);
         let mut conn = self.shared.commands.clone();
-        let del = ::redis::cmd("DEL").arg(&key).to_owned();
+        let mut invocation = SCRIPTS.remove.key(&key);
+        invocation
+            .arg(&self.shared.keys.leases_prefix)
+            .arg(trace_id);
         self.shared
-            .bounded("DEL", trace_id, del.query_async::<i64>(&mut conn))
+            .bounded("remove", trace_id, invocation.invoke_async::<()>(&mut conn))
             .await
-            .map(drop)
     }
 }
 
-fn missing(shared: &Shared, trace_id: &str) -> StoreError {
-    shared.error(format!(
-        "no record for trace id {trace_id} (key `{}`): it was never begun, was removed, or expired",
-        shared.keys.record(trace_id)
-    ))
+/// The [`Written`] of a script reply code.
+fn written(code: i64) -> Written {
+    match code {
+        reply::MISSING => Written::Missing,
+        reply::FINISHED => Written::Finished,
+        reply::DONE => Written::Done,
+        _ => Written::Fenced,
+    }
 }
 
-/// A TTL in whole milliseconds, at least 1 (Redis refuses `PX 0`).
-fn millis(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+/// The next element of a script reply, converted; `None` when absent, nil or of another type.
+fn next_value<T: ::redis::FromRedisValue>(
+    reply: &mut impl Iterator<Item = ::redis::Value>,
+) -> Option<T> {
+    reply
+        .next()
+        .and_then(|value| ::redis::from_redis_value(value).ok())
 }
 
 /// `url` without its password, for error messages.
@@ -452,13 +584,24 @@ impl SagaStore for RedisStore {
         self.begin_record(record).boxed()
     }
 
-    fn update<'a>(
+    fn claim<'a>(&'a self, claim: Claim<'a>) -> BoxFuture<'a, Result<Claimed, StoreError>> {
+        self.claim_record(claim).boxed()
+    }
+
+    fn advance<'a>(&'a self, advance: Advance<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        self.advance_record(advance).boxed()
+    }
+
+    fn hold<'a>(&'a self, hold: Hold<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        self.hold_record(hold).boxed()
+    }
+
+    fn expired<'a>(
         &'a self,
-        trace_id: &'a str,
-        status: SagaStatus,
-        attempts: u32,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.update_record(trace_id, status, attempts).boxed()
+        saga: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        self.expired_records(saga, limit).boxed()
     }
 
     fn get<'a>(

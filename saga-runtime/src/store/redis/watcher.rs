@@ -187,8 +187,8 @@ fn on_message(keys: &Keys, waiters: &Waiters, data: Vec<Value>) {
     let Some(trace_id) = keys.trace_id_of_channel(&channel) else {
         return;
     };
-    let result: WaitResult = match serde_json::from_slice::<crate::store::SagaRecord>(&payload) {
-        Ok(record) => match record.status.outcome() {
+    let result: WaitResult = match serde_json::from_slice::<crate::store::SagaStatus>(&payload) {
+        Ok(status) => match status.outcome() {
             Some(outcome) => Ok(outcome),
             None => return,
         },

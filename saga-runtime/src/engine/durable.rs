@@ -1,0 +1,162 @@
+//! The durable journal: every transition of a saga recorded in the store under the lease of
+//! the run that drives it, the next transition run in place. It serves the orchestrator's
+//! sync mode and the recovery of a sync saga whose replica died.
+
+use std::time::Duration;
+
+use tracing::{error, warn};
+
+use super::config::Rollback;
+use super::driver::{Flow, Journal};
+use super::progress::Progress;
+use super::runtime::{Runtime, final_status, running_status, store_error};
+use crate::store::{Advance, Written};
+use crate::{Saga, SagaContext, SagaError};
+
+/// Journals into the store; the caller waits for the outcome.
+pub(super) struct Durable<'r, S: Saga> {
+    pub(super) rt: &'r Runtime<S>,
+    /// This run's owner token.
+    pub(super) token: String,
+    /// The sequence number the record is at.
+    pub(super) seq: u64,
+    /// Pod-affine route of the saga's messages, if any.
+    pub(super) route: Option<String>,
+    /// Where compensations run.
+    pub(super) rollback: Rollback,
+}
+
+impl<S: Saga> Durable<'_, S> {
+    /// Custody was lost (another run took the saga, after this one's lease lapsed): the
+    /// outcome is whatever that run records.
+    async fn lost(&self, cx: &SagaContext, refused: Written) -> Result<S::Output, SagaError> {
+        warn!(
+            trace_id = cx.trace_id(),
+            ?refused,
+            "another run took over the saga; waiting for the outcome it records"
+        );
+        self.rt.outcome(cx).await
+    }
+
+    /// Hands the rollback to the rollback topic; `Err` (with custody taken back) when the
+    /// broker did not confirm it, so the compensations run inline instead.
+    async fn queue_rollback(
+        &self,
+        cx: &SagaContext,
+        state: &S::State,
+        payload: String,
+    ) -> Result<(), ()> {
+        let cursor = S::cursor(state);
+        match self
+            .rt
+            .publish(cx, cursor, self.route.as_deref(), self.seq, payload)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(cause) => {
+                error!(trace_id = cx.trace_id(), %cause, "cannot queue the rollback; compensating inline");
+                if let Err(e) = self
+                    .rt
+                    .hold(cx, self.seq, &self.token, self.rt.held(&self.token))
+                    .await
+                {
+                    warn!(trace_id = cx.trace_id(), error = %e, "cannot take the rollback back from the queue");
+                }
+                Err(())
+            }
+        }
+    }
+}
+
+impl<S: Saga> Journal<S> for Durable<'_, S> {
+    type Stop = Result<S::Output, SagaError>;
+
+    async fn record(&mut self, cx: &SagaContext, progress: Progress<S>) -> Flow<S, Self::Stop> {
+        let (state, failure) = match progress {
+            Progress::Running { state, failure } => (state, failure),
+            done => {
+                let result = done.into_outcome(cx);
+                let advance = Advance {
+                    trace_id: cx.trace_id(),
+                    saga: S::description().name,
+                    seq: self.seq,
+                    token: &self.token,
+                    status: final_status::<S>(cx, &result),
+                    state: None,
+                    custody: self.rt.held(&self.token),
+                };
+                return Flow::Stop(match self.rt.advance(advance).await {
+                    Ok(Written::Done) => result,
+                    Ok(refused) => self.lost(cx, refused).await,
+                    Err(e) => {
+                        // The outcome is known but not recorded: the lease lapses and recovery
+                        // runs the last transition again (idempotent) to record it.
+                        error!(trace_id = cx.trace_id(), error = %e, "cannot record the saga's outcome");
+                        result
+                    }
+                });
+            }
+        };
+        let queue = failure.is_some() && self.rollback == Rollback::Queued;
+        let payload = match self.rt.encode(
+            cx,
+            &state,
+            failure.as_ref(),
+            self.seq + 1,
+            self.route.as_deref(),
+        ) {
+            Ok(payload) => payload,
+            Err(e) => return Flow::Stop(Err(e)),
+        };
+        let custody = if queue {
+            self.rt.queued(&self.token, self.rt.config.requeue_after)
+        } else {
+            self.rt.held(&self.token)
+        };
+        let advance = Advance {
+            trace_id: cx.trace_id(),
+            saga: S::description().name,
+            seq: self.seq,
+            token: &self.token,
+            status: running_status::<S>(&state),
+            state: Some(&payload),
+            custody,
+        };
+        match self.rt.advance(advance).await {
+            Ok(Written::Done) => self.seq += 1,
+            Ok(refused) => return Flow::Stop(self.lost(cx, refused).await),
+            Err(e) => {
+                error!(trace_id = cx.trace_id(), error = %e, "cannot record the saga's progress; it resumes from its last recorded transition once its lease lapses");
+                return Flow::Stop(Err(store_error(cx, &e)));
+            }
+        }
+        if let (true, Some(failed)) = (queue, &failure)
+            && self.queue_rollback(cx, &state, payload).await.is_ok()
+        {
+            return Flow::Stop(Err(SagaError::RollbackQueued {
+                saga: cx.saga().to_string(),
+                trace_id: cx.trace_id().to_string(),
+                step: failed.step.clone(),
+                error: failed.error.clone(),
+            }));
+        }
+        Flow::Continue(state, failure)
+    }
+
+    async fn retry_later(
+        &mut self,
+        cx: &SagaContext,
+        _attempt: u32,
+        delay: Duration,
+    ) -> Option<Self::Stop> {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => None,
+            lost = Journal::<S>::keep_custody(self, cx) => Some(lost),
+        }
+    }
+
+    async fn keep_custody(&self, cx: &SagaContext) -> Self::Stop {
+        self.rt.renew_until_lost(cx, self.seq, &self.token).await;
+        self.lost(cx, Written::Fenced).await
+    }
+}

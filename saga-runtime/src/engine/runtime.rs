@@ -1,0 +1,333 @@
+//! What every mode of an [`Orchestrator`](super::Orchestrator) shares: the saga, the
+//! transport, the store, the settings, and the operations the journals build on (encode a
+//! state, publish it, record a transition with retries, wait for an outcome).
+//!
+//! This module imports nothing from the orchestrator, the consumer or the sweeper: they all
+//! build on it.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use futures_util::FutureExt;
+use tokio::sync::Semaphore;
+use tracing::{error, warn};
+
+use super::completion::{Completion, CompletionHook};
+use super::config::OrchestratorConfig;
+use super::envelope::{Envelope, FORMAT_VERSION};
+use super::progress::Failure;
+use super::topics::topic_for;
+use super::transition::{Policies, panic_message};
+use crate::store::{Advance, Custody, Hold, Outcome, SagaStatus, SagaStore, StoreError, Written};
+use crate::transport::{MESSAGE_ID_HEADER, Message, TRACE_ID_HEADER, Transport, TransportError};
+use crate::{Cursor, Saga, SagaContext, SagaError};
+
+/// The shared state behind an orchestrator, its consumers and its sweeper.
+pub(super) struct Runtime<S: Saga> {
+    pub(super) saga: Arc<S>,
+    pub(super) transport: Arc<dyn Transport>,
+    pub(super) store: Arc<dyn SagaStore>,
+    pub(super) config: OrchestratorConfig,
+    pub(super) policies: Policies,
+    pub(super) hook: Option<CompletionHook<S>>,
+    pub(super) step_slots: Option<Arc<Semaphore>>,
+    /// Throttled callers allowed to wait at once ([`OrchestratorConfig::max_waiting`]).
+    pub(super) waiting_slots: Option<Arc<Semaphore>>,
+    /// Makes owner tokens unique per run: `{pod_id}/{boot}/{n}`.
+    boot: u64,
+    runs: AtomicU64,
+}
+
+impl<S: Saga> Runtime<S> {
+    pub(super) fn new(
+        saga: Arc<S>,
+        transport: Arc<dyn Transport>,
+        store: Arc<dyn SagaStore>,
+        config: OrchestratorConfig,
+    ) -> Self {
+        let slots = |bound: Option<usize>| bound.map(|n| Arc::new(Semaphore::new(n.max(1))));
+        let boot = crate::store::now_ms() ^ (u64::from(std::process::id()) << 40);
+        Self {
+            saga,
+            transport,
+            store,
+            policies: Policies {
+                compensation: config.compensation_retry,
+            },
+            hook: None,
+            step_slots: slots(config.max_concurrent_steps),
+            waiting_slots: slots(config.max_waiting),
+            config,
+            boot,
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh owner token for one run (a sync call, a delivery, a recovery): unique across
+    /// replicas, restarts and runs of one process, so custody is never confused between two
+    /// runs, even of the same replica.
+    pub(super) fn token(&self) -> String {
+        let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        format!("{}/{:x}/{run}", self.config.pod_id, self.boot)
+    }
+
+    /// Custody held by `token` for one lease.
+    pub(super) fn held(&self, token: &str) -> Custody {
+        Custody::held(token, self.config.lease)
+    }
+
+    /// The next message queued by `token`, re-published by the sweeper after `after`.
+    pub(super) fn queued(&self, token: &str, after: Duration) -> Custody {
+        Custody::queued(token, after)
+    }
+
+    /// The message (and stored state) for `state` at sequence number `seq`, as JSON.
+    pub(super) fn encode(
+        &self,
+        cx: &SagaContext,
+        state: &S::State,
+        failure: Option<&Failure>,
+        seq: u64,
+        route: Option<&str>,
+    ) -> Result<String, SagaError> {
+        let envelope = Envelope {
+            v: FORMAT_VERSION,
+            saga: S::description().name.to_string(),
+            trace_id: cx.trace_id().to_string(),
+            seq,
+            metadata: cx.metadata().clone(),
+            route: route.map(str::to_string),
+            failure: failure.cloned(),
+            state,
+        };
+        serde_json::to_string(&envelope).map_err(|e| SagaError::InvalidState {
+            saga: cx.saga().to_string(),
+            trace_id: cx.trace_id().to_string(),
+            message: format!("the saga state does not serialize: {e}"),
+        })
+    }
+
+    /// Publishes the encoded state at `seq` to the topic of the transition `cursor` names,
+    /// with broker confirmation. Its message id is `{trace_id}/{seq}`, so brokers that
+    /// deduplicate drop a second copy.
+    pub(super) async fn publish(
+        &self,
+        cx: &SagaContext,
+        cursor: Cursor,
+        route: Option<&str>,
+        seq: u64,
+        payload: String,
+    ) -> Result<(), TransportError> {
+        let Some(topic) = topic_for::<S>(cursor, route) else {
+            return Err(TransportError::Publish {
+                topic: format!("{}.(finished)", S::description().name),
+                reason: format!(
+                    "a finished saga [trace id {}] has no next topic",
+                    cx.trace_id()
+                ),
+            });
+        };
+        let mut message = Message {
+            payload: Bytes::from(payload),
+            ..Message::default()
+        };
+        message
+            .headers
+            .insert(TRACE_ID_HEADER.to_string(), cx.trace_id().to_string());
+        message.headers.insert(
+            MESSAGE_ID_HEADER.to_string(),
+            format!("{}/{seq}", cx.trace_id()),
+        );
+        self.transport.publish(&topic, message).await
+    }
+
+    /// Records a transition, retrying store failures for about a lease. A retry that finds the
+    /// record already moved past `advance.seq` by this very writer (the first try was applied
+    /// but its answer lost) counts as done.
+    pub(super) async fn advance(&self, advance: Advance<'_>) -> Result<Written, StoreError> {
+        let mut tried = false;
+        let store = &self.store;
+        let attempt = || {
+            let advance = advance.clone();
+            let retried = std::mem::replace(&mut tried, true);
+            async move {
+                let written = store.advance(advance.clone()).await?;
+                if written != Written::Done && retried {
+                    let record = store.get(advance.trace_id).await?;
+                    let applied = record.is_some_and(|r| {
+                        r.seq == advance.seq + 1
+                            && (r.owner == advance.token || r.status.is_final())
+                    });
+                    if applied {
+                        return Ok(Written::Done);
+                    }
+                }
+                Ok(written)
+            }
+        };
+        self.with_store_retries(attempt).await
+    }
+
+    /// Runs a store operation, retrying its failures with backoff for about a lease.
+    pub(super) async fn with_store_retries<T, F, Fut>(&self, operation: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(self.config.lease / 4)
+            .with_total_delay(Some(self.config.lease))
+            .without_max_times()
+            .with_jitter();
+        operation
+            .retry(backoff)
+            .notify(|error, after| warn!(%error, ?after, "saga store operation failed; retrying"))
+            .await
+    }
+
+    /// Renews or hands over the custody `token` holds at `seq` (one try: the lease has
+    /// slack for a lost renewal).
+    pub(super) async fn hold(
+        &self,
+        cx: &SagaContext,
+        seq: u64,
+        token: &str,
+        custody: Custody,
+    ) -> Result<Written, StoreError> {
+        let hold = Hold {
+            trace_id: cx.trace_id(),
+            saga: S::description().name,
+            seq,
+            token,
+            custody,
+        };
+        self.store.hold(hold).await
+    }
+
+    /// Renews the lease of `token` at `seq` every third of a lease; resolves when custody is
+    /// lost (another run took the saga, or it ended).
+    pub(super) async fn renew_until_lost(&self, cx: &SagaContext, seq: u64, token: &str) {
+        let every = self.config.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.hold(cx, seq, token, self.held(token)).await {
+                Ok(Written::Done) => {}
+                Ok(refused) => {
+                    warn!(
+                        trace_id = cx.trace_id(),
+                        ?refused,
+                        "custody of the saga lost while running a transition"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    warn!(trace_id = cx.trace_id(), %error, "cannot renew the saga's lease; retrying");
+                }
+            }
+        }
+    }
+
+    /// Waits for the outcome of `cx.trace_id()` from any replica, until the context's deadline
+    /// (or [`OrchestratorConfig::default_wait`]).
+    pub(super) async fn outcome(&self, cx: &SagaContext) -> Result<S::Output, SagaError> {
+        let deadline = cx
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + self.config.default_wait);
+        let watch = self.store.watch(cx.trace_id());
+        match tokio::time::timeout_at(deadline.into(), watch).await {
+            Ok(Ok(outcome)) => decode_outcome::<S>(cx, outcome),
+            Ok(Err(e)) => Err(store_error(cx, &e)),
+            Err(_) => Err(SagaError::DeadlineExceeded {
+                saga: cx.saga().to_string(),
+                trace_id: cx.trace_id().to_string(),
+            }),
+        }
+    }
+
+    /// Calls the completion hook, if any; a panic in it is caught and logged.
+    pub(super) async fn notify(&self, cx: &SagaContext, result: Result<S::Output, SagaError>) {
+        let Some(hook) = &self.hook else { return };
+        let call = hook(Completion {
+            trace_id: cx.trace_id().to_string(),
+            result,
+        });
+        if let Err(panic) = AssertUnwindSafe(call).catch_unwind().await {
+            error!(trace_id = cx.trace_id(), panic = %panic_message(&*panic), "the completion hook panicked");
+        }
+    }
+}
+
+/// The status the store records for a running state.
+pub(super) fn running_status<S: Saga>(state: &S::State) -> SagaStatus {
+    let steps = S::description().steps;
+    let name = |step: usize| {
+        steps
+            .get(step)
+            .map(|s| s.name.to_string())
+            .unwrap_or_default()
+    };
+    match S::cursor(state) {
+        Cursor::Compensate(step) => SagaStatus::Compensating {
+            step,
+            name: name(step),
+        },
+        Cursor::Step(step) => SagaStatus::Running {
+            step,
+            name: name(step),
+        },
+        // Never recorded: an ended saga gets its final status instead.
+        Cursor::Completed | Cursor::Compensated => SagaStatus::Running {
+            step: steps.len(),
+            name: String::new(),
+        },
+    }
+}
+
+/// The status the store records for an ended saga.
+pub(super) fn final_status<S: Saga>(
+    cx: &SagaContext,
+    result: &Result<S::Output, SagaError>,
+) -> SagaStatus {
+    match result {
+        Ok(output) => match serde_json::to_value(output) {
+            Ok(output) => SagaStatus::Completed { output },
+            Err(e) => SagaStatus::Failed {
+                error: SagaError::InvalidState {
+                    saga: cx.saga().to_string(),
+                    trace_id: cx.trace_id().to_string(),
+                    message: format!("the saga's output does not serialize: {e}"),
+                },
+            },
+        },
+        Err(error) => SagaStatus::Failed {
+            error: error.clone(),
+        },
+    }
+}
+
+/// A store failure as the caller sees it.
+pub(super) fn store_error(cx: &SagaContext, error: &StoreError) -> SagaError {
+    SagaError::Store {
+        trace_id: cx.trace_id().to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// The typed output of a stored outcome.
+pub(super) fn decode_outcome<S: Saga>(
+    cx: &SagaContext,
+    outcome: Outcome,
+) -> Result<S::Output, SagaError> {
+    let output = outcome?;
+    serde_json::from_value(output).map_err(|e| SagaError::InvalidState {
+        saga: cx.saga().to_string(),
+        trace_id: cx.trace_id().to_string(),
+        message: format!("the stored output does not decode: {e}"),
+    })
+}

@@ -1,0 +1,104 @@
+//! What a replica runs for a saga: a consumer per topic and the recovery sweeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use super::config::Routing;
+use super::consumer::TopicConsumer;
+use super::runtime::Runtime;
+use super::sweeper;
+use super::topics::all_topics;
+use crate::Saga;
+use crate::transport::{SubscribeOptions, Subscription, TransportError};
+
+/// Subscribes to every topic of saga `S` for this replica and starts its sweeper.
+pub(super) async fn serve<S: Saga>(rt: &Arc<Runtime<S>>) -> Result<Consumers, TransportError> {
+    let name = S::description().name;
+    let pod = rt.config.pod_id.clone();
+    let mut routes: Vec<(Option<String>, String)> = vec![(None, name.to_string())];
+    if rt.config.throttled_routing == Routing::PodAffine {
+        routes.push((Some(pod.clone()), format!("{name}.{pod}")));
+    }
+    let mut subscriptions = Vec::new();
+    for (route, group) in routes {
+        for topic in all_topics::<S>(route.as_deref()) {
+            let options = SubscribeOptions {
+                group: group.clone(),
+                concurrency: rt.transport.config().concurrency_for(&topic),
+            };
+            let handler = Arc::new(TopicConsumer {
+                rt: Arc::clone(rt),
+                topic: topic.clone(),
+            });
+            subscriptions.push(rt.transport.subscribe(&topic, options, handler).await?);
+        }
+    }
+    let stop = CancellationToken::new();
+    let recoveries = TaskTracker::new();
+    let sweeper = tokio::spawn(sweeper::run(
+        Arc::clone(rt),
+        stop.clone(),
+        recoveries.clone(),
+    ));
+    info!(
+        saga = name, pod = %pod, topics = subscriptions.len(),
+        sweep_interval = ?rt.config.sweep_interval, lease = ?rt.config.lease,
+        "saga consumers and recovery sweeper running"
+    );
+    Ok(Consumers {
+        subscriptions,
+        grace: rt.config.shutdown_grace,
+        _stop_on_drop: stop.clone().drop_guard(),
+        stop,
+        sweeper,
+        recoveries,
+    })
+}
+
+/// The running consumers and recovery sweeper of one orchestrator on this replica.
+///
+/// Keep it alive for as long as the replica serves the saga: dropping it stops the consumers
+/// at once (as [`Consumers::abort`]), and no async saga runs on this replica any more.
+#[derive(Debug)]
+#[must_use = "dropping `Consumers` stops the saga's consumers and sweeper at once; keep it alive and call `shutdown` when the replica stops"]
+pub struct Consumers {
+    subscriptions: Vec<Subscription>,
+    grace: Duration,
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
+    sweeper: tokio::task::JoinHandle<()>,
+    recoveries: TaskTracker,
+}
+
+impl Consumers {
+    /// Stops the sweeper, stops taking messages and lets in-flight ones (and sync sagas being
+    /// recovered) finish within the configured grace; returns how many deliveries were still
+    /// in flight when it gave up (they will be redelivered; unfinished recoveries are resumed
+    /// by another replica once their lease lapses).
+    pub async fn shutdown(self) -> usize {
+        self.stop.cancel();
+        let grace = self.grace;
+        let mut left = 0;
+        for subscription in self.subscriptions {
+            left += subscription.shutdown(grace).await;
+        }
+        self.recoveries.close();
+        let _ = tokio::time::timeout(grace, self.recoveries.wait()).await;
+        let _ = self.sweeper.await;
+        left
+    }
+
+    /// Stops at once, as a crash would: in-flight messages are not acked and get redelivered;
+    /// the sweeper stops.
+    pub fn abort(self) {
+        self.stop.cancel();
+        self.sweeper.abort();
+        for subscription in self.subscriptions {
+            subscription.abort();
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The recovery sweeper: every replica looks, every
+//! [`sweep_interval`](super::OrchestratorConfig::sweep_interval), for sagas whose custody lapsed
+//! (their replica died, or their next message was never published) and resumes each from the
+//! state the store holds, in the mode it runs in.
+//!
+//! Each candidate is claimed with a compare-and-set on its lease, so exactly one replica
+//! resumes it. A sync saga is finished (forward, or compensated) on the claiming replica, its
+//! outcome recorded for a caller that retries the id; an async or throttled saga's message is
+//! published again from the stored state.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use super::config::Rollback;
+use super::driver::drive;
+use super::durable::Durable;
+use super::envelope::{Envelope, decode};
+use super::runtime::{Runtime, final_status};
+use crate::store::{Advance, Claim, Claimed, Mode, Written};
+use crate::{Saga, SagaContext, SagaError};
+
+/// Most sagas claimed per sweep (the next sweep takes the rest).
+const BATCH: usize = 256;
+
+/// Runs the sweeper until `stop` is cancelled; recoveries of sync sagas run on `tasks`.
+pub(super) async fn run<S: Saga>(rt: Arc<Runtime<S>>, stop: CancellationToken, tasks: TaskTracker) {
+    let Some(interval) = rt.config.sweep_interval else {
+        return;
+    };
+    let saga = S::description().name;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let expired = match rt.store.expired(saga, BATCH).await {
+            Ok(expired) => expired,
+            Err(error) => {
+                warn!(saga, %error, "recovery sweeper cannot read expired leases; trying again next sweep");
+                continue;
+            }
+        };
+        for trace_id in expired {
+            if stop.is_cancelled() {
+                return;
+            }
+            recover(&rt, &trace_id, &tasks).await;
+        }
+    }
+}
+
+/// Claims `trace_id` if its lease lapsed and resumes it.
+async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTracker) {
+    let token = rt.token();
+    let claim = Claim {
+        trace_id,
+        saga: S::description().name,
+        seq: None,
+        token: &token,
+        lease: rt.config.lease,
+        recovery: true,
+    };
+    let (attempt, seq, mode, stored) = match rt.store.claim(claim).await {
+        Ok(Claimed::Won {
+            attempt,
+            seq,
+            mode,
+            state,
+        }) => (attempt, seq, mode, state.unwrap_or_default()),
+        Ok(_) => return, // another replica won it, or it moved on meanwhile
+        Err(error) => {
+            warn!(trace_id, %error, "recovery sweeper cannot claim the saga; trying again next sweep");
+            return;
+        }
+    };
+    let cx = SagaContext::new(S::description().name, trace_id.to_string());
+    let envelope = match decode::<S>(stored.as_bytes()) {
+        Ok(envelope) if envelope.seq == seq => envelope,
+        Ok(envelope) => {
+            let reason = format!(
+                "the stored state is at sequence {} but the record at {seq}",
+                envelope.seq
+            );
+            return unrecoverable(rt, &cx, seq, &token, reason).await;
+        }
+        Err(reason) => return unrecoverable(rt, &cx, seq, &token, reason.to_string()).await,
+    };
+    info!(
+        trace_id,
+        ?mode,
+        seq,
+        attempt,
+        "recovering a saga whose custody lapsed"
+    );
+    let Envelope {
+        metadata,
+        route,
+        failure,
+        state,
+        ..
+    } = envelope;
+    let cx = cx.with_metadata(metadata);
+    match mode {
+        Mode::Sync => {
+            let rt = Arc::clone(rt);
+            tasks.spawn(async move {
+                let mut journal = Durable {
+                    rt: &rt,
+                    token,
+                    seq,
+                    route,
+                    rollback: Rollback::Inline,
+                };
+                let result = drive(
+                    &*rt.saga,
+                    &cx,
+                    &rt.policies,
+                    state,
+                    failure,
+                    attempt,
+                    &mut journal,
+                )
+                .await;
+                info!(
+                    trace_id = cx.trace_id(),
+                    ok = result.is_ok(),
+                    "recovered sync saga ended"
+                );
+            });
+        }
+        Mode::Async | Mode::Throttled => {
+            let requeue = rt.queued(&token, rt.config.requeue_after);
+            if let Err(error) = rt.hold(&cx, seq, &token, requeue).await {
+                warn!(trace_id, %error, "cannot hand the recovered saga to the broker; trying again next sweep");
+                return;
+            }
+            let cursor = S::cursor(&state);
+            if let Err(error) = rt.publish(&cx, cursor, route.as_deref(), seq, stored).await {
+                warn!(trace_id, %error, "cannot publish the recovered saga; trying again shortly");
+                let soon = rt.queued(&token, rt.config.redelivery_delay);
+                if let Err(error) = rt.hold(&cx, seq, &token, soon).await {
+                    warn!(trace_id, %error, "cannot shorten the recovered saga's lease");
+                }
+            }
+        }
+    }
+}
+
+/// The stored state cannot be read back (a saga definition changed incompatibly, corrupt
+/// data): the saga is ended as invalid, visibly, rather than retried forever.
+async fn unrecoverable<S: Saga>(
+    rt: &Runtime<S>,
+    cx: &SagaContext,
+    seq: u64,
+    token: &str,
+    reason: String,
+) {
+    error!(trace_id = cx.trace_id(), %reason, "cannot resume the saga from its stored state; recording it failed");
+    let result: Result<S::Output, SagaError> = Err(SagaError::InvalidState {
+        saga: cx.saga().to_string(),
+        trace_id: cx.trace_id().to_string(),
+        message: format!("cannot resume from the stored state: {reason}"),
+    });
+    let advance = Advance {
+        trace_id: cx.trace_id(),
+        saga: S::description().name,
+        seq,
+        token,
+        status: final_status::<S>(cx, &result),
+        state: None,
+        custody: rt.held(token),
+    };
+    if let Ok(refused) = rt.advance(advance).await
+        && refused != Written::Done
+    {
+        warn!(
+            trace_id = cx.trace_id(),
+            ?refused,
+            "the saga moved on meanwhile"
+        );
+    }
+}
