@@ -3,8 +3,13 @@
 //! Redis tests run against a real server (`SAGAFLOW_REDIS_URL`, default
 //! `redis://127.0.0.1:6379`) and fail, naming Redis and the command that starts it, when it is
 //! unreachable. Each test uses its own key prefix and deletes its keys at the end.
+//!
+//! Every test of the store's contract runs on both backends through [`Fixture`]: for Redis, two
+//! store instances (`a` and `b`, two replicas) share one prefix; for memory they are one
+//! instance. Leases are short (a few hundred milliseconds) and the tests sleep past them.
 #![cfg(feature = "redis")]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,8 +19,8 @@ use sagaflow::SagaError;
 use sagaflow::StepError;
 use sagaflow::error::StuckAt;
 use sagaflow::store::{
-    Begin, MemoryStore, RedisConfig, RedisStore, SagaRecord, SagaStatus, SagaStore, StoreConfig,
-    fingerprint,
+    Advance, Begin, Claim, Claimed, Custody, Hold, MemoryStore, Mode, RedisConfig, RedisStore,
+    SagaRecord, SagaStatus, SagaStore, StoreConfig, Written, fingerprint,
 };
 use serde_json::json;
 
@@ -24,6 +29,16 @@ const START_REDIS: &str = "redis-server --daemonize yes --bind 127.0.0.1 -::1 --
 const WAIT: Duration = Duration::from_secs(30);
 const FINISHED_TTL: Duration = Duration::from_secs(60);
 const RUNNING_TTL: Duration = Duration::from_secs(600);
+/// A lease that does not lapse during a test.
+const LONG: Duration = Duration::from_secs(60);
+/// A lease the tests sleep past.
+const SHORT: Duration = Duration::from_millis(200);
+/// Longer than [`SHORT`], with slack for the clocks of the test and of Redis.
+const PAST_SHORT: Duration = Duration::from_millis(350);
+/// The owner token of the run that begins a record.
+const OWNER: &str = "pod-a/1/0";
+/// The saga every record belongs to (unless a test says otherwise).
+const SAGA: &str = "booking";
 
 fn redis_url() -> String {
     std::env::var("SAGAFLOW_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
@@ -33,6 +48,7 @@ fn store_config() -> StoreConfig {
     StoreConfig {
         finished_ttl: FINISHED_TTL,
         running_ttl: Some(RUNNING_TTL),
+        ..StoreConfig::memory()
     }
 }
 
@@ -91,7 +107,12 @@ impl Fixture {
             .expect("valid Redis URL")
             .get_multiplexed_async_connection()
             .await
-            .unwrap_or_else(|e| panic!("Redis is unreachable ({e}). Start it with: {START_REDIS}"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "Redis is unreachable at {} ({e}). Start it with: {START_REDIS}",
+                    redis_url()
+                )
+            });
         Self {
             stores: Stores::Redis {
                 a,
@@ -197,13 +218,30 @@ async fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) ->
         .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
 }
 
+/// The state stored at sequence `seq` (any JSON does for the store).
+fn state(seq: u64) -> String {
+    json!({"v": 2, "seq": seq, "state": {"step": seq}}).to_string()
+}
+
+/// A record of saga [`SAGA`] for `input`, held by [`OWNER`] under a long lease.
 fn record(trace_id: &str, input: &serde_json::Value) -> SagaRecord {
-    let input = serde_json::to_vec(input).expect("json");
+    record_in(SAGA, trace_id, input, Custody::held(OWNER, LONG))
+}
+
+fn record_in(
+    saga: &str,
+    trace_id: &str,
+    input: &serde_json::Value,
+    custody: Custody,
+) -> SagaRecord {
     SagaRecord::new(
         trace_id,
-        "booking",
-        fingerprint("booking", &input),
+        saga,
+        fingerprint(saga, input),
         "create_order",
+        Mode::Async,
+        state(0),
+        custody,
     )
 }
 
@@ -220,11 +258,84 @@ fn completed(output: serde_json::Value) -> SagaStatus {
 
 fn compensated(trace_id: &str) -> SagaError {
     SagaError::Compensated {
-        saga: "booking".into(),
+        saga: SAGA.into(),
         trace_id: trace_id.into(),
         step: "create_payment".into(),
         error: StepError::fatal("card declined"),
     }
+}
+
+/// Records a transition of `trace_id` (saga [`SAGA`]) from `seq` by `token`; the next state is
+/// held by `token` under a long lease.
+async fn advance(
+    store: &Arc<dyn SagaStore>,
+    trace_id: &str,
+    seq: u64,
+    token: &str,
+    status: SagaStatus,
+) -> Written {
+    let next = state(seq + 1);
+    let final_status = status.is_final();
+    store
+        .advance(Advance {
+            trace_id,
+            saga: SAGA,
+            seq,
+            token,
+            status,
+            state: (!final_status).then_some(next.as_str()),
+            custody: Custody::held(token, LONG),
+        })
+        .await
+        .expect("advance")
+}
+
+/// Takes custody of `trace_id` at `seq` (`None`: recovery) for `token`.
+async fn claim(
+    store: &Arc<dyn SagaStore>,
+    trace_id: &str,
+    seq: Option<u64>,
+    token: &str,
+    recovery: bool,
+) -> Claimed {
+    store
+        .claim(Claim {
+            trace_id,
+            saga: SAGA,
+            seq,
+            token,
+            lease: LONG,
+            recovery,
+        })
+        .await
+        .expect("claim")
+}
+
+async fn hold(
+    store: &Arc<dyn SagaStore>,
+    trace_id: &str,
+    seq: u64,
+    token: &str,
+    custody: Custody,
+) -> Written {
+    store
+        .hold(Hold {
+            trace_id,
+            saga: SAGA,
+            seq,
+            token,
+            custody,
+        })
+        .await
+        .expect("hold")
+}
+
+async fn get(store: &Arc<dyn SagaStore>, trace_id: &str) -> SagaRecord {
+    store
+        .get(trace_id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("no record for {trace_id}"))
 }
 
 /// Runs one async test body against the memory store and against Redis.
@@ -251,10 +362,17 @@ macro_rules! both_backends {
 both_backends!(
     begin_is_idempotent,
     concurrent_begins_start_once,
-    update_tracks_the_lifecycle,
-    update_of_a_failed_saga,
-    update_without_record_fails,
+    advance_tracks_the_lifecycle,
+    advance_to_a_failed_outcome,
+    writes_without_record_find_it_missing,
     a_final_record_is_never_reopened,
+    claim_is_fenced,
+    claim_counts_attempts,
+    advance_is_a_compare_and_set,
+    a_final_advance_wakes_watchers_on_the_other_replica,
+    hold_renews_and_hands_over,
+    expired_lists_only_lapsed_leases_of_the_saga,
+    many_racers_one_recovery_wins,
     watch_resolves_when_completed_later,
     watch_resolves_at_once_when_final,
     watch_reports_a_failure,
@@ -272,15 +390,24 @@ async fn begin_is_idempotent(fx: &Fixture) {
     match store.begin(record("t1", &input)).await.expect("begin") {
         Begin::Existing(existing) => {
             assert_eq!(existing.trace_id, "t1");
-            assert_eq!(existing.saga, "booking");
+            assert_eq!(existing.saga, SAGA);
             assert_eq!(existing.status, running(0, "create_order"));
+            assert_eq!(existing.mode, Mode::Async);
+            assert_eq!(existing.seq, 0);
+            assert_eq!(existing.state.as_deref(), Some(state(0).as_str()));
+            assert_eq!(existing.owner, OWNER);
+            assert!(!existing.queued);
+            assert_eq!(existing.attempts, 0);
         }
         other => panic!("same input must find the existing saga, got {other:?}"),
     }
-    // From the other replica too.
+    // From the other replica too, whoever asks (another run's token, another lease).
+    let mut again = record("t1", &input);
+    again.owner = "pod-b/2/0".into();
+    again.queued = true;
     assert!(matches!(
-        fx.b().begin(record("t1", &input)).await.expect("begin"),
-        Begin::Existing(_)
+        fx.b().begin(again).await.expect("begin"),
+        Begin::Existing(existing) if existing.owner == OWNER && !existing.queued
     ));
     match store
         .begin(record("t1", &json!({"user": 2})))
@@ -314,29 +441,45 @@ async fn concurrent_begins_start_once(fx: &Fixture) {
     assert_eq!((started, existing), (1, 19), "results: {results:?}");
 }
 
-async fn update_tracks_the_lifecycle(fx: &Fixture) {
+async fn advance_tracks_the_lifecycle(fx: &Fixture) {
     let (a, b) = (fx.a(), fx.b());
-    let mut first = record("life", &json!({"user": 3}));
-    // Stamped in the past, so the update's timestamp visibly moves without sleeping.
-    first.created_at_ms -= 10_000;
-    first.updated_at_ms -= 10_000;
-    let created_at = first.created_at_ms;
-    assert_eq!(a.begin(first).await.expect("begin"), Begin::Started);
+    assert_eq!(
+        a.begin(record("life", &json!({"user": 3})))
+            .await
+            .expect("begin"),
+        Begin::Started
+    );
+    let begun = get(&b, "life").await;
+    assert_eq!(begun.status, running(0, "create_order"));
+    assert_eq!((begun.seq, begun.attempts), (0, 0));
+    assert_eq!(begun.owner, OWNER);
+    assert!(
+        begun.lease_until_ms >= begun.created_at_ms + LONG.as_millis() as u64 - 1_000,
+        "the lease runs from the begin: {begun:?}"
+    );
     if let Some(ttl) = fx.pttl("life").await {
         assert!(
             ttl > FINISHED_TTL.as_millis() as i64,
             "running TTL, got {ttl}"
         );
     }
+    // So that the update's timestamp visibly moves.
+    tokio::time::sleep(Duration::from_millis(5)).await;
 
-    a.update("life", running(1, "create_payment"), 2)
-        .await
-        .expect("update");
-    let got = b.get("life").await.expect("get").expect("record");
+    assert_eq!(
+        advance(&a, "life", 0, OWNER, running(1, "create_payment")).await,
+        Written::Done
+    );
+    let got = get(&b, "life").await;
     assert_eq!(got.status, running(1, "create_payment"));
-    assert_eq!(got.attempts, 2);
-    assert_eq!(got.created_at_ms, created_at);
-    assert!(got.updated_at_ms > created_at, "updated_at must move");
+    assert_eq!(got.seq, 1);
+    assert_eq!(got.state.as_deref(), Some(state(1).as_str()));
+    assert_eq!(got.attempts, 0);
+    assert_eq!(got.created_at_ms, begun.created_at_ms);
+    assert!(
+        got.updated_at_ms > begun.created_at_ms,
+        "updated_at must move"
+    );
     if let Some(ttl) = fx.pttl("life").await {
         assert!(
             ttl > FINISHED_TTL.as_millis() as i64 && ttl <= RUNNING_TTL.as_millis() as i64,
@@ -344,29 +487,30 @@ async fn update_tracks_the_lifecycle(fx: &Fixture) {
         );
     }
 
-    a.update(
-        "life",
-        SagaStatus::Compensating {
-            step: 0,
-            name: "create_order".into(),
-        },
-        1,
-    )
-    .await
-    .expect("update");
-    let got = b.get("life").await.expect("get").expect("record");
-    assert!(matches!(
-        got.status,
-        SagaStatus::Compensating { step: 0, .. }
-    ));
-    assert_eq!(got.attempts, 1);
+    let compensating = SagaStatus::Compensating {
+        step: 0,
+        name: "create_order".into(),
+    };
+    assert_eq!(
+        advance(&a, "life", 1, OWNER, compensating.clone()).await,
+        Written::Done
+    );
+    let got = get(&b, "life").await;
+    assert_eq!(got.status, compensating);
+    assert_eq!(got.seq, 2);
 
-    a.update("life", completed(json!({"order": 42})), 0)
-        .await
-        .expect("update");
-    let got = b.get("life").await.expect("get").expect("record");
+    assert_eq!(
+        advance(&a, "life", 2, OWNER, completed(json!({"order": 42}))).await,
+        Written::Done
+    );
+    let got = get(&b, "life").await;
     assert_eq!(got.status, completed(json!({"order": 42})));
     assert_eq!(got.status.outcome(), Some(Ok(json!({"order": 42}))));
+    assert_eq!(got.seq, 3);
+    assert_eq!(got.state, None, "a final record holds no state");
+    assert_eq!(got.owner, "", "a final record has no owner");
+    assert_eq!(got.lease_until_ms, 0);
+    assert!(!got.queued);
     if let Some(ttl) = fx.pttl("life").await {
         assert!(
             ttl > 0 && ttl <= FINISHED_TTL.as_millis() as i64,
@@ -378,14 +522,14 @@ async fn update_tracks_the_lifecycle(fx: &Fixture) {
     assert_eq!(b.get("life").await.expect("get"), None);
 }
 
-async fn update_of_a_failed_saga(fx: &Fixture) {
+async fn advance_to_a_failed_outcome(fx: &Fixture) {
     let a = fx.a();
     for (id, error) in [
         ("compensated", compensated("compensated")),
         (
             "stuck",
             SagaError::Stuck {
-                saga: "booking".into(),
+                saga: SAGA.into(),
                 trace_id: "stuck".into(),
                 stuck: StuckAt::Compensation("create_order".into()),
                 attempts: 5,
@@ -395,18 +539,21 @@ async fn update_of_a_failed_saga(fx: &Fixture) {
         ),
     ] {
         a.begin(record(id, &json!(id))).await.expect("begin");
-        a.update(
-            id,
-            SagaStatus::Failed {
-                error: error.clone(),
-            },
-            5,
-        )
-        .await
-        .expect("update");
-        let got = fx.b().get(id).await.expect("get").expect("record");
+        // Five attempts of the transition, then it gives up.
+        for _ in 0..5 {
+            assert!(matches!(
+                claim(&a, id, Some(0), OWNER, false).await,
+                Claimed::Won { .. }
+            ));
+        }
+        assert_eq!(get(&fx.b(), id).await.attempts, 5);
+        let failed = SagaStatus::Failed {
+            error: error.clone(),
+        };
+        assert_eq!(advance(&a, id, 0, OWNER, failed).await, Written::Done);
+        let got = get(&fx.b(), id).await;
         assert_eq!(got.status.outcome(), Some(Err(error)));
-        assert_eq!(got.attempts, 5);
+        assert_eq!(got.attempts, 0, "attempts are per transition");
         if let Some(ttl) = fx.pttl(id).await {
             assert!(
                 ttl > 0 && ttl <= FINISHED_TTL.as_millis() as i64,
@@ -416,41 +563,577 @@ async fn update_of_a_failed_saga(fx: &Fixture) {
     }
 }
 
-async fn update_without_record_fails(fx: &Fixture) {
-    let error = fx
-        .a()
-        .update("never-begun", running(1, "x"), 1)
+async fn writes_without_record_find_it_missing(fx: &Fixture) {
+    let a = fx.a();
+    let id = "never-begun";
+    assert_eq!(
+        advance(&a, id, 0, OWNER, running(1, "x")).await,
+        Written::Missing
+    );
+    assert_eq!(
+        advance(&a, id, 0, OWNER, completed(json!(1))).await,
+        Written::Missing
+    );
+    assert_eq!(
+        hold(&a, id, 0, OWNER, Custody::held(OWNER, LONG)).await,
+        Written::Missing
+    );
+    assert_eq!(claim(&a, id, Some(0), OWNER, false).await, Claimed::Missing);
+    assert_eq!(
+        claim(&fx.b(), id, None, OWNER, true).await,
+        Claimed::Missing
+    );
+    assert_eq!(a.get(id).await.expect("get"), None, "nothing was created");
+    assert!(a.expired(SAGA, 10).await.expect("expired").is_empty());
+    a.remove(id)
         .await
-        .expect_err("no record");
-    assert!(error.message.contains("never-begun"), "{error}");
-    assert_eq!(fx.a().get("never-begun").await.expect("get"), None);
+        .expect("removing a missing record is fine");
 }
 
 async fn a_final_record_is_never_reopened(fx: &Fixture) {
-    let input = serde_json::json!({"late": true});
-    fx.a().begin(record("late", &input)).await.expect("begin");
-    fx.a()
-        .update("late", completed(serde_json::json!({"done": 1})), 1)
+    let (a, b) = (fx.a(), fx.b());
+    let input = json!({"late": true});
+    a.begin(record("late", &input)).await.expect("begin");
+    assert_eq!(
+        advance(&a, "late", 0, OWNER, completed(json!({"done": 1}))).await,
+        Written::Done
+    );
+    // Late or duplicate deliveries on another replica try to move it back.
+    for (seq, token) in [(0, OWNER), (1, OWNER), (0, "pod-b/2/7"), (1, "pod-b/2/7")] {
+        assert_eq!(
+            advance(&b, "late", seq, token, running(1, "second")).await,
+            Written::Finished
+        );
+        let failed = SagaStatus::Failed {
+            error: compensated("late"),
+        };
+        assert_eq!(
+            advance(&b, "late", seq, token, failed).await,
+            Written::Finished
+        );
+        assert_eq!(
+            hold(&b, "late", seq, token, Custody::held(token, LONG)).await,
+            Written::Finished
+        );
+        assert_eq!(
+            claim(&b, "late", Some(seq), token, false).await,
+            Claimed::Finished
+        );
+    }
+    assert_eq!(
+        claim(&b, "late", None, "pod-b/2/8", true).await,
+        Claimed::Finished
+    );
+    let stored = get(&a, "late").await;
+    assert_eq!(stored.status, completed(json!({"done": 1})));
+    assert_eq!(stored.seq, 1);
+    assert_eq!(stored.owner, "");
+    // Starting the id again returns the outcome, it does not restart the saga.
+    assert!(matches!(
+        b.begin(record("late", &input)).await.expect("begin"),
+        Begin::Existing(existing) if existing.status == completed(json!({"done": 1}))
+    ));
+}
+
+async fn claim_is_fenced(fx: &Fixture) {
+    let (a, b) = (fx.a(), fx.b());
+    // The first message is on the broker.
+    a.begin(record_in(
+        SAGA,
+        "fence",
+        &json!(1),
+        Custody::queued("publisher", LONG),
+    ))
+    .await
+    .expect("begin");
+    assert_eq!(
+        claim(&a, "fence", Some(1), "c1", false).await,
+        Claimed::Stale { current: 0 },
+        "a delivery from the future is stale"
+    );
+    assert_eq!(
+        claim(&b, "fence", None, "sweeper", true).await,
+        Claimed::Busy,
+        "recovery waits for the queued lease to lapse"
+    );
+    assert_eq!(
+        claim(&a, "fence", Some(0), "c1", false).await,
+        Claimed::Won {
+            attempt: 1,
+            seq: 0,
+            mode: Mode::Async,
+            state: None
+        },
+        "any consumer may claim a queued saga"
+    );
+    let held = get(&b, "fence").await;
+    assert_eq!(held.owner, "c1");
+    assert!(!held.queued);
+    // A duplicate of the delivery on another replica, while c1 runs it.
+    assert_eq!(
+        claim(&b, "fence", Some(0), "c2", false).await,
+        Claimed::Busy
+    );
+    assert_eq!(claim(&b, "fence", None, "c2", false).await, Claimed::Busy);
+    assert_eq!(
+        claim(&b, "fence", None, "sweeper", true).await,
+        Claimed::Busy
+    );
+    // c1 moves it on and hands the next message to the broker.
+    let next = state(1);
+    let written = a
+        .advance(Advance {
+            trace_id: "fence",
+            saga: SAGA,
+            seq: 0,
+            token: "c1",
+            status: running(1, "create_payment"),
+            state: Some(&next),
+            custody: Custody::queued("c1", LONG),
+        })
         .await
-        .expect("complete");
-    // A late or duplicate delivery on another replica tries to move it back.
-    fx.b()
-        .update("late", running(1, "second"), 2)
+        .expect("advance");
+    assert_eq!(written, Written::Done);
+    assert_eq!(
+        claim(&b, "fence", Some(0), "c2", false).await,
+        Claimed::Stale { current: 1 },
+        "the duplicate of the first message is stale now"
+    );
+    assert!(matches!(
+        claim(&b, "fence", Some(1), "c3", false).await,
+        Claimed::Won {
+            attempt: 1,
+            seq: 1,
+            ..
+        }
+    ));
+    assert_eq!(
+        advance(&b, "fence", 1, "c3", completed(json!("ok"))).await,
+        Written::Done
+    );
+    assert_eq!(
+        claim(&a, "fence", Some(2), "c4", false).await,
+        Claimed::Finished
+    );
+    assert_eq!(
+        claim(&a, "nobody", Some(0), "c4", false).await,
+        Claimed::Missing
+    );
+
+    // A held lease that lapsed (its owner died): recovery takes it with the stored state, and
+    // so may a delivery.
+    let mut sync = record_in(SAGA, "lapsed", &json!(2), Custody::held(OWNER, SHORT));
+    sync.mode = Mode::Sync;
+    a.begin(sync).await.expect("begin");
+    let mut delivered = record_in(SAGA, "lapsed-2", &json!(3), Custody::held(OWNER, SHORT));
+    delivered.mode = Mode::Throttled;
+    a.begin(delivered).await.expect("begin");
+    assert_eq!(
+        claim(&b, "lapsed", None, "sweeper", true).await,
+        Claimed::Busy
+    );
+    assert_eq!(
+        claim(&b, "lapsed-2", Some(0), "c5", false).await,
+        Claimed::Busy
+    );
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        claim(&b, "lapsed", None, "sweeper", true).await,
+        Claimed::Won {
+            attempt: 1,
+            seq: 0,
+            mode: Mode::Sync,
+            state: Some(state(0)),
+        }
+    );
+    assert_eq!(
+        claim(&a, "lapsed-2", Some(0), "c5", false).await,
+        Claimed::Won {
+            attempt: 1,
+            seq: 0,
+            mode: Mode::Throttled,
+            state: None,
+        }
+    );
+    assert_eq!(get(&a, "lapsed").await.owner, "sweeper");
+    assert_eq!(
+        advance(&a, "lapsed", 0, OWNER, running(1, "x")).await,
+        Written::Fenced,
+        "the dead owner can no longer write"
+    );
+}
+
+async fn claim_counts_attempts(fx: &Fixture) {
+    let (a, b) = (fx.a(), fx.b());
+    a.begin(record_in(
+        SAGA,
+        "attempts",
+        &json!(1),
+        Custody::queued("publisher", LONG),
+    ))
+    .await
+    .expect("begin");
+    for attempt in 1..=3 {
+        let token = format!("c{attempt}");
+        let store = if attempt % 2 == 0 { &a } else { &b };
+        assert_eq!(
+            claim(store, "attempts", Some(0), &token, false).await,
+            Claimed::Won {
+                attempt,
+                seq: 0,
+                mode: Mode::Async,
+                state: None
+            }
+        );
+        // A retryable failure: back to the broker (a nack with a delay).
+        assert_eq!(
+            hold(store, "attempts", 0, &token, Custody::queued(&token, LONG)).await,
+            Written::Done
+        );
+    }
+    let record = get(&a, "attempts").await;
+    assert_eq!((record.attempts, record.queued), (3, true));
+    // The owner itself may claim what it holds (the broker gave the redelivery back to it).
+    assert!(matches!(
+        claim(&a, "attempts", Some(0), "c3", false).await,
+        Claimed::Won { attempt: 4, .. }
+    ));
+    assert!(matches!(
+        claim(&a, "attempts", Some(0), "c3", false).await,
+        Claimed::Won { attempt: 5, .. }
+    ));
+    assert_eq!(
+        advance(&a, "attempts", 0, "c3", running(1, "create_payment")).await,
+        Written::Done
+    );
+    assert_eq!(get(&b, "attempts").await.attempts, 0);
+    assert!(matches!(
+        claim(&b, "attempts", Some(1), "c3", false).await,
+        Claimed::Won {
+            attempt: 1,
+            seq: 1,
+            ..
+        }
+    ));
+}
+
+async fn advance_is_a_compare_and_set(fx: &Fixture) {
+    let (a, b) = (fx.a(), fx.b());
+    a.begin(record("cas", &json!(1))).await.expect("begin");
+    assert_eq!(
+        advance(&a, "cas", 1, OWNER, running(1, "x")).await,
+        Written::Fenced,
+        "wrong sequence number"
+    );
+    assert_eq!(
+        advance(&b, "cas", 0, "pod-b/2/0", running(1, "x")).await,
+        Written::Fenced,
+        "wrong token"
+    );
+    assert_eq!(
+        advance(&b, "cas", 0, "", running(1, "x")).await,
+        Written::Fenced,
+        "empty token"
+    );
+    let untouched = get(&a, "cas").await;
+    assert_eq!((untouched.seq, untouched.owner.as_str()), (0, OWNER));
+    assert_eq!(
+        advance(&a, "cas", 0, OWNER, running(1, "create_payment")).await,
+        Written::Done
+    );
+    assert_eq!(
+        advance(&a, "cas", 0, OWNER, running(1, "create_payment")).await,
+        Written::Fenced,
+        "the same transition twice"
+    );
+    // Many concurrent writers of the same transition (a forked run): exactly one wins.
+    let writers = (0..10).map(|i| {
+        let store = if i % 2 == 0 { fx.a() } else { fx.b() };
+        tokio::spawn(async move {
+            advance(&store, "cas", 1, OWNER, running(2, &format!("fork-{i}"))).await
+        })
+    });
+    let written: Vec<Written> = bounded("10 concurrent advances", join_all(writers))
         .await
-        .expect("a late update is accepted and ignored");
-    fx.b()
-        .update(
-            "late",
-            SagaStatus::Failed {
-                error: compensated("late"),
-            },
-            3,
-        )
+        .into_iter()
+        .map(|joined| joined.expect("task"))
+        .collect();
+    assert_eq!(
+        written.iter().filter(|w| **w == Written::Done).count(),
+        1,
+        "{written:?}"
+    );
+    assert!(
+        written
+            .iter()
+            .all(|w| matches!(w, Written::Done | Written::Fenced)),
+        "{written:?}"
+    );
+    let record = get(&b, "cas").await;
+    assert_eq!(record.seq, 2);
+    assert_eq!(
+        advance(&a, "cas", 2, OWNER, completed(json!(2))).await,
+        Written::Done
+    );
+    assert_eq!(
+        advance(&a, "cas", 3, OWNER, completed(json!(3))).await,
+        Written::Finished,
+        "after the final status"
+    );
+    assert_eq!(get(&b, "cas").await.status, completed(json!(2)));
+}
+
+async fn a_final_advance_wakes_watchers_on_the_other_replica(fx: &Fixture) {
+    let (a, b) = (fx.a(), fx.b());
+    a.begin(record_in(
+        SAGA,
+        "wake",
+        &json!(1),
+        Custody::held(OWNER, SHORT),
+    ))
+    .await
+    .expect("begin");
+    let watchers: Vec<_> = (0..3)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.watch("wake").await })
+        })
+        .collect();
+    fx.until_b_watches(3, 1).await;
+    let written = a
+        .advance(Advance {
+            trace_id: "wake",
+            saga: SAGA,
+            seq: 0,
+            token: OWNER,
+            status: completed(json!({"woken": true})),
+            state: Some("ignored for a final status"),
+            custody: Custody::held(OWNER, LONG),
+        })
         .await
-        .expect("a late final update is accepted and ignored");
-    let stored = fx.a().get("late").await.expect("get").expect("record");
-    assert_eq!(stored.status, completed(serde_json::json!({"done": 1})));
-    assert_eq!(stored.attempts, 1);
+        .expect("advance");
+    assert_eq!(written, Written::Done);
+    for outcome in bounded("watchers woken", join_all(watchers)).await {
+        assert_eq!(
+            outcome.expect("task").expect("watch"),
+            Ok(json!({"woken": true}))
+        );
+    }
+    fx.until_b_watches(0, 0).await;
+    let record = get(&b, "wake").await;
+    assert_eq!(record.state, None, "the state is cleared");
+    assert_eq!((record.owner.as_str(), record.lease_until_ms), ("", 0));
+    assert!(!record.queued);
+    // Its lease is gone from the index: past the begin lease, nothing to recover.
+    tokio::time::sleep(PAST_SHORT).await;
+    assert!(a.expired(SAGA, 10).await.expect("expired").is_empty());
+    assert_eq!(
+        claim(&b, "wake", None, "sweeper", true).await,
+        Claimed::Finished
+    );
+}
+
+async fn hold_renews_and_hands_over(fx: &Fixture) {
+    let (a, b) = (fx.a(), fx.b());
+    a.begin(record_in(
+        SAGA,
+        "hold",
+        &json!(1),
+        Custody::held(OWNER, SHORT),
+    ))
+    .await
+    .expect("begin");
+    // Renewed past the begin lease.
+    assert_eq!(
+        hold(&a, "hold", 0, OWNER, Custody::held(OWNER, LONG)).await,
+        Written::Done
+    );
+    let renewed = get(&b, "hold").await;
+    assert!(
+        renewed.lease_until_ms >= renewed.updated_at_ms + LONG.as_millis() as u64 - 1_000,
+        "{renewed:?}"
+    );
+    tokio::time::sleep(PAST_SHORT).await;
+    assert!(
+        b.expired(SAGA, 10).await.expect("expired").is_empty(),
+        "a renewed lease has not lapsed"
+    );
+    assert_eq!(
+        claim(&b, "hold", None, "sweeper", true).await,
+        Claimed::Busy
+    );
+    // Only the holder, at its sequence number, may renew.
+    assert_eq!(
+        hold(&b, "hold", 0, "intruder", Custody::held("intruder", LONG)).await,
+        Written::Fenced
+    );
+    assert_eq!(
+        hold(&b, "hold", 1, OWNER, Custody::held(OWNER, LONG)).await,
+        Written::Fenced
+    );
+    // Handed to the broker (a nack): any consumer may claim it now.
+    assert_eq!(
+        hold(&a, "hold", 0, OWNER, Custody::queued(OWNER, LONG)).await,
+        Written::Done
+    );
+    let queued = get(&b, "hold").await;
+    assert!(queued.queued);
+    assert_eq!(queued.owner, OWNER);
+    assert!(matches!(
+        claim(&b, "hold", Some(0), "consumer", false).await,
+        Claimed::Won { attempt: 1, .. }
+    ));
+    assert_eq!(
+        hold(&a, "hold", 0, OWNER, Custody::held(OWNER, LONG)).await,
+        Written::Fenced,
+        "the previous owner lost custody"
+    );
+    // Handed over to another run.
+    assert_eq!(
+        hold(&b, "hold", 0, "consumer", Custody::held("heir", LONG)).await,
+        Written::Done
+    );
+    assert_eq!(get(&a, "hold").await.owner, "heir");
+    assert_eq!(
+        advance(&a, "hold", 0, "consumer", running(1, "x")).await,
+        Written::Fenced
+    );
+    assert_eq!(
+        advance(&a, "hold", 0, "heir", running(1, "create_payment")).await,
+        Written::Done
+    );
+    // A short renewal lapses, and recovery may take it.
+    assert_eq!(
+        hold(&b, "hold", 1, "heir", Custody::held("heir", SHORT)).await,
+        Written::Done
+    );
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(a.expired(SAGA, 10).await.expect("expired"), vec!["hold"]);
+    assert!(matches!(
+        claim(&a, "hold", None, "sweeper", true).await,
+        Claimed::Won { seq: 1, .. }
+    ));
+}
+
+async fn expired_lists_only_lapsed_leases_of_the_saga(fx: &Fixture) {
+    let (a, b) = (fx.a(), fx.b());
+    let begin = |saga: &str, id: &str, custody: Custody| {
+        let record = record_in(saga, id, &json!(id), custody);
+        let store = fx.a();
+        async move { store.begin(record).await.expect("begin") }
+    };
+    begin(SAGA, "short-1", Custody::held(OWNER, SHORT)).await;
+    // A queued message nobody claimed (its publisher died) lapses too.
+    begin(SAGA, "short-2", Custody::queued(OWNER, SHORT)).await;
+    begin(SAGA, "long", Custody::held(OWNER, LONG)).await;
+    begin("other-saga", "other", Custody::held(OWNER, SHORT)).await;
+    begin(SAGA, "done", Custody::held(OWNER, SHORT)).await;
+    assert_eq!(
+        advance(&a, "done", 0, OWNER, completed(json!(null))).await,
+        Written::Done
+    );
+    assert!(
+        a.expired(SAGA, 10).await.expect("expired").is_empty(),
+        "nothing lapsed yet"
+    );
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        a.expired(SAGA, 10).await.expect("expired"),
+        vec!["short-1", "short-2"],
+        "lapsed leases of the saga, oldest first"
+    );
+    assert_eq!(b.expired(SAGA, 1).await.expect("expired"), vec!["short-1"]);
+    assert_eq!(
+        b.expired("other-saga", 10).await.expect("expired"),
+        vec!["other"]
+    );
+    assert!(
+        b.expired("no-such-saga", 10)
+            .await
+            .expect("expired")
+            .is_empty()
+    );
+    // Recovered: off the list until its new lease lapses.
+    assert!(matches!(
+        claim(&b, "short-1", None, "sweeper", true).await,
+        Claimed::Won { .. }
+    ));
+    assert_eq!(a.expired(SAGA, 10).await.expect("expired"), vec!["short-2"]);
+    // Removed: off the list.
+    a.remove("short-2").await.expect("remove");
+    assert!(a.expired(SAGA, 10).await.expect("expired").is_empty());
+}
+
+async fn many_racers_one_recovery_wins(fx: &Fixture) {
+    const ROUNDS: usize = 50;
+    const RACERS: usize = 16;
+    for round in 0..ROUNDS {
+        let id = format!("racer-{round}");
+        fx.a()
+            .begin(record_in(
+                SAGA,
+                &id,
+                &json!(round),
+                Custody::held(OWNER, SHORT),
+            ))
+            .await
+            .expect("begin");
+    }
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        fx.b().expired(SAGA, 1_000).await.expect("expired").len(),
+        ROUNDS
+    );
+    for round in 0..ROUNDS {
+        let id = format!("racer-{round}");
+        let start = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let racers = (0..RACERS).map(|k| {
+            let store = if k % 2 == 0 { fx.a() } else { fx.b() };
+            let (id, start) = (id.clone(), start.clone());
+            tokio::spawn(async move {
+                let token = format!("sweeper-{k}");
+                start.wait().await;
+                let claimed = claim(&store, &id, None, &token, true).await;
+                (token, claimed)
+            })
+        });
+        let results: Vec<(String, Claimed)> = bounded("racing claims", join_all(racers))
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("task"))
+            .collect();
+        let winners: Vec<_> = results
+            .iter()
+            .filter(|(_, claimed)| matches!(claimed, Claimed::Won { .. }))
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let (token, won) = winners[0];
+        assert_eq!(
+            *won,
+            Claimed::Won {
+                attempt: 1,
+                seq: 0,
+                mode: Mode::Async,
+                state: Some(state(0)),
+            }
+        );
+        assert!(
+            results
+                .iter()
+                .all(|(t, claimed)| t == token || *claimed == Claimed::Busy),
+            "round {round}: the losers find it busy: {results:?}"
+        );
+        let record = get(&fx.a(), &id).await;
+        assert_eq!(record.owner, *token);
+        assert_eq!(record.attempts, 1);
+    }
+    assert!(
+        fx.a()
+            .expired(SAGA, 1_000)
+            .await
+            .expect("expired")
+            .is_empty()
+    );
 }
 
 async fn watch_resolves_when_completed_later(fx: &Fixture) {
@@ -458,12 +1141,14 @@ async fn watch_resolves_when_completed_later(fx: &Fixture) {
     a.begin(record("later", &json!(1))).await.expect("begin");
     let watch = tokio::spawn(async move { b.watch("later").await });
     fx.until_b_watches(1, 1).await;
-    a.update("later", running(1, "create_payment"), 1)
-        .await
-        .expect("update");
-    a.update("later", completed(json!("done")), 1)
-        .await
-        .expect("update");
+    assert_eq!(
+        advance(&a, "later", 0, OWNER, running(1, "create_payment")).await,
+        Written::Done
+    );
+    assert_eq!(
+        advance(&a, "later", 1, OWNER, completed(json!("done"))).await,
+        Written::Done
+    );
     let outcome = bounded("watch", watch).await.expect("task").expect("watch");
     assert_eq!(outcome, Ok(json!("done")));
     assert_eq!(fx.b_watchers(), 0);
@@ -472,9 +1157,10 @@ async fn watch_resolves_when_completed_later(fx: &Fixture) {
 async fn watch_resolves_at_once_when_final(fx: &Fixture) {
     let a = fx.a();
     a.begin(record("final", &json!(1))).await.expect("begin");
-    a.update("final", completed(json!([1, 2])), 1)
-        .await
-        .expect("update");
+    assert_eq!(
+        advance(&a, "final", 0, OWNER, completed(json!([1, 2]))).await,
+        Written::Done
+    );
     let outcome = bounded("watch of a final saga", fx.b().watch("final"))
         .await
         .expect("watch");
@@ -488,15 +1174,10 @@ async fn watch_reports_a_failure(fx: &Fixture) {
     let watch = tokio::spawn(async move { b.watch("fails").await });
     fx.until_b_watches(1, 1).await;
     let error = compensated("fails");
-    a.update(
-        "fails",
-        SagaStatus::Failed {
-            error: error.clone(),
-        },
-        1,
-    )
-    .await
-    .expect("update");
+    let failed = SagaStatus::Failed {
+        error: error.clone(),
+    };
+    assert_eq!(advance(&a, "fails", 0, OWNER, failed).await, Written::Done);
     let outcome = bounded("watch", watch).await.expect("task").expect("watch");
     assert_eq!(outcome, Err(error));
 }
@@ -545,7 +1226,10 @@ async fn many_watchers_all_resolve(fx: &Fixture) {
     }
 
     for (i, id) in ids.iter().enumerate() {
-        a.update(id, completed(json!(i)), 1).await.expect("update");
+        assert_eq!(
+            advance(&a, id, 0, OWNER, completed(json!(i))).await,
+            Written::Done
+        );
     }
     let results = bounded("1,000 watchers", join_all(watches)).await;
     assert_eq!(results.len(), IDS * PER_ID);
@@ -590,35 +1274,226 @@ async fn dropped_watch_leaves_no_entry(fx: &Fixture) {
     }
 }
 
-#[tokio::test]
-async fn memory_store_expires_finished_records() {
-    let store = MemoryStore::new(StoreConfig {
-        finished_ttl: Duration::ZERO,
+/// A memory store with these retention bounds and no running TTL.
+fn memory_with(finished_ttl: Duration, max_finished: usize) -> Arc<dyn SagaStore> {
+    Arc::new(MemoryStore::new(StoreConfig {
+        finished_ttl,
         running_ttl: None,
-    });
-    store.begin(record("ttl", &json!(1))).await.expect("begin");
-    store
-        .update("ttl", running(1, "create_payment"), 1)
-        .await
-        .expect("update");
-    assert!(
-        store.get("ttl").await.expect("get").is_some(),
-        "running records stay"
-    );
-    store
-        .update("ttl", completed(json!(null)), 1)
-        .await
-        .expect("update");
+        max_finished,
+    }))
+}
+
+/// Begins `trace_id` and, unless `finish` is false, ends it at once.
+async fn begun(store: &Arc<dyn SagaStore>, trace_id: &str, finish: bool) {
     assert_eq!(
-        store.get("ttl").await.expect("get"),
-        None,
-        "expired at once"
-    );
-    // The id is free again once its record expired.
-    assert_eq!(
-        store.begin(record("ttl", &json!(2))).await.expect("begin"),
+        store
+            .begin(record(trace_id, &json!(trace_id)))
+            .await
+            .expect("begin"),
         Begin::Started
     );
+    if finish {
+        assert_eq!(
+            advance(store, trace_id, 0, OWNER, completed(json!(trace_id))).await,
+            Written::Done
+        );
+    }
+}
+
+#[tokio::test]
+async fn memory_store_evicts_finished_records_past_their_ttl() {
+    let memory = Arc::new(MemoryStore::new(StoreConfig {
+        finished_ttl: SHORT,
+        running_ttl: None,
+        max_finished: 100,
+    }));
+    let store: Arc<dyn SagaStore> = memory.clone();
+    begun(&store, "running", false).await;
+    assert_eq!(
+        advance(&store, "running", 0, OWNER, running(1, "create_payment")).await,
+        Written::Done
+    );
+    begun(&store, "ttl-1", true).await;
+    begun(&store, "ttl-2", true).await;
+    assert!(
+        store.get("ttl-1").await.expect("get").is_some(),
+        "kept for the finished TTL"
+    );
+    assert_eq!(memory.record_count(), 3);
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        store.get("ttl-1").await.expect("get"),
+        None,
+        "expired past the finished TTL"
+    );
+    // The next write that ends a saga evicts what expired, without anyone reading it.
+    begun(&store, "trigger", true).await;
+    assert_eq!(
+        memory.record_count(),
+        2,
+        "ttl-2 evicted; `running` and `trigger` kept"
+    );
+    assert!(
+        store.get("running").await.expect("get").is_some(),
+        "a running record never expires by the finished TTL"
+    );
+    // The id is free again once its record expired: a new saga starts under it.
+    assert_eq!(
+        store
+            .begin(record("ttl-1", &json!("another input")))
+            .await
+            .expect("begin"),
+        Begin::Started
+    );
+}
+
+#[tokio::test]
+async fn memory_store_caps_finished_records_oldest_first() {
+    const CAP: usize = 3;
+    let memory = Arc::new(MemoryStore::new(StoreConfig {
+        finished_ttl: LONG,
+        running_ttl: None,
+        max_finished: CAP,
+    }));
+    let store: Arc<dyn SagaStore> = memory.clone();
+    // More running records than the cap: the cap never touches them.
+    for i in 0..10 {
+        begun(&store, &format!("run-{i}"), false).await;
+    }
+    for i in 0..6 {
+        begun(&store, &format!("done-{i}"), true).await;
+    }
+    assert_eq!(memory.record_count(), 10 + CAP);
+    for i in 0..3 {
+        assert_eq!(
+            store.get(&format!("done-{i}")).await.expect("get"),
+            None,
+            "done-{i} is among the oldest finished: evicted"
+        );
+    }
+    for i in 3..6 {
+        let record = get(&store, &format!("done-{i}")).await;
+        assert_eq!(record.status, completed(json!(format!("done-{i}"))));
+    }
+    for i in 0..10 {
+        let record = get(&store, &format!("run-{i}")).await;
+        assert!(!record.status.is_final());
+    }
+    // Finishing the running ones keeps the cap.
+    for i in 0..10 {
+        let id = format!("run-{i}");
+        assert_eq!(
+            advance(&store, &id, 0, OWNER, completed(json!(i))).await,
+            Written::Done
+        );
+    }
+    assert_eq!(memory.record_count(), CAP);
+    for i in 7..10 {
+        assert!(store.get(&format!("run-{i}")).await.expect("get").is_some());
+    }
+}
+
+/// An id reused after its finished record expired starts a new saga; that saga's outcome must
+/// then be kept for the finished TTL like any other.
+///
+/// Fails today: the retention queue of the memory store (`State::finished`) still holds the
+/// entry of the first outcome, and `evict` (run by the write that ends the second saga) pops
+/// it as expired and removes the record under that id, which is now the *new* outcome.
+#[tokio::test]
+#[ignore = "memory store bug: a stale retention entry evicts the new outcome of a reused id (see doc comment)"]
+async fn memory_store_keeps_the_outcome_of_a_reused_id() {
+    let store = memory_with(SHORT, 100);
+    begun(&store, "reused", true).await;
+    tokio::time::sleep(PAST_SHORT).await;
+    // The old outcome expired: the id starts a new saga, which ends at once (one step).
+    assert_eq!(
+        store
+            .begin(record("reused", &json!("second")))
+            .await
+            .expect("begin"),
+        Begin::Started
+    );
+    assert_eq!(
+        advance(&store, "reused", 0, OWNER, completed(json!("second"))).await,
+        Written::Done
+    );
+    let record = store.get("reused").await.expect("get");
+    assert_eq!(
+        record.map(|r| r.status),
+        Some(completed(json!("second"))),
+        "the new outcome was evicted at once by the expired entry of the old one"
+    );
+}
+
+/// A removed finished record must not count against (nor be evicted through) the entry it
+/// left in the retention queue: here `y` is removed, started again and finished again, then
+/// `z` finishes. Two finished records, a cap of two: both must be kept.
+///
+/// Fails today: `remove` leaves `y`'s first entry in `State::finished`; when `z` ends the queue
+/// holds three entries for a cap of two, and popping the oldest (the stale `y` one) removes the
+/// live, just-finished record `y`.
+#[tokio::test]
+#[ignore = "memory store bug: remove leaves a retention entry that later evicts a live outcome (see doc comment)"]
+async fn memory_store_cap_ignores_entries_of_removed_records() {
+    let store = memory_with(LONG, 2);
+    begun(&store, "y", true).await;
+    store.remove("y").await.expect("remove");
+    begun(&store, "y", true).await;
+    begun(&store, "z", true).await;
+    assert!(store.get("z").await.expect("get").is_some());
+    assert!(
+        store.get("y").await.expect("get").is_some(),
+        "y's second outcome was evicted through the entry its removed record left"
+    );
+}
+
+#[test]
+fn fingerprint_ignores_the_order_of_object_keys() {
+    let keys = [
+        "zeta", "alpha", "mid", "beta", "omega", "gamma", "k1", "k10", "k2",
+    ];
+    let mut forward: HashMap<String, serde_json::Value> = HashMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        forward.insert(
+            key.to_string(),
+            json!({"n": i, "inner": {"y": 1, "x": [i, "a"]}}),
+        );
+    }
+    let mut backward: HashMap<String, serde_json::Value> = HashMap::with_capacity(64);
+    for (i, key) in keys.iter().enumerate().rev() {
+        backward.insert(
+            key.to_string(),
+            json!({"inner": {"x": [i, "a"], "y": 1}, "n": i}),
+        );
+    }
+    let one = serde_json::to_value(&forward).expect("json");
+    let two = serde_json::to_value(&backward).expect("json");
+    assert_eq!(fingerprint(SAGA, &one), fingerprint(SAGA, &two));
+    // Parsed from texts whose keys come in other orders, too.
+    let three: serde_json::Value =
+        serde_json::from_str(r#"{"b": {"d": 1, "c": [1, {"f": 2, "e": 3}]}, "a": null}"#)
+            .expect("json");
+    let four: serde_json::Value =
+        serde_json::from_str(r#"{"a": null, "b": {"c": [1, {"e": 3, "f": 2}], "d": 1}}"#)
+            .expect("json");
+    assert_eq!(fingerprint(SAGA, &three), fingerprint(SAGA, &four));
+    // What differs is told apart: a value, an array order, a key, the saga.
+    let five: serde_json::Value =
+        serde_json::from_str(r#"{"a": null, "b": {"c": [{"e": 3, "f": 2}, 1], "d": 1}}"#)
+            .expect("json");
+    assert_ne!(fingerprint(SAGA, &three), fingerprint(SAGA, &five));
+    assert_ne!(
+        fingerprint(SAGA, &json!({"a": 1})),
+        fingerprint(SAGA, &json!({"a": 2}))
+    );
+    assert_ne!(
+        fingerprint(SAGA, &json!({"a": 1})),
+        fingerprint(SAGA, &json!({"b": 1}))
+    );
+    assert_ne!(fingerprint(SAGA, &json!(1)), fingerprint(SAGA, &json!("1")));
+    assert_ne!(fingerprint(SAGA, &one), fingerprint("other", &one));
+    let fp = fingerprint(SAGA, &one);
+    assert!(fp.starts_with("booking:"), "{fp}");
 }
 
 #[tokio::test]
@@ -655,33 +1530,83 @@ async fn redis_bad_url_is_refused() {
 #[tokio::test]
 async fn redis_corrupt_record_names_the_key() {
     let fx = Fixture::redis("corrupt").await;
-    let Stores::Redis { a, admin, .. } = &fx.stores else {
+    let Stores::Redis { a, b, admin, .. } = &fx.stores else {
         unreachable!()
     };
-    let key = a.record_key("bad");
+    let (a, b): (Arc<dyn SagaStore>, Arc<dyn SagaStore>) = (a.clone(), b.clone());
     let mut admin = admin.clone();
+    let Stores::Redis { a: redis_a, .. } = &fx.stores else {
+        unreachable!()
+    };
+    // A field that does not decode, a field that is missing, a number that is not one.
+    for (id, field, damage) in [
+        ("bad-status", "status", Some("{not json")),
+        ("bad-owner", "owner", None),
+        ("bad-seq", "seq", Some("seven")),
+    ] {
+        a.begin(record(id, &json!(id))).await.expect("begin");
+        let key = redis_a.record_key(id);
+        match damage {
+            Some(value) => {
+                let _: i64 = redis::cmd("HSET")
+                    .arg(&key)
+                    .arg(field)
+                    .arg(value)
+                    .query_async(&mut admin)
+                    .await
+                    .expect("HSET");
+            }
+            None => {
+                let _: i64 = redis::cmd("HDEL")
+                    .arg(&key)
+                    .arg(field)
+                    .query_async(&mut admin)
+                    .await
+                    .expect("HDEL");
+            }
+        }
+        let error = b.get(id).await.expect_err("corrupt");
+        assert!(error.message.contains(&key), "{error}");
+        assert!(error.message.contains(field), "names the field: {error}");
+        let error = a.begin(record(id, &json!(id))).await.expect_err("corrupt");
+        assert!(error.message.contains(&key), "{error}");
+        let error = bounded("watch of a corrupt record", b.watch(id))
+            .await
+            .expect_err("corrupt");
+        assert!(error.message.contains(&key), "{error}");
+    }
+    // A key of another type under the record's name: an error naming the trace id, no panic.
+    let key = redis_a.record_key("not-a-hash");
     let _: () = redis::cmd("SET")
         .arg(&key)
-        .arg("{not json")
+        .arg("{not a hash")
         .query_async(&mut admin)
         .await
         .expect("SET");
-    let error = a.get("bad").await.expect_err("corrupt");
-    assert!(error.message.contains(&key), "{error}");
-    let error = a
-        .begin(record("bad", &json!(1)))
+    let error = a.get("not-a-hash").await.expect_err("wrong type");
+    assert!(error.message.contains("not-a-hash"), "{error}");
+    let error = b
+        .claim(Claim {
+            trace_id: "not-a-hash",
+            saga: SAGA,
+            seq: Some(0),
+            token: OWNER,
+            lease: LONG,
+            recovery: false,
+        })
         .await
-        .expect_err("corrupt");
-    assert!(error.message.contains(&key), "{error}");
+        .expect_err("wrong type");
+    assert!(error.message.contains("not-a-hash"), "{error}");
     fx.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_watcher_survives_a_killed_pubsub_connection() {
     let fx = Fixture::redis("killed").await;
-    let Stores::Redis { a, b, admin, .. } = &fx.stores else {
+    let Stores::Redis { b, admin, .. } = &fx.stores else {
         unreachable!()
     };
+    let a = fx.a();
     let mut admin = admin.clone();
     for id in ["before", "after"] {
         a.begin(record(id, &json!(id))).await.expect("begin");
@@ -703,9 +1628,10 @@ async fn redis_watcher_survives_a_killed_pubsub_connection() {
     assert_eq!(killed, 1);
     // Completed while the watcher reconnects (its PUBLISH may reach nobody): the watcher
     // re-reads the watched records once it is back.
-    a.update("before", completed(json!("b")), 1)
-        .await
-        .expect("update");
+    assert_eq!(
+        advance(&a, "before", 0, OWNER, completed(json!("b"))).await,
+        Written::Done
+    );
     let outcome = bounded("watch across a reconnect", before).await;
     assert_eq!(outcome.expect("task").expect("watch"), Ok(json!("b")));
 
@@ -714,9 +1640,10 @@ async fn redis_watcher_survives_a_killed_pubsub_connection() {
         .await
         .expect("CLIENT ID");
     assert_ne!(new_id, id, "a new pub/sub connection");
-    a.update("after", completed(json!("a")), 1)
-        .await
-        .expect("update");
+    assert_eq!(
+        advance(&a, "after", 0, OWNER, completed(json!("a"))).await,
+        Written::Done
+    );
     let outcome = bounded("watch after a reconnect", after).await;
     assert_eq!(outcome.expect("task").expect("watch"), Ok(json!("a")));
     fx.cleanup().await;
@@ -779,9 +1706,10 @@ async fn redis_gone_fails_operations_in_bounded_time() {
         ..RedisConfig::from(store_config())
     };
     let url = format!("redis://{}", proxy.addr);
-    let store = RedisStore::connect(&url, config).await.unwrap_or_else(|e| {
+    let redis = Arc::new(RedisStore::connect(&url, config).await.unwrap_or_else(|e| {
         panic!("Redis unreachable through the proxy ({e}). Start it with: {START_REDIS}")
-    });
+    }));
+    let store: Arc<dyn SagaStore> = redis.clone();
     store.begin(record("gone", &json!(1))).await.expect("begin");
     proxy.stop();
 
@@ -797,21 +1725,62 @@ async fn redis_gone_fails_operations_in_bounded_time() {
     .await
     .expect_err("Redis is gone");
     assert!(error.message.contains(&address), "{error}");
+    let claim = store.claim(Claim {
+        trace_id: "gone",
+        saga: SAGA,
+        seq: Some(0),
+        token: OWNER,
+        lease: LONG,
+        recovery: false,
+    });
+    let error = bounded("claim after Redis went away", claim)
+        .await
+        .expect_err("Redis is gone");
+    assert!(error.message.contains(&address), "{error}");
+    let next = state(1);
+    let advance = store.advance(Advance {
+        trace_id: "gone",
+        saga: SAGA,
+        seq: 0,
+        token: OWNER,
+        status: running(1, "x"),
+        state: Some(&next),
+        custody: Custody::held(OWNER, LONG),
+    });
+    let error = bounded("advance after Redis went away", advance)
+        .await
+        .expect_err("Redis is gone");
+    assert!(error.message.contains(&address), "{error}");
+    let error = bounded("expired after Redis went away", store.expired(SAGA, 10))
+        .await
+        .expect_err("Redis is gone");
+    assert!(error.message.contains(&address), "{error}");
     let error = bounded("watch after Redis went away", store.watch("gone"))
         .await
         .expect_err("Redis is gone");
     assert!(error.message.contains(&address), "{error}");
-    assert_eq!(store.watcher_count(), 0);
+    assert_eq!(redis.watcher_count(), 0, "the failed watch left no watcher");
 
     // The record written through the proxy, removed directly.
+    delete_prefix(&prefix).await;
+}
+
+async fn delete_prefix(prefix: &str) {
     let mut admin = redis::Client::open(redis_url())
         .expect("valid Redis URL")
         .get_multiplexed_async_connection()
         .await
-        .expect("Redis");
-    let _: i64 = redis::cmd("DEL")
-        .arg(format!("{prefix}:saga:gone"))
+        .unwrap_or_else(|e| panic!("Redis is unreachable ({e}). Start it with: {START_REDIS}"));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
         .query_async(&mut admin)
         .await
-        .expect("DEL");
+        .expect("KEYS");
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut admin)
+            .await
+            .expect("DEL");
+    }
 }
