@@ -1,0 +1,1387 @@
+//! Crash recovery: a replica dies mid-saga and another replica's recovery sweeper finishes it.
+//!
+//! A replica's death is simulated in-process: replica A runs its orchestrator (and its own
+//! store connection) on a `tokio` runtime of its own, and the test calls
+//! `shutdown_background()` on that runtime mid-saga, which drops every task of A at once (the
+//! step, the lease renewal, the store connection). Replicas B and C are orchestrators of the
+//! same saga on the test's runtime, serving (the sweeper is part of `serve`), over the same
+//! store (the same Redis prefix; or one memory store shared in-process) and the same
+//! transport. Leases are short (300 ms) and sweeps frequent (50 ms), so a recovery takes well
+//! under a second.
+//!
+//! Redis, RabbitMQ and NATS are the local servers; an unreachable one fails the test, naming
+//! the server and how to start it.
+#![cfg(all(feature = "redis", feature = "rabbitmq", feature = "nats"))]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::backends::{
+    Backend, Backends, RABBITMQ_URL, REDIS_URL, START_RABBITMQ, START_REDIS, delete_redis_keys,
+    unique_prefix,
+};
+use futures_util::future::{BoxFuture, join_all};
+use sagaflow::engine::{Envelope, FORMAT_VERSION, Orchestrator, OrchestratorConfig, Started};
+use sagaflow::store::{
+    Custody, MemoryStore, Mode, RedisConfig, RedisStore, SagaRecord, SagaStatus, SagaStore,
+    StoreConfig, fingerprint,
+};
+use sagaflow::transport::{
+    Delivery, Disposition, Handler, MemoryTransport, Message, RabbitMqTransport, SubscribeOptions,
+    Subscription, Transport, TransportConfig, TransportError,
+};
+use sagaflow::{Saga, SagaContext, SagaError, StepError, StepResult, saga};
+use serde::{Deserialize, Serialize};
+
+/// How long a replica's custody lasts without renewal.
+const LEASE: Duration = Duration::from_millis(300);
+/// How often each replica's sweeper looks for lapsed leases.
+const SWEEP: Duration = Duration::from_millis(50);
+/// Slack on top of `LEASE + SWEEP` for a recovery to finish on a loaded 2-core machine.
+const SLACK: Duration = Duration::from_millis(1_500);
+/// Bound on every wait.
+const WAIT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// The test saga: reserve (compensated by release), charge (compensated by refund), confirm
+// (the pivot, which fails for good when the order says so). Every step records its calls and
+// its effects per trace id, and can be told to hang on its first call for each trace id.
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Order {
+    item: String,
+    /// Makes `confirm` fail for good, so the saga is compensated.
+    fail_confirm: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Receipt {
+    hold: String,
+    paid: u32,
+}
+
+/// What the steps did, per trace id, shared by every replica of a test.
+struct Probe {
+    /// (trace id, step) -> calls (entries into the step).
+    calls: Mutex<HashMap<(String, &'static str), u32>>,
+    /// (trace id, step) -> effects (calls that completed successfully).
+    effects: Mutex<HashMap<(String, &'static str), u32>>,
+    /// Steps (or compensations) whose first call hangs until released, as on a replica about
+    /// to die or stall:
+    /// `step` for every trace id, `trace_id/step` for one.
+    hang_first: Mutex<HashSet<String>>,
+    /// A delay in every step, so duplicate deliveries overlap.
+    delay_ms: AtomicUsize,
+    /// Set to true to let the hanging calls go on (a stalled replica that comes back).
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self {
+            calls: Mutex::default(),
+            effects: Mutex::default(),
+            hang_first: Mutex::default(),
+            delay_ms: AtomicUsize::new(0),
+            release: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+impl Probe {
+    fn hanging(steps: &[&'static str]) -> Arc<Self> {
+        let probe = Self::default();
+        probe
+            .hang_first
+            .lock()
+            .expect("lock")
+            .extend(steps.iter().map(|step| step.to_string()));
+        Arc::new(probe)
+    }
+
+    /// Counts a call of `step`; hangs if it is the first call of a hanging step.
+    async fn enter(&self, cx: &SagaContext, step: &'static str) {
+        let call = {
+            let mut calls = self.calls.lock().expect("lock");
+            let n = calls.entry((cx.trace_id().to_string(), step)).or_default();
+            *n += 1;
+            *n
+        };
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+        }
+        let hangs = {
+            let hang = self.hang_first.lock().expect("lock");
+            hang.contains(step) || hang.contains(&format!("{}/{step}", cx.trace_id()))
+        };
+        if call == 1 && hangs {
+            let mut released = self.release.subscribe();
+            let _ = released.wait_for(|released| *released).await;
+        }
+    }
+
+    /// Counts the effect of `step`.
+    fn done(&self, cx: &SagaContext, step: &'static str) {
+        *self
+            .effects
+            .lock()
+            .expect("lock")
+            .entry((cx.trace_id().to_string(), step))
+            .or_default() += 1;
+    }
+
+    fn calls(&self, trace_id: &str, step: &'static str) -> u32 {
+        let calls = self.calls.lock().expect("lock");
+        calls
+            .get(&(trace_id.to_string(), step))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn effects(&self, trace_id: &str, step: &'static str) -> u32 {
+        let effects = self.effects.lock().expect("lock");
+        effects
+            .get(&(trace_id.to_string(), step))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Asserts the calls and effects of every step of `trace_id`, in the order
+    /// reserve, charge, confirm, refund, release.
+    #[track_caller]
+    fn assert_ran(&self, trace_id: &str, calls: [u32; 5], effects: [u32; 5]) {
+        let steps = ["reserve", "charge", "confirm", "refund", "release"];
+        let got_calls = steps.map(|s| self.calls(trace_id, s));
+        let got_effects = steps.map(|s| self.effects(trace_id, s));
+        assert_eq!(
+            (got_calls, got_effects),
+            (calls, effects),
+            "{trace_id}: (calls, effects) of {steps:?}"
+        );
+    }
+}
+
+struct Shop {
+    probe: Arc<Probe>,
+}
+
+#[saga]
+impl Shop {
+    #[step(compensate = release)]
+    async fn reserve(&self, cx: &SagaContext, order: &Order) -> StepResult<String> {
+        self.probe.enter(cx, "reserve").await;
+        self.probe.done(cx, "reserve");
+        Ok(format!("hold:{}", order.item))
+    }
+    async fn release(&self, cx: &SagaContext, _reserve: &String) -> StepResult<()> {
+        self.probe.enter(cx, "release").await;
+        self.probe.done(cx, "release");
+        Ok(())
+    }
+
+    #[step(compensate = refund)]
+    async fn charge(&self, cx: &SagaContext, order: &Order) -> StepResult<u32> {
+        self.probe.enter(cx, "charge").await;
+        self.probe.done(cx, "charge");
+        Ok(if order.item.is_empty() { 0 } else { 100 })
+    }
+    async fn refund(&self, cx: &SagaContext, _charge: &u32) -> StepResult<()> {
+        self.probe.enter(cx, "refund").await;
+        self.probe.done(cx, "refund");
+        Ok(())
+    }
+
+    #[step(pivot)]
+    async fn confirm(
+        &self,
+        cx: &SagaContext,
+        order: &Order,
+        reserve: &String,
+        charge: &u32,
+    ) -> StepResult<Receipt> {
+        self.probe.enter(cx, "confirm").await;
+        if order.fail_confirm {
+            return Err(StepError::fatal("confirmation refused (fault injected)"));
+        }
+        self.probe.done(cx, "confirm");
+        Ok(Receipt {
+            hold: reserve.clone(),
+            paid: *charge,
+        })
+    }
+}
+
+fn name() -> &'static str {
+    Shop::description().name
+}
+
+fn order(item: &str) -> Order {
+    Order {
+        item: item.to_string(),
+        fail_confirm: false,
+    }
+}
+
+fn failing(item: &str) -> Order {
+    Order {
+        item: item.to_string(),
+        fail_confirm: true,
+    }
+}
+
+fn receipt(item: &str) -> Receipt {
+    Receipt {
+        hold: format!("hold:{item}"),
+        paid: 100,
+    }
+}
+
+fn cx(trace_id: &str) -> SagaContext {
+    SagaContext::new(name(), trace_id.to_string()).with_deadline(Some(Instant::now() + WAIT))
+}
+
+fn config(pod: &str) -> OrchestratorConfig {
+    OrchestratorConfig {
+        pod_id: pod.to_string(),
+        lease: LEASE,
+        sweep_interval: Some(SWEEP),
+        requeue_after: Duration::from_secs(2),
+        redelivery_delay: Duration::from_millis(50),
+        shutdown_grace: Duration::from_secs(2),
+        ..OrchestratorConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicas.
+
+/// Where the replicas of a test keep their sagas.
+#[derive(Clone)]
+enum Stores {
+    /// One memory store shared in-process (a run dies, the store survives).
+    Memory(Arc<MemoryStore>),
+    /// Redis under a prefix: every replica connects its own store instance.
+    Redis(String),
+}
+
+impl Stores {
+    fn memory() -> Self {
+        Stores::Memory(Arc::new(MemoryStore::new(StoreConfig::memory())))
+    }
+
+    fn redis(test: &str) -> Self {
+        Stores::Redis(unique_prefix(test))
+    }
+
+    /// A store for one replica (connect it on the replica's runtime).
+    async fn connect(self) -> Arc<dyn SagaStore> {
+        match self {
+            Stores::Memory(store) => store,
+            Stores::Redis(prefix) => {
+                let config = RedisConfig {
+                    key_prefix: prefix,
+                    connect_timeout: Duration::from_secs(5),
+                    ..RedisConfig::from(StoreConfig::default())
+                };
+                match RedisStore::connect(REDIS_URL, config).await {
+                    Ok(store) => Arc::new(store),
+                    Err(e) => panic!(
+                        "Redis is unreachable at {REDIS_URL} ({e}); start it with: {START_REDIS}"
+                    ),
+                }
+            }
+        }
+    }
+
+    async fn cleanup(self) {
+        if let Stores::Redis(prefix) = self {
+            delete_redis_keys(&prefix).await;
+        }
+    }
+}
+
+/// The broker of the replicas of a test.
+#[derive(Clone)]
+enum Broker {
+    /// One transport shared by every replica (the memory transport, or a wrapper of it).
+    Shared(Arc<dyn Transport>),
+    /// RabbitMQ: every replica opens its own connection, under this topic prefix.
+    RabbitMq(String),
+}
+
+impl Broker {
+    /// A transport for one replica (connect it on the replica's runtime).
+    async fn connect(self) -> Arc<dyn Transport> {
+        match self {
+            Broker::Shared(transport) => transport,
+            Broker::RabbitMq(prefix) => Arc::new(rabbitmq(&prefix).await),
+        }
+    }
+
+    /// Deletes the queues a RabbitMQ test declared.
+    async fn cleanup(self) {
+        if let Broker::RabbitMq(prefix) = self
+            && let Err(e) = rabbitmq(&prefix).await.delete_topology().await
+        {
+            eprintln!("cleanup: cannot delete the RabbitMQ topology of {prefix}: {e}");
+        }
+    }
+}
+
+async fn rabbitmq(prefix: &str) -> RabbitMqTransport {
+    let config = TransportConfig {
+        ack_wait_ms: 2_000,
+        ..TransportConfig::with_prefix(prefix)
+    };
+    RabbitMqTransport::connect(RABBITMQ_URL, config)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ is unreachable at {RABBITMQ_URL} ({e}); start it with: {START_RABBITMQ}"
+            )
+        })
+}
+
+fn memory_transport(test: &str) -> Arc<dyn Transport> {
+    Arc::new(MemoryTransport::new(TransportConfig::with_prefix(
+        unique_prefix(test),
+    )))
+}
+
+/// The outcomes the completion hook of a replica received, per trace id.
+type Hooked = Arc<Mutex<HashMap<String, Vec<Result<Receipt, SagaError>>>>>;
+
+/// A replica on the test's runtime: its orchestrator, serving, with a completion hook.
+struct Replica {
+    orchestrator: Orchestrator<Shop>,
+    store: Arc<dyn SagaStore>,
+    consumers: Option<sagaflow::engine::Consumers>,
+    hooked: Hooked,
+}
+
+impl Replica {
+    async fn serving(
+        pod: &str,
+        stores: &Stores,
+        transport: &Arc<dyn Transport>,
+        probe: &Arc<Probe>,
+    ) -> Self {
+        Self::serving_with(stores, transport, probe, config(pod)).await
+    }
+
+    /// A replica over its own connection to `stores`.
+    async fn serving_with(
+        stores: &Stores,
+        transport: &Arc<dyn Transport>,
+        probe: &Arc<Probe>,
+        config: OrchestratorConfig,
+    ) -> Self {
+        let store = stores.clone().connect().await;
+        Self::over(store, transport, probe, config).await
+    }
+
+    /// A replica over `store`.
+    async fn over(
+        store: Arc<dyn SagaStore>,
+        transport: &Arc<dyn Transport>,
+        probe: &Arc<Probe>,
+        config: OrchestratorConfig,
+    ) -> Self {
+        let hooked: Hooked = Arc::default();
+        let sink = Arc::clone(&hooked);
+        let orchestrator = Orchestrator::new(
+            Arc::new(Shop {
+                probe: Arc::clone(probe),
+            }),
+            Arc::clone(transport),
+            Arc::clone(&store),
+            config,
+        )
+        .on_complete(move |completion| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock()
+                    .expect("lock")
+                    .entry(completion.trace_id)
+                    .or_default()
+                    .push(completion.result);
+            }
+        });
+        let consumers = orchestrator.serve().await.expect("consumers start");
+        Self {
+            orchestrator,
+            store,
+            consumers: Some(consumers),
+            hooked,
+        }
+    }
+
+    /// How many times the completion hook fired for `trace_id`, and the outcomes it got.
+    fn hooked(&self, trace_id: &str) -> Vec<Result<Receipt, SagaError>> {
+        self.hooked
+            .lock()
+            .expect("lock")
+            .get(trace_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn record(&self, trace_id: &str) -> SagaRecord {
+        self.store
+            .get(trace_id)
+            .await
+            .expect("store answers")
+            .unwrap_or_else(|| panic!("no record for {trace_id}"))
+    }
+
+    async fn stop(mut self) {
+        if let Some(consumers) = self.consumers.take() {
+            consumers.shutdown().await;
+        }
+    }
+}
+
+/// Replica A: an orchestrator on a runtime of its own, which the test kills (or stalls)
+/// mid-saga.
+struct Doomed {
+    runtime: tokio::runtime::Runtime,
+    orchestrator: Orchestrator<Shop>,
+    consumers: Option<sagaflow::engine::Consumers>,
+    hooked: Hooked,
+}
+
+impl Doomed {
+    /// A replica over `stores` (its own connection, on its own runtime) and `transport`. It
+    /// does not serve: it only starts sagas (its sweeper would not matter, it dies).
+    async fn start(stores: &Stores, broker: &Broker, probe: &Arc<Probe>) -> Self {
+        Self::start_with(stores, broker, probe, config("a")).await
+    }
+
+    async fn start_with(
+        stores: &Stores,
+        broker: &Broker,
+        probe: &Arc<Probe>,
+        config: OrchestratorConfig,
+    ) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("replica-a")
+            .enable_all()
+            .build()
+            .expect("replica A's runtime");
+        let store = runtime
+            .spawn(stores.clone().connect())
+            .await
+            .expect("replica A connects its store");
+        let transport = runtime
+            .spawn(broker.clone().connect())
+            .await
+            .expect("replica A connects its broker");
+        let transport = &transport;
+        let hooked: Hooked = Arc::default();
+        let sink = Arc::clone(&hooked);
+        let orchestrator = Orchestrator::new(
+            Arc::new(Shop {
+                probe: Arc::clone(probe),
+            }),
+            Arc::clone(transport),
+            store,
+            config,
+        )
+        .on_complete(move |completion| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock()
+                    .expect("lock")
+                    .entry(completion.trace_id)
+                    .or_default()
+                    .push(completion.result);
+            }
+        });
+        Self {
+            runtime,
+            orchestrator,
+            consumers: None,
+            hooked,
+        }
+    }
+
+    /// Starts A's consumers and sweeper, on A's runtime.
+    async fn serve(&mut self) {
+        let orchestrator = self.orchestrator.clone();
+        let consumers = self
+            .runtime
+            .spawn(async move { orchestrator.serve().await })
+            .await
+            .expect("A's serve task")
+            .expect("A's consumers start");
+        self.consumers = Some(consumers);
+    }
+
+    /// Stalls A (a stop-the-world pause, a frozen VM): its only worker thread blocks until the
+    /// returned sender is used (or dropped). Nothing of A runs meanwhile, lease renewals
+    /// included.
+    async fn stall(&self) -> std::sync::mpsc::Sender<()> {
+        let (resume, stalled) = std::sync::mpsc::channel::<()>();
+        let (entered_tx, entered) = tokio::sync::oneshot::channel();
+        self.runtime.spawn(async move {
+            let _ = entered_tx.send(());
+            let _ = stalled.recv();
+        });
+        bounded("A stalls", entered).await.expect("A stalls");
+        resume
+    }
+
+    /// Runs a sync saga on A (its caller's task lives on A too).
+    fn run_sync(
+        &self,
+        trace_id: &str,
+        input: Order,
+    ) -> tokio::task::JoinHandle<Result<Receipt, SagaError>> {
+        let orchestrator = self.orchestrator.clone();
+        let cx = cx(trace_id);
+        self.runtime
+            .spawn(async move { orchestrator.run_sync(&cx, input).await })
+    }
+
+    /// Starts an async saga on A.
+    fn start_async(
+        &self,
+        trace_id: &str,
+        input: Order,
+    ) -> tokio::task::JoinHandle<Result<Started, SagaError>> {
+        let orchestrator = self.orchestrator.clone();
+        let cx = cx(trace_id);
+        self.runtime
+            .spawn(async move { orchestrator.start(&cx, input).await })
+    }
+
+    /// The process dies: every task of A is dropped where it stands.
+    fn kill(self) {
+        let Doomed {
+            runtime,
+            orchestrator,
+            consumers,
+            ..
+        } = self;
+        runtime.shutdown_background();
+        // A crash settles nothing: no graceful unsubscribe, no abort of in-flight deliveries.
+        std::mem::forget(consumers);
+        drop(orchestrator);
+    }
+}
+
+/// Waits (bounded by [`WAIT`]) until `condition` holds.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
+}
+
+#[track_caller]
+fn assert_recovered_in_time(what: &str, since: Instant) {
+    let took = since.elapsed();
+    assert!(
+        took <= LEASE + SWEEP + SLACK,
+        "{what}: recovered after {took:?}, expected about lease {LEASE:?} + sweep {SWEEP:?}"
+    );
+}
+
+#[track_caller]
+fn assert_compensated_at_confirm(error: &SagaError) {
+    match error {
+        SagaError::Compensated { step, error, .. } => {
+            assert_eq!(step, "confirm");
+            assert!(error.message().contains("confirmation refused"), "{error}");
+        }
+        other => panic!("expected Compensated at confirm, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) A sync saga whose replica died mid-step is finished forward by another replica's sweeper.
+
+async fn a_sync_saga_whose_replica_died_mid_step_is_finished(stores: Stores) {
+    let transport = memory_transport("rec-forward");
+    let probe = Probe::hanging(&["charge"]);
+    let b = Replica::serving("b", &stores, &transport, &probe).await;
+    let a = Doomed::start(&stores, &Broker::Shared(Arc::clone(&transport)), &probe).await;
+    let id = "forward";
+    let caller = a.run_sync(id, order("book"));
+    eventually("A runs `charge`", || probe.calls(id, "charge") == 1).await;
+
+    // While A lives it renews its lease: B's sweeper leaves the saga alone.
+    tokio::time::sleep(LEASE * 3).await;
+    assert_eq!(probe.calls(id, "charge"), 1, "no recovery while A renews");
+    let held = b.record(id).await;
+    assert!(held.owner.starts_with("a/"), "A holds the saga: {held:?}");
+    assert_eq!(held.seq, 1, "reserve is recorded");
+
+    a.kill();
+    let died = Instant::now();
+    assert!(
+        bounded("A's caller", caller).await.is_err(),
+        "A's caller died with A"
+    );
+    let outcome = bounded("the outcome", b.orchestrator.outcome(&cx(id))).await;
+    assert_recovered_in_time("forward recovery", died);
+    assert_eq!(outcome.expect("the saga completes"), receipt("book"));
+
+    let record = b.record(id).await;
+    assert_eq!(
+        record.status,
+        SagaStatus::Completed {
+            output: serde_json::to_value(receipt("book")).expect("json")
+        }
+    );
+    assert_eq!(record.seq, 3, "three transitions");
+    assert_eq!(record.state, None);
+    // reserve ran once (on A); charge twice (A hung, B ran it), its effect once; confirm once.
+    probe.assert_ran(id, [1, 2, 1, 0, 0], [1, 1, 1, 0, 0]);
+    b.stop().await;
+    stores.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_saga_whose_replica_died_mid_step_is_finished_memory() {
+    a_sync_saga_whose_replica_died_mid_step_is_finished(Stores::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_saga_whose_replica_died_mid_step_is_finished_redis() {
+    a_sync_saga_whose_replica_died_mid_step_is_finished(Stores::redis("rec-forward")).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b) A sync saga whose replica died mid-rollback is compensated by another replica.
+
+async fn a_sync_saga_whose_replica_died_mid_rollback_is_compensated(stores: Stores) {
+    let transport = memory_transport("rec-rollback");
+    let probe = Probe::hanging(&["refund"]);
+    let b = Replica::serving("b", &stores, &transport, &probe).await;
+    let a = Doomed::start(&stores, &Broker::Shared(Arc::clone(&transport)), &probe).await;
+    let id = "rollback";
+    let caller = a.run_sync(id, failing("book"));
+    eventually("A runs `refund`", || probe.calls(id, "refund") == 1).await;
+    let compensating = b.record(id).await;
+    assert!(
+        matches!(
+            compensating.status,
+            SagaStatus::Compensating { step: 1, .. }
+        ),
+        "{compensating:?}"
+    );
+
+    a.kill();
+    let died = Instant::now();
+    assert!(bounded("A's caller", caller).await.is_err());
+    let outcome = bounded("the outcome", b.orchestrator.outcome(&cx(id))).await;
+    assert_recovered_in_time("rollback recovery", died);
+    assert_compensated_at_confirm(&outcome.expect_err("the saga is compensated"));
+
+    let record = b.record(id).await;
+    match &record.status {
+        SagaStatus::Failed { error } => assert_compensated_at_confirm(error),
+        other => panic!("expected Failed(Compensated), got {other:?}"),
+    }
+    assert_eq!(record.state, None);
+    // Forward steps once each (confirm failed); refund twice (A hung), release once.
+    probe.assert_ran(id, [1, 1, 1, 2, 1], [1, 1, 0, 1, 1]);
+    b.stop().await;
+    stores.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_saga_whose_replica_died_mid_rollback_is_compensated_memory() {
+    a_sync_saga_whose_replica_died_mid_rollback_is_compensated(Stores::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_saga_whose_replica_died_mid_rollback_is_compensated_redis() {
+    a_sync_saga_whose_replica_died_mid_rollback_is_compensated(Stores::redis("rec-rollback")).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) A saga recorded at step 0 whose first message was never published is started by the
+// sweeper, with no caller retry.
+
+/// The record `Orchestrator::start` writes before it publishes: step 0, sequence 0, the first
+/// message's envelope as the state, queued under `token` for `lease`.
+fn stranded_record(trace_id: &str, input: &Order, token: &str, lease: Duration) -> SagaRecord {
+    let envelope = Envelope {
+        v: FORMAT_VERSION,
+        saga: name().to_string(),
+        trace_id: trace_id.to_string(),
+        seq: 0,
+        metadata: BTreeMap::new(),
+        route: None,
+        failure: None,
+        state: Shop::start(input.clone()),
+    };
+    let state = serde_json::to_string(&envelope).expect("the envelope serializes");
+    let input = serde_json::to_value(input).expect("json");
+    SagaRecord::new(
+        trace_id,
+        name(),
+        fingerprint(name(), &input),
+        "reserve",
+        Mode::Async,
+        state,
+        Custody::queued(token, lease),
+    )
+}
+
+async fn a_stranded_first_message_is_published_by_the_sweeper(stores: Stores) {
+    let transport = memory_transport("rec-stranded");
+    let probe = Arc::new(Probe::default());
+    let b = Replica::serving("b", &stores, &transport, &probe).await;
+    let id = "stranded";
+    let input = order("stranded");
+    let begun = b
+        .store
+        .begin(stranded_record(
+            id,
+            &input,
+            "dead-pod/0/0",
+            Duration::from_millis(200),
+        ))
+        .await
+        .expect("begin");
+    assert_eq!(begun, sagaflow::store::Begin::Started);
+    let begun_at = Instant::now();
+    // Nobody retries: the sweeper publishes the first message once its lease lapsed.
+    let outcome = bounded("the outcome", b.orchestrator.outcome(&cx(id))).await;
+    assert_recovered_in_time("stranded start", begun_at);
+    assert_eq!(outcome.expect("the saga completes"), receipt("stranded"));
+    probe.assert_ran(id, [1, 1, 1, 0, 0], [1, 1, 1, 0, 0]);
+    eventually("the completion hook", || b.hooked(id).len() == 1).await;
+    assert_eq!(b.hooked(id), vec![Ok(receipt("stranded"))]);
+    // A caller retrying the id now gets the outcome, and nothing runs again.
+    let again = b
+        .orchestrator
+        .run_sync(&cx(id), input)
+        .await
+        .expect("the outcome");
+    assert_eq!(again, receipt("stranded"));
+    probe.assert_ran(id, [1, 1, 1, 0, 0], [1, 1, 1, 0, 0]);
+    b.stop().await;
+    stores.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranded_first_message_is_published_by_the_sweeper_memory() {
+    a_stranded_first_message_is_published_by_the_sweeper(Stores::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranded_first_message_is_published_by_the_sweeper_redis() {
+    a_stranded_first_message_is_published_by_the_sweeper(Stores::redis("rec-stranded")).await;
+}
+
+/// A transport that records what is published through it, and can hang a publish (a replica
+/// about to die) or send every message twice (a broker that duplicates).
+#[derive(Debug)]
+struct Recorder {
+    inner: Arc<dyn Transport>,
+    published: Mutex<Vec<(String, Message)>>,
+    /// (trace id, sequence number, how the consumer settled it) of every delivery.
+    delivered: Arc<Mutex<Vec<(String, u64, Disposition)>>>,
+    hang: AtomicBool,
+    twice: AtomicBool,
+}
+
+/// Logs every delivery a consumer settles.
+struct Logged {
+    inner: Arc<dyn Handler>,
+    log: Arc<Mutex<Vec<(String, u64, Disposition)>>>,
+}
+
+impl Handler for Logged {
+    fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Disposition> {
+        let trace_id = delivery.trace_id().to_string();
+        let seq = serde_json::from_slice::<serde_json::Value>(&delivery.payload)
+            .ok()
+            .and_then(|envelope| envelope["seq"].as_u64())
+            .unwrap_or(u64::MAX);
+        let handled = self.inner.handle(delivery);
+        let log = Arc::clone(&self.log);
+        Box::pin(async move {
+            let disposition = handled.await;
+            log.lock()
+                .expect("lock")
+                .push((trace_id, seq, disposition.clone()));
+            disposition
+        })
+    }
+}
+
+impl Recorder {
+    fn new(inner: Arc<dyn Transport>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            published: Mutex::default(),
+            delivered: Arc::default(),
+            hang: AtomicBool::new(false),
+            twice: AtomicBool::new(false),
+        })
+    }
+
+    fn published(&self) -> Vec<(String, Message)> {
+        self.published.lock().expect("lock").clone()
+    }
+
+    /// The deliveries of `trace_id`'s messages at `seq`, and how each was settled.
+    fn delivered(&self, trace_id: &str, seq: u64) -> Vec<Disposition> {
+        self.delivered
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(id, s, _)| id == trace_id && *s == seq)
+            .map(|(_, _, disposition)| disposition.clone())
+            .collect()
+    }
+
+    fn delivery_count(&self) -> usize {
+        self.delivered.lock().expect("lock").len()
+    }
+}
+
+impl Transport for Recorder {
+    fn config(&self) -> &TransportConfig {
+        self.inner.config()
+    }
+
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            self.published
+                .lock()
+                .expect("lock")
+                .push((topic.to_string(), message.clone()));
+            if self.twice.load(Ordering::SeqCst) {
+                self.inner.publish(topic, message.clone()).await?;
+            }
+            self.inner.publish(topic, message).await
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        options: SubscribeOptions,
+        handler: Arc<dyn Handler>,
+    ) -> BoxFuture<'a, Result<Subscription, TransportError>> {
+        let logged = Arc::new(Logged {
+            inner: handler,
+            log: Arc::clone(&self.delivered),
+        });
+        self.inner.subscribe(topic, options, logged)
+    }
+}
+
+/// The same, for real: A's `start` records the saga, then dies while publishing its first
+/// message.
+async fn a_start_whose_replica_died_while_publishing_is_recovered(stores: Stores) {
+    let transport = memory_transport("rec-publish");
+    let probe = Arc::new(Probe::default());
+    let b = Replica::serving("b", &stores, &transport, &probe).await;
+    let hanging = Recorder::new(Arc::clone(&transport));
+    hanging.hang.store(true, Ordering::SeqCst);
+    let a_transport: Arc<dyn Transport> = hanging.clone();
+    // A's queued custody of the first message lasts `requeue_after`.
+    let a = Doomed::start_with(
+        &stores,
+        &Broker::Shared(a_transport),
+        &probe,
+        OrchestratorConfig {
+            requeue_after: LEASE,
+            ..config("a")
+        },
+    )
+    .await;
+    let id = "unpublished";
+    let caller = a.start_async(id, order("unpublished"));
+    let recorded = {
+        let store = Arc::clone(&b.store);
+        async move {
+            loop {
+                if let Some(record) = store.get(id).await.expect("store answers") {
+                    return record;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let record = bounded("A records the saga", recorded).await;
+    assert!(record.queued, "{record:?}");
+    a.kill();
+    let died = Instant::now();
+    assert!(bounded("A's caller", caller).await.is_err());
+    let outcome = bounded("the outcome", b.orchestrator.outcome(&cx(id))).await;
+    assert_recovered_in_time("unpublished start", died);
+    assert_eq!(outcome.expect("the saga completes"), receipt("unpublished"));
+    probe.assert_ran(id, [1, 1, 1, 0, 0], [1, 1, 1, 0, 0]);
+    eventually("the completion hook", || b.hooked(id).len() == 1).await;
+    b.stop().await;
+    stores.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_whose_replica_died_while_publishing_is_recovered_memory() {
+    a_start_whose_replica_died_while_publishing_is_recovered(Stores::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_whose_replica_died_while_publishing_is_recovered_redis() {
+    a_start_whose_replica_died_while_publishing_is_recovered(Stores::redis("rec-publish")).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (d) Two replicas' sweepers race for the same expired sagas: each is resumed once.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_sweepers_resume_each_saga_once() {
+    const ROUNDS: usize = 5;
+    const SAGAS: usize = 4;
+    let stores = Stores::redis("rec-race");
+    let transport = memory_transport("rec-race");
+    let probe = Probe::hanging(&["charge"]);
+    let b = Replica::serving("b", &stores, &transport, &probe).await;
+    let c = Replica::serving("c", &stores, &transport, &probe).await;
+    for round in 0..ROUNDS {
+        let a = Doomed::start(&stores, &Broker::Shared(Arc::clone(&transport)), &probe).await;
+        let ids: Vec<String> = (0..SAGAS).map(|i| format!("race-{round}-{i}")).collect();
+        let callers: Vec<_> = ids.iter().map(|id| a.run_sync(id, order(id))).collect();
+        eventually("A runs `charge` of every saga", || {
+            ids.iter().all(|id| probe.calls(id, "charge") == 1)
+        })
+        .await;
+        a.kill();
+        let died = Instant::now();
+        for caller in callers {
+            assert!(bounded("A's caller", caller).await.is_err());
+        }
+        let outcomes = ids.iter().enumerate().map(|(i, id)| {
+            // Watch from either replica.
+            let orchestrator = if i % 2 == 0 {
+                b.orchestrator.clone()
+            } else {
+                c.orchestrator.clone()
+            };
+            let id = id.clone();
+            async move { (orchestrator.outcome(&cx(&id)).await, id) }
+        });
+        for (outcome, id) in bounded("the outcomes", join_all(outcomes)).await {
+            assert_eq!(outcome.expect("the saga completes"), receipt(&id));
+        }
+        assert_recovered_in_time("raced recoveries", died);
+        for id in &ids {
+            // charge: once on A (hung), exactly once more on B or C.
+            probe.assert_ran(id, [1, 2, 1, 0, 0], [1, 1, 1, 0, 0]);
+        }
+    }
+    // Give a late second recovery the time to show up, if there were one.
+    tokio::time::sleep(LEASE + SWEEP * 2).await;
+    for round in 0..ROUNDS {
+        for i in 0..SAGAS {
+            let id = format!("race-{round}-{i}");
+            probe.assert_ran(&id, [1, 2, 1, 0, 0], [1, 1, 1, 0, 0]);
+        }
+    }
+    b.stop().await;
+    c.stop().await;
+    stores.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (e) A caller retrying the id of a saga being recovered gets its outcome.
+
+async fn a_caller_retrying_a_saga_being_recovered_gets_the_outcome(stores: Stores) {
+    let transport = memory_transport("rec-retry");
+    let (ok, bad) = ("retry-ok", "retry-compensated");
+    let probe = Probe::hanging(&["retry-ok/charge", "retry-compensated/refund"]);
+    let b = Replica::serving("b", &stores, &transport, &probe).await;
+    let a = Doomed::start(&stores, &Broker::Shared(Arc::clone(&transport)), &probe).await;
+    let callers = [a.run_sync(ok, order(ok)), a.run_sync(bad, failing(bad))];
+    eventually("A hangs in both sagas", || {
+        probe.calls(ok, "charge") == 1 && probe.calls(bad, "refund") == 1
+    })
+    .await;
+    a.kill();
+    let died = Instant::now();
+    for caller in callers {
+        assert!(bounded("A's caller", caller).await.is_err());
+    }
+    // The callers retry at once, on B, with the same ids and inputs (the lease has not lapsed
+    // yet): they wait for the recovery's outcome, within their deadline.
+    let (cx_ok, cx_bad) = (cx(ok), cx(bad));
+    let (first, second) = tokio::join!(
+        b.orchestrator.run_sync(&cx_ok, order(ok)),
+        b.orchestrator.run_sync(&cx_bad, failing(bad)),
+    );
+    assert_recovered_in_time("retried callers", died);
+    assert_eq!(
+        first.expect("the retried caller gets the output"),
+        receipt(ok)
+    );
+    assert_compensated_at_confirm(&second.expect_err("the retried caller gets the failure"));
+    probe.assert_ran(ok, [1, 2, 1, 0, 0], [1, 1, 1, 0, 0]);
+    probe.assert_ran(bad, [1, 1, 1, 2, 1], [1, 1, 0, 1, 1]);
+    // Later retries get the outcome at once; another input under the id is refused.
+    let again = b.orchestrator.run_sync(&cx(ok), order(ok)).await;
+    assert_eq!(again.expect("the outcome"), receipt(ok));
+    let refused = b
+        .orchestrator
+        .run_sync(&cx(ok), order("something else"))
+        .await
+        .expect_err("another input");
+    assert!(matches!(refused, SagaError::IdTaken { .. }), "{refused:?}");
+    probe.assert_ran(ok, [1, 2, 1, 0, 0], [1, 1, 1, 0, 0]);
+    b.stop().await;
+    stores.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_retrying_a_saga_being_recovered_gets_the_outcome_memory() {
+    a_caller_retrying_a_saga_being_recovered_gets_the_outcome(Stores::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_retrying_a_saga_being_recovered_gets_the_outcome_redis() {
+    a_caller_retrying_a_saga_being_recovered_gets_the_outcome(Stores::redis("rec-retry")).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (f) Duplicate messages are fenced: no step runs again, the hook fires once, the outcome
+// never flips.
+
+/// Waits until every message queued before now on the saga's topics was consumed: a fresh
+/// saga through every topic completes after them (the queues are FIFO per topic).
+async fn drain(replica: &Replica, sentinel: &str) {
+    replica
+        .orchestrator
+        .start(&cx(sentinel), order(sentinel))
+        .await
+        .expect("start the sentinel");
+    let outcome = bounded("the sentinel", replica.orchestrator.outcome(&cx(sentinel))).await;
+    assert_eq!(outcome.expect("the sentinel completes"), receipt(sentinel));
+}
+
+async fn duplicates_are_fenced(backend: Backend) {
+    const SAGAS: usize = 8;
+    let backends = Backends::connect(backend, "rec-dup").await;
+    let recorder = Recorder::new(Arc::clone(&backends.transport));
+    let transport: Arc<dyn Transport> = recorder.clone();
+    let probe = Arc::new(Probe::default());
+    // Every step takes a while, so two copies of one message overlap.
+    probe.delay_ms.store(20, Ordering::SeqCst);
+    // The backends' own store: memory for the memory transport, Redis otherwise.
+    let replica = Replica::over(
+        Arc::clone(&backends.store),
+        &transport,
+        &probe,
+        OrchestratorConfig {
+            lease: Duration::from_secs(2),
+            ..config("dup")
+        },
+    )
+    .await;
+
+    // 1. Every message published twice at once: each transition runs once.
+    recorder.twice.store(true, Ordering::SeqCst);
+    let ids: Vec<String> = (0..SAGAS).map(|i| format!("dup-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let input = if i % 2 == 0 { order(id) } else { failing(id) };
+        assert_eq!(
+            replica
+                .orchestrator
+                .start(&cx(id), input)
+                .await
+                .expect("start"),
+            Started::New
+        );
+    }
+    let mut outcomes = HashMap::new();
+    for id in &ids {
+        let outcome = bounded("the outcome", replica.orchestrator.outcome(&cx(id))).await;
+        outcomes.insert(id.clone(), outcome);
+    }
+    recorder.twice.store(false, Ordering::SeqCst);
+    let check = |outcomes: &HashMap<String, Result<Receipt, SagaError>>| {
+        for (i, id) in ids.iter().enumerate() {
+            if i % 2 == 0 {
+                assert_eq!(outcomes[id].as_ref().expect("completes"), &receipt(id));
+                probe.assert_ran(id, [1, 1, 1, 0, 0], [1, 1, 1, 0, 0]);
+            } else {
+                assert_compensated_at_confirm(outcomes[id].as_ref().expect_err("compensated"));
+                probe.assert_ran(id, [1, 1, 1, 1, 1], [1, 1, 0, 1, 1]);
+            }
+        }
+    };
+    check(&outcomes);
+    // Both copies of every message reached the consumers (JetStream drops the second copy
+    // itself: same message id) and were acked, none dead-lettered or nacked.
+    // (The outcome is out before the consumer settles its delivery: wait for the logs.)
+    let copies_delivered = backend != Backend::Nats;
+    let copies = if copies_delivered { 2 } else { 1 };
+    let mut messages = Vec::new();
+    for id in &ids {
+        let transitions = replica.record(id).await.seq;
+        messages.extend((0..transitions).map(|seq| (id.clone(), seq)));
+    }
+    eventually("every copy settled", || {
+        messages
+            .iter()
+            .all(|(id, seq)| recorder.delivered(id, *seq).len() >= copies)
+    })
+    .await;
+    for (id, seq) in &messages {
+        let settled = recorder.delivered(id, *seq);
+        assert!(
+            settled.iter().all(|d| *d == Disposition::Ack),
+            "{id}@{seq}: {settled:?}"
+        );
+    }
+    drain(&replica, "dup-sentinel-1").await;
+    let mut records = HashMap::new();
+    for id in &ids {
+        assert_eq!(
+            replica.hooked(id).len(),
+            1,
+            "{id}: the completion hook fires once"
+        );
+        records.insert(id.clone(), replica.record(id).await);
+    }
+    check(&outcomes);
+
+    // 2. Every message of those sagas published again after they ended (a broker redelivering
+    // old messages): nothing runs, nothing changes.
+    let published: Vec<(String, Message)> = recorder
+        .published()
+        .into_iter()
+        .filter(|(_, m)| {
+            m.headers
+                .get(sagaflow::transport::TRACE_ID_HEADER)
+                .is_some_and(|id| id.starts_with("dup-") && !id.contains("sentinel"))
+        })
+        .collect();
+    assert!(
+        published.len() >= SAGAS * 3,
+        "at least three messages per saga: {}",
+        published.len()
+    );
+    let delivered_before = recorder.delivery_count();
+    for (topic, message) in &published {
+        backends
+            .transport
+            .publish(topic, message.clone())
+            .await
+            .expect("publish a stale copy");
+    }
+    drain(&replica, "dup-sentinel-2").await;
+    if copies_delivered {
+        eventually("the stale copies delivered and settled", || {
+            recorder.delivery_count() >= delivered_before + published.len()
+        })
+        .await;
+    }
+    for id in &ids {
+        for seq in 0..records[id].seq {
+            let settled = recorder.delivered(id, seq);
+            assert!(
+                settled.iter().all(|d| *d == Disposition::Ack),
+                "{id}@{seq}: stale copies are acked and dropped: {settled:?}"
+            );
+        }
+    }
+    check(&outcomes);
+    for id in &ids {
+        assert_eq!(replica.hooked(id).len(), 1, "{id}: the hook fires once");
+        let record = replica.record(id).await;
+        assert_eq!(record, records[id], "{id}: the record never changes");
+        let outcome = bounded("the outcome", replica.orchestrator.outcome(&cx(id))).await;
+        assert_eq!(
+            format!("{outcome:?}"),
+            format!("{:?}", outcomes[id]),
+            "{id}: the outcome never flips"
+        );
+    }
+    replica.stop().await;
+    backends.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_fenced_memory() {
+    duplicates_are_fenced(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_fenced_rabbitmq() {
+    duplicates_are_fenced(Backend::RabbitMq).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_fenced_nats() {
+    duplicates_are_fenced(Backend::Nats).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (g) An async saga whose consumer died mid-step is published again by the sweeper and
+// finished on another replica.
+
+async fn an_async_saga_whose_consumer_died_mid_step_is_recovered(stores: Stores, broker: Broker) {
+    let probe = Probe::hanging(&["charge"]);
+    let mut a = Doomed::start(&stores, &broker, &probe).await;
+    a.serve().await;
+    let id = "async-died";
+    let started = bounded("A starts the saga", a.start_async(id, order(id))).await;
+    assert_eq!(started.expect("A's task").expect("start"), Started::New);
+    eventually("A's consumer runs `charge`", || {
+        probe.calls(id, "charge") == 1
+    })
+    .await;
+    let a_hooked = Arc::clone(&a.hooked);
+    // B serves only now, so A's consumer took the step.
+    let transport = broker.clone().connect().await;
+    let b = Replica::serving("b", &stores, &transport, &probe).await;
+    let held = b.record(id).await;
+    assert!(
+        held.owner.starts_with("a/") && !held.queued && held.seq == 1,
+        "A's consumer holds `charge`: {held:?}"
+    );
+    a.kill();
+    let died = Instant::now();
+    let outcome = bounded("the outcome", b.orchestrator.outcome(&cx(id))).await;
+    assert_recovered_in_time("async recovery", died);
+    assert_eq!(outcome.expect("the saga completes"), receipt(id));
+    probe.assert_ran(id, [1, 2, 1, 0, 0], [1, 1, 1, 0, 0]);
+    eventually("B's completion hook", || b.hooked(id).len() == 1).await;
+    // A copy redelivered from A's connection, if any, is fenced: still one hook call.
+    tokio::time::sleep(LEASE).await;
+    assert_eq!(b.hooked(id), vec![Ok(receipt(id))]);
+    assert!(
+        a_hooked.lock().expect("lock").is_empty(),
+        "A never ended it"
+    );
+    probe.assert_ran(id, [1, 2, 1, 0, 0], [1, 1, 1, 0, 0]);
+    let record = b.record(id).await;
+    assert_eq!(record.seq, 3);
+    assert!(record.status.is_final());
+    b.stop().await;
+    stores.cleanup().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_saga_whose_consumer_died_mid_step_is_recovered_memory() {
+    an_async_saga_whose_consumer_died_mid_step_is_recovered(
+        Stores::memory(),
+        Broker::Shared(memory_transport("rec-async")),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_saga_whose_consumer_died_mid_step_is_recovered_rabbitmq() {
+    let prefix = unique_prefix("rec-async");
+    an_async_saga_whose_consumer_died_mid_step_is_recovered(
+        Stores::Redis(prefix.clone()),
+        Broker::RabbitMq(prefix),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (h) A replica that stalls (alive, but frozen past its lease) loses the saga to recovery; when
+// it comes back its late write is fenced and its caller gets the one outcome.
+
+/// `step_ends_first`: A's hanging call ends as A comes back (its write is then fenced), or
+/// never (A's overdue lease renewal finds the custody lost and abandons the call).
+async fn a_stalled_replica_is_fenced_and_its_caller_gets_the_one_outcome(
+    stores: Stores,
+    step_ends_first: bool,
+) {
+    let transport = memory_transport("rec-stall");
+    let probe = Probe::hanging(&["charge"]);
+    let b = Replica::serving("b", &stores, &transport, &probe).await;
+    let a = Doomed::start(&stores, &Broker::Shared(Arc::clone(&transport)), &probe).await;
+    let id = "stalled";
+    let caller = a.run_sync(id, order(id));
+    eventually("A runs `charge`", || probe.calls(id, "charge") == 1).await;
+    let resume = a.stall().await;
+    let stalled = Instant::now();
+    let outcome = bounded("the outcome", b.orchestrator.outcome(&cx(id))).await;
+    assert_recovered_in_time("recovery from a stalled replica", stalled);
+    assert_eq!(outcome.expect("the saga completes"), receipt(id));
+    let recorded = b.record(id).await;
+
+    // A comes back. Either its `charge` call finishes (released before A resumes, so it ends
+    // before A's overdue renewal can abandon it) and its write is refused, or its renewal
+    // finds the custody lost and it abandons the call. Either way it does not go on.
+    if step_ends_first {
+        probe.release.send_replace(true);
+    }
+    resume.send(()).expect("A is stalled");
+    let result = bounded("A's caller", caller)
+        .await
+        .expect("A's caller task");
+    probe.release.send_replace(true);
+    assert_eq!(
+        result.expect("A's caller gets the outcome B recorded"),
+        receipt(id)
+    );
+    assert_eq!(
+        b.record(id).await,
+        recorded,
+        "A's late write changed nothing"
+    );
+    // charge ran twice, and its effect happened twice if A's call was let finish
+    // (at-least-once); confirm ran once: A did not go on.
+    let charged = if step_ends_first { 2 } else { 1 };
+    probe.assert_ran(id, [1, 2, 1, 0, 0], [1, charged, 1, 0, 0]);
+    a.kill();
+    b.stop().await;
+    stores.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_replica_is_fenced_and_its_caller_gets_the_one_outcome_memory() {
+    a_stalled_replica_is_fenced_and_its_caller_gets_the_one_outcome(Stores::memory(), true).await;
+    a_stalled_replica_is_fenced_and_its_caller_gets_the_one_outcome(Stores::memory(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_replica_is_fenced_and_its_caller_gets_the_one_outcome_redis() {
+    a_stalled_replica_is_fenced_and_its_caller_gets_the_one_outcome(
+        Stores::redis("rec-stall"),
+        true,
+    )
+    .await;
+    a_stalled_replica_is_fenced_and_its_caller_gets_the_one_outcome(
+        Stores::redis("rec-stall"),
+        false,
+    )
+    .await;
+}
