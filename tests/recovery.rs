@@ -84,6 +84,8 @@ struct Probe {
     release: tokio::sync::watch::Sender<bool>,
     /// (trace id, step) -> the attempt number of each call (`SagaContext::attempt`).
     attempts: Mutex<HashMap<(String, &'static str), Vec<u32>>>,
+    /// (trace id, step) -> (idempotency key, request metadata) of each call.
+    contexts: Mutex<HashMap<(String, &'static str), Vec<(String, BTreeMap<String, String>)>>>,
 }
 
 impl Default for Probe {
@@ -95,6 +97,7 @@ impl Default for Probe {
             delay_ms: AtomicUsize::new(0),
             release: tokio::sync::watch::Sender::new(false),
             attempts: Mutex::default(),
+            contexts: Mutex::default(),
         }
     }
 }
@@ -124,6 +127,12 @@ impl Probe {
             .entry((cx.trace_id().to_string(), step))
             .or_default()
             .push(cx.attempt());
+        self.contexts
+            .lock()
+            .expect("lock")
+            .entry((cx.trace_id().to_string(), step))
+            .or_default()
+            .push((cx.idempotency_key(), cx.metadata().clone()));
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay as u64)).await;
@@ -154,6 +163,19 @@ impl Probe {
             .get(&(trace_id.to_string(), step))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// (idempotency key, metadata) of every call of `step` for `trace_id`.
+    fn contexts(
+        &self,
+        trace_id: &str,
+        step: &'static str,
+    ) -> Vec<(String, BTreeMap<String, String>)> {
+        let contexts = self.contexts.lock().expect("lock");
+        contexts
+            .get(&(trace_id.to_string(), step))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The attempt numbers the calls of `step` for `trace_id` ran with.
@@ -265,6 +287,11 @@ fn receipt(item: &str) -> Receipt {
 
 fn cx(trace_id: &str) -> SagaContext {
     SagaContext::new(name(), trace_id.to_string()).with_deadline(Some(Instant::now() + WAIT))
+}
+
+/// Request metadata the callers on A forward to the saga.
+fn tenant() -> BTreeMap<String, String> {
+    BTreeMap::from([("tenant".to_string(), "acme".to_string())])
 }
 
 fn config(pod: &str) -> OrchestratorConfig {
@@ -559,14 +586,15 @@ impl Doomed {
         resume
     }
 
-    /// Runs a sync saga on A (its caller's task lives on A too).
+    /// Runs a sync saga on A (its caller's task lives on A too), with the request metadata
+    /// of [`tenant`].
     fn run_sync(
         &self,
         trace_id: &str,
         input: Order,
     ) -> tokio::task::JoinHandle<Result<Receipt, SagaError>> {
         let orchestrator = self.orchestrator.clone();
-        let cx = cx(trace_id);
+        let cx = cx(trace_id).with_metadata(tenant());
         self.runtime
             .spawn(async move { orchestrator.run_sync(&cx, input).await })
     }
@@ -688,6 +716,16 @@ async fn a_sync_saga_whose_replica_died_mid_step_is_finished(stores: Stores) {
     assert_eq!(record.state, None);
     // reserve ran once (on A); charge twice (A hung, B ran it), its effect once; confirm once.
     probe.assert_ran(id, [1, 2, 1, 0, 0], [1, 1, 1, 0, 0]);
+    // B's run had A's request metadata and the same idempotency key.
+    let expected = (format!("{id}/charge"), tenant());
+    assert_eq!(
+        probe.contexts(id, "charge"),
+        vec![expected.clone(), expected]
+    );
+    assert_eq!(
+        probe.contexts(id, "confirm"),
+        vec![(format!("{id}/confirm"), tenant())]
+    );
     b.stop().await;
     stores.cleanup().await;
 }
@@ -737,6 +775,11 @@ async fn a_sync_saga_whose_replica_died_mid_rollback_is_compensated(stores: Stor
     assert_eq!(record.state, None);
     // Forward steps once each (confirm failed); refund twice (A hung), release once.
     probe.assert_ran(id, [1, 1, 1, 2, 1], [1, 1, 0, 1, 1]);
+    let expected = (format!("{id}/charge/compensate"), tenant());
+    assert_eq!(
+        probe.contexts(id, "refund"),
+        vec![expected.clone(), expected]
+    );
     b.stop().await;
     stores.cleanup().await;
 }
