@@ -31,7 +31,9 @@ use clap::{Parser, ValueEnum};
 use futures_util::future::BoxFuture;
 use hdrhistogram::Histogram;
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig};
-use sagaflow::store::{Begin, Outcome, SagaRecord, SagaStatus, SagaStore, StoreError};
+use sagaflow::store::{
+    Advance, Begin, Claim, Claimed, Hold, Outcome, SagaRecord, SagaStore, StoreError, Written,
+};
 use sagaflow::transport::{
     Handler, Message, SubscribeOptions, Subscription, Transport, TransportConfig, TransportError,
 };
@@ -214,20 +216,28 @@ impl SagaStore for CountingStore {
     fn begin(&self, record: SagaRecord) -> BoxFuture<'_, Result<Begin, StoreError>> {
         Box::pin(self.ops.time("store.begin", self.inner.begin(record)))
     }
-    fn update<'a>(
-        &'a self,
-        trace_id: &'a str,
-        status: SagaStatus,
-        attempts: u32,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let name = if status.is_final() {
-            "store.update(final)"
+    fn claim<'a>(&'a self, claim: Claim<'a>) -> BoxFuture<'a, Result<Claimed, StoreError>> {
+        Box::pin(self.ops.time("store.claim", self.inner.claim(claim)))
+    }
+    fn advance<'a>(&'a self, advance: Advance<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        let name = if advance.status.is_final() {
+            "store.advance(final)"
         } else {
-            "store.update(progress)"
+            "store.advance(progress)"
         };
+        Box::pin(self.ops.time(name, self.inner.advance(advance)))
+    }
+    fn hold<'a>(&'a self, hold: Hold<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        Box::pin(self.ops.time("store.hold", self.inner.hold(hold)))
+    }
+    fn expired<'a>(
+        &'a self,
+        saga: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         Box::pin(
             self.ops
-                .time(name, self.inner.update(trace_id, status, attempts)),
+                .time("store.expired", self.inner.expired(saga, limit)),
         )
     }
     fn get<'a>(

@@ -3,10 +3,11 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use sagaflow::engine::SyncEngine;
 use sagaflow::error::StuckAt;
-use sagaflow::{Cursor, Saga, SagaContext, SagaError, StepError, StepResult, saga};
+use sagaflow::{Cursor, RetryPolicy, Saga, SagaContext, SagaError, StepError, StepResult, saga};
 
 /// Four compensatable steps; `fault_at` makes that step fail for good; `log` records every
 /// call in order.
@@ -185,7 +186,13 @@ async fn a_compensation_that_fails_twice_then_succeeds_is_retried_and_the_saga_e
 async fn a_compensation_that_always_fails_leaves_the_saga_stuck_naming_it() {
     let saga = FlakyUndo::new(u32::MAX);
     let cx = SagaContext::new("FlakyUndo", "stuck");
+    // Compensations follow the engine's compensation policy (persistent by default).
     let error = SyncEngine::new()
+        .with_compensation_retry(RetryPolicy::new(
+            4,
+            Duration::from_millis(1),
+            Duration::from_millis(4),
+        ))
         .run(&saga, &cx, "room 7".to_string())
         .await
         .expect_err("charge fails");

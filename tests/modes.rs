@@ -10,14 +10,16 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::backends::{Backend, Backends};
-use sagaflow::engine::{Orchestrator, OrchestratorConfig, Rollback, Started};
+use sagaflow::engine::{
+    Envelope, FORMAT_VERSION, Orchestrator, OrchestratorConfig, Rollback, Started,
+};
 use sagaflow::error::StuckAt;
-use sagaflow::store::{SagaRecord, SagaStatus, fingerprint};
+use sagaflow::store::{Custody, Mode, SagaRecord, SagaStatus, fingerprint};
 use sagaflow::transport::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Message, SubscribeOptions, Subscription,
     dead_letter_topic,
 };
-use sagaflow::{Saga, SagaContext, SagaError, StepError, StepResult, saga};
+use sagaflow::{RetryPolicy, Saga, SagaContext, SagaError, StepError, StepResult, saga};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
@@ -155,6 +157,7 @@ fn orchestrator(
 fn quick_config() -> OrchestratorConfig {
     OrchestratorConfig {
         redelivery_delay: Duration::from_millis(50),
+        compensation_retry: RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(4)),
         ..OrchestratorConfig::default()
     }
 }
@@ -578,7 +581,7 @@ async fn a_bad_message_is_dead_lettered_and_the_consumer_keeps_running(backend: 
             "version 99",
         ),
         (
-            r#"{"v":1,"saga":"Other","trace_id":"other","state":{}}"#.to_string(),
+            r#"{"v":2,"saga":"Other","trace_id":"other","seq":0,"state":{}}"#.to_string(),
             "saga `Other`",
         ),
     ];
@@ -676,65 +679,60 @@ async fn a_full_throttled_queue_refuses_at_once_and_frees_its_slot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_saga_stranded_before_its_first_message_is_started_again_by_a_retry() {
+async fn a_saga_stranded_before_its_first_message_is_recovered_by_the_sweeper() {
     let backends = Backends::connect(Backend::Memory, "modes-stranded").await;
     let probe = Arc::new(Probe::default());
     let config = OrchestratorConfig {
-        redrive_after: Some(Duration::from_secs(60)),
+        sweep_interval: Some(Duration::from_millis(50)),
         ..quick_config()
     };
     let orchestrator = orchestrator(&backends, &probe, config);
     let consumers = orchestrator.serve().await.expect("consumers start");
-    // What a replica that died between recording and publishing leaves behind.
+    // What a replica that died between recording and publishing leaves behind: a record at
+    // step 0, queued, whose lease lapses at once, and nothing on the broker.
     let name = TripSaga::description().name;
-    let stranded = |trace_id: &str, age_ms: u64| {
-        let input = serde_json::to_vec(&trip(false)).expect("input serialises");
-        let mut record = SagaRecord::new(trace_id, name, fingerprint(name, &input), "reserve");
-        record.updated_at_ms -= age_ms;
-        record
+    let envelope = Envelope {
+        v: FORMAT_VERSION,
+        saga: name.to_string(),
+        trace_id: "stranded".to_string(),
+        seq: 0,
+        metadata: Default::default(),
+        route: None,
+        failure: None,
+        state: TripSaga::start(trip(false)),
     };
-    backends
-        .store
-        .begin(stranded("stranded-old", 120_000))
-        .await
-        .expect("begin");
-    backends
-        .store
-        .begin(stranded("stranded-fresh", 1_000))
-        .await
-        .expect("begin");
+    let input = serde_json::to_value(trip(false)).expect("input serialises");
+    let record = SagaRecord::new(
+        "stranded",
+        name,
+        fingerprint(name, &input),
+        "reserve",
+        Mode::Async,
+        serde_json::to_string(&envelope).expect("envelope serialises"),
+        Custody::queued("a-dead-replica/0/0", Duration::from_millis(1)),
+    );
+    backends.store.begin(record).await.expect("begin");
 
+    // No caller retries: the sweeper publishes it again and a consumer runs it.
+    let waiter = SagaContext::new(name, "stranded")
+        .with_deadline(Some(Instant::now() + Duration::from_secs(10)));
     let ticket = orchestrator
-        .run_throttled(&cx("stranded-old"), trip(false))
+        .outcome(&waiter)
         .await
-        .expect("started again");
+        .expect("recovered and completed");
     assert_eq!(ticket.paid, 100);
-    let record = backends
-        .store
-        .get("stranded-old")
-        .await
-        .expect("store")
-        .expect("record");
-    assert!(
-        matches!(record.status, SagaStatus::Completed { .. }),
-        "{record:?}"
-    );
+    assert_eq!(probe.reserve_calls.load(Ordering::SeqCst), 1, "ran once");
 
-    // A record that is only young is someone else's saga in flight: the caller waits for it.
-    let short = SagaContext::new(name, "stranded-fresh")
-        .with_deadline(Some(Instant::now() + Duration::from_millis(300)));
-    let waited = orchestrator
-        .run_throttled(&short, trip(false))
+    // A caller retrying the id gets the outcome.
+    let again = orchestrator
+        .run_throttled(&cx("stranded"), trip(false))
         .await
-        .expect_err("nothing runs it");
-    assert!(
-        matches!(waited, SagaError::DeadlineExceeded { .. }),
-        "{waited:?}"
-    );
+        .expect("the outcome of the recovered saga");
+    assert_eq!(again, ticket);
     assert_eq!(
         probe.reserve_calls.load(Ordering::SeqCst),
         1,
-        "only the stranded saga ran"
+        "nothing ran twice"
     );
     consumers.shutdown().await;
     backends.cleanup().await;
