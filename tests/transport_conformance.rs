@@ -7,6 +7,9 @@
 
 #[path = "transport/harness.rs"]
 mod harness;
+#[cfg(feature = "nats")]
+#[path = "transport/nats_server.rs"]
+mod nats_server;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -735,76 +738,16 @@ mod rabbitmq_reconnection {
 /// touched) is restarted under a running subscription; publishing and consuming resume.
 #[cfg(feature = "nats")]
 mod nats_reconnection {
-    use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::path::PathBuf;
-    use std::process::{Child, Command};
-
     use super::*;
+    use crate::nats_server::Server;
     use sagaflow::transport::{NatsTransport, Transport, TransportConfig};
-
-    const NATS_SERVER: &str = "/usr/sbin/nats-server";
-
-    struct Server {
-        child: Child,
-        port: u16,
-        dir: PathBuf,
-    }
-
-    impl Server {
-        fn start(port: u16, dir: &std::path::Path) -> Child {
-            let child = Command::new(NATS_SERVER)
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                .arg(dir)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start {NATS_SERVER} ({e}); is nats-server installed (the CI's NATS)?")
-                });
-            let address = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = std::time::Instant::now() + harness::WAIT;
-            while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "private nats-server did not listen on {address}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            child
-        }
-
-        fn new() -> Self {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("a free port");
-            let dir = std::env::temp_dir().join(format!(
-                "sagaflow-nats-reconnect-{}-{port}",
-                std::process::id()
-            ));
-            let child = Self::start(port, &dir);
-            Self { child, port, dir }
-        }
-
-        fn restart(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            self.child = Self::start(self.port, &self.dir);
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn subscription_resumes_after_the_server_restarts() {
-        let mut server = tokio::task::spawn_blocking(Server::new).await.unwrap();
-        let url = format!("nats://127.0.0.1:{}", server.port);
+        let mut server = tokio::task::spawn_blocking(|| Server::new("reconnect"))
+            .await
+            .unwrap();
+        let url = server.url();
         let transport = NatsTransport::connect(&url, TransportConfig::with_prefix("reconnect"))
             .await
             .unwrap();
@@ -861,3 +804,7 @@ mod nats_reconnection {
         drop(server);
     }
 }
+
+#[cfg(feature = "nats")]
+#[path = "transport/nats.rs"]
+mod nats_only;

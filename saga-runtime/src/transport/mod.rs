@@ -18,7 +18,9 @@
 //!   [`Delivery::delivery_count`] says when it is a redelivery.
 //! - **Groups**: a (topic, group) queue exists from the group's first subscription on and
 //!   keeps messages while no subscriber runs; what was published to a topic before any group
-//!   subscribed to it is dropped. Subscribe (engine start-up) before you publish.
+//!   subscribed to it is dropped. Subscribe (engine start-up) before you publish. On NATS a
+//!   new group may also receive the messages of its topic that other groups have not acked
+//!   yet (its consumer delivers everything the stream still holds; see the `nats` module).
 //! - **Dead letters** of a group's deliveries are kept by the same group on the dead-letter
 //!   topic: subscribing to `t` also declares `(dead_letter_topic(t), group)`; subscribe to it
 //!   with that group to read them.

@@ -5,10 +5,32 @@
 //!   `{topic_prefix}.>`, file storage, *interest* retention: a message is kept until every
 //!   consumer (group) interested in its subject has acked it;
 //! - one durable pull consumer per (topic, group), named `{topic}__{group}` (same
-//!   replacement), filtered on `{topic_prefix}.{topic}`, explicit acks, delivering what is
-//!   published from its creation on (the group's first subscription);
+//!   replacement), filtered on `{topic_prefix}.{topic}`, explicit acks, deliver policy
+//!   **`All`** (see below);
 //! - subscribing also creates the group's consumer on [`dead_letter_topic`]`(topic)`, so dead
 //!   letters are kept until someone reads them (subscribe to it with the same group).
+//!
+//! # Why the consumers deliver `All`
+//! A durable consumer is created by the group's first subscription, and again whenever the
+//! server no longer knows it: its state was lost in a crash (`kill -9`, power loss) before
+//! it reached the disk, or an operator deleted it. The stream, meanwhile, still holds every
+//! message some consumer has not acked. With `DeliverPolicy::New` a re-created consumer
+//! would start after the stream's last message and silently skip the group's whole backlog:
+//! confirmed messages lost. With `All` it starts at the first message the stream still holds
+//! on its subject, so nothing confirmed is skipped.
+//!
+//! What `All` means for a **brand-new group**: under interest retention the stream keeps a
+//! message only while a consumer interested in its subject has not acked it. A new group's
+//! consumer therefore gets, besides everything published from its creation on, the
+//! messages of its topic that *other* groups have not acked yet (their backlog at that
+//! moment; nothing older survives, and nothing at all when the other groups are caught up).
+//! Messages published while no group existed were never kept. For the saga engine this is
+//! harmless: a group is one saga's consumers on its own topics, and handlers are idempotent
+//! under the at-least-once contract; a re-created consumer of an existing group may likewise
+//! redeliver messages it had acked but another group had not.
+//!
+//! An existing consumer keeps the deliver policy it was created with (JetStream cannot change
+//! it), so consumers created by an older version with `New` stay so until deleted.
 //!
 //! # Delivery
 //! Publish waits for the JetStream publish ack. Acks are `+ACK`, a nack is `-NAK` with the
@@ -36,7 +58,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, FromConsumer, PullConsumer, pull};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
@@ -226,7 +248,9 @@ impl Inner {
             durable_name: Some(name.clone()),
             filter_subject: self.config.physical_topic(topic),
             ack_policy: AckPolicy::Explicit,
-            deliver_policy: DeliverPolicy::New,
+            // Never `New`: a consumer re-created after its state was lost must deliver the
+            // backlog the stream kept (module docs).
+            deliver_policy: DeliverPolicy::All,
             ack_wait: self.config.ack_wait(),
             max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
             ..Default::default()
@@ -243,9 +267,18 @@ impl Inner {
             && (current.max_ack_pending != config.max_ack_pending
                 || current.ack_wait != config.ack_wait)
         {
+            // Only the settings JetStream lets us change; the rest (deliver policy above all)
+            // stays as the consumer was created.
+            let current =
+                pull::Config::try_from_consumer_config(current.clone()).map_err(|e| error(&e))?;
+            let updated = pull::Config {
+                max_ack_pending: config.max_ack_pending,
+                ack_wait: config.ack_wait,
+                ..current
+            };
             return self
                 .stream
-                .update_consumer(config)
+                .update_consumer(updated)
                 .await
                 .map_err(|e| error(&e));
         }

@@ -1,0 +1,282 @@
+//! NATS-only tests that need a private `nats-server` (kill -9 and restart on the same store
+//! directory) or NATS-specific settings (ack wait, in-progress acks, `max_deliver`,
+//! `Nats-Msg-Id` deduplication).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sagaflow::transport::{
+    Delivery, Disposition, NatsTransport, Subscription, Transport, TransportConfig,
+};
+
+use crate::harness::{self, Shared, handler};
+use crate::nats_server::Server;
+use crate::{message, number, options};
+
+/// Publishes `numbers` (decimal payloads), many at once, each awaiting its JetStream ack;
+/// panics on any failure: every number returned here is *confirmed*.
+async fn publish_confirmed(transport: &NatsTransport, topic: &str, numbers: std::ops::Range<u32>) {
+    let results: Vec<_> = futures_util::stream::iter(numbers)
+        .map(|i| async move { (i, transport.publish(topic, message(i.to_string())).await) })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for (i, result) in results {
+        result.unwrap_or_else(|e| panic!("publish of {i} not confirmed: {e}"));
+    }
+}
+
+/// Connects to a (possibly just restarted) server, retrying until it answers.
+async fn connect(url: &str, config: &TransportConfig) -> NatsTransport {
+    let deadline = tokio::time::Instant::now() + harness::WAIT;
+    loop {
+        match NatsTransport::connect(url, config.clone()).await {
+            Ok(transport) => return transport,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                eprintln!("connect: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("cannot connect to the private server: {error}"),
+        }
+    }
+}
+
+/// Subscribes, retrying while the server recovers, with a handler that records the numbers.
+async fn subscribe_recording(
+    transport: &NatsTransport,
+    topic: &str,
+    seen: &Arc<Shared<HashSet<u32>>>,
+    work: Duration,
+) -> Subscription {
+    let deadline = tokio::time::Instant::now() + harness::WAIT;
+    loop {
+        let seen = seen.clone();
+        let recording = handler(move |d: Delivery| {
+            let seen = seen.clone();
+            async move {
+                tokio::time::sleep(work).await;
+                seen.update(|s| s.insert(number(&d)));
+                Disposition::Ack
+            }
+        });
+        match transport.subscribe(topic, options("g", 4), recording).await {
+            Ok(subscription) => return subscription,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                eprintln!("subscribe: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("cannot subscribe on the private server: {error}"),
+        }
+    }
+}
+
+/// Every confirmed message survives a `kill -9` of the server while a group is half way
+/// through them: after a restart on the same store directory, the group's new subscriber
+/// gets every message the first one did not ack (counted as distinct payloads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_messages_survive_a_server_kill() {
+    const COUNT: u32 = 200;
+    let topic = "orders";
+    let mut server = tokio::task::spawn_blocking(|| Server::new("kill"))
+        .await
+        .unwrap();
+    let url = server.url();
+    let config = TransportConfig {
+        ack_wait_ms: 2_000,
+        ..TransportConfig::with_prefix("kill")
+    };
+    let transport = connect(&url, &config).await;
+    let seen = Shared::new(HashSet::<u32>::new());
+    let first = subscribe_recording(&transport, topic, &seen, Duration::from_millis(10)).await;
+    publish_confirmed(&transport, topic, 0..COUNT).await;
+    seen.wait_until("the group half way through", |s| s.len() >= 50)
+        .await;
+    first.abort();
+    let before = seen.read(HashSet::len);
+    drop(transport);
+
+    server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+
+    let transport = connect(&url, &config).await;
+    let second = subscribe_recording(&transport, topic, &seen, Duration::ZERO).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.read(HashSet::len) < COUNT as usize && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.shutdown(Duration::from_secs(10)).await;
+    let missing: Vec<u32> = seen.read(|s| (0..COUNT).filter(|n| !s.contains(n)).collect());
+    println!(
+        "nats kill -9: {COUNT} confirmed, {before} acked before the kill, {} missing after the restart",
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} confirmed messages lost after kill -9: {missing:?}",
+        missing.len()
+    );
+    transport.delete_topology().await.unwrap();
+    drop(server);
+}
+
+/// Like [`confirmed_messages_survive_a_server_kill`], but the subscriber keeps running
+/// through the kill and the restart on the same client: its pull stream is re-created (and
+/// its consumer looked up again) while the server recovers its store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_messages_survive_a_server_kill_under_a_running_subscriber() {
+    const COUNT: u32 = 200;
+    let topic = "orders";
+    let mut server = tokio::task::spawn_blocking(|| Server::new("kill-live"))
+        .await
+        .unwrap();
+    let url = server.url();
+    let config = TransportConfig {
+        ack_wait_ms: 2_000,
+        ..TransportConfig::with_prefix("kill-live")
+    };
+    let transport = connect(&url, &config).await;
+    let seen = Shared::new(HashSet::<u32>::new());
+    let subscription =
+        subscribe_recording(&transport, topic, &seen, Duration::from_millis(10)).await;
+    publish_confirmed(&transport, topic, 0..COUNT).await;
+    seen.wait_until("the group half way through", |s| s.len() >= 50)
+        .await;
+    let before = seen.read(HashSet::len);
+    server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.read(HashSet::len) < COUNT as usize && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    subscription.shutdown(Duration::from_secs(10)).await;
+    let missing: Vec<u32> = seen.read(|s| (0..COUNT).filter(|n| !s.contains(n)).collect());
+    println!(
+        "nats kill -9 (live subscriber): {COUNT} confirmed, {before} acked before the kill, {} missing after the restart",
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} confirmed messages lost after kill -9: {missing:?}",
+        missing.len()
+    );
+    let _ = transport.delete_topology().await;
+    drop(server);
+}
+
+/// The harshest timing: the group's consumer was created and the messages confirmed an
+/// instant before the `kill -9`, so the server may not have flushed the consumer's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_messages_survive_a_server_kill_right_after_publishing() {
+    const COUNT: u32 = 200;
+    let topic = "orders";
+    let mut server = tokio::task::spawn_blocking(|| Server::new("kill-early"))
+        .await
+        .unwrap();
+    let url = server.url();
+    let config = TransportConfig {
+        ack_wait_ms: 2_000,
+        ..TransportConfig::with_prefix("kill-early")
+    };
+    let transport = connect(&url, &config).await;
+    let seen = Shared::new(HashSet::<u32>::new());
+    let first = subscribe_recording(&transport, topic, &seen, Duration::from_millis(10)).await;
+    publish_confirmed(&transport, topic, 0..COUNT).await;
+    first.abort();
+    let before = seen.read(HashSet::len);
+    drop(transport);
+    server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+    let transport = connect(&url, &config).await;
+    let second = subscribe_recording(&transport, topic, &seen, Duration::ZERO).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.read(HashSet::len) < COUNT as usize && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.shutdown(Duration::from_secs(10)).await;
+    let missing: Vec<u32> = seen.read(|s| (0..COUNT).filter(|n| !s.contains(n)).collect());
+    println!(
+        "nats kill -9 (early): {COUNT} confirmed, {before} acked before the kill, {} missing after the restart",
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} confirmed messages lost after kill -9: {missing:?}",
+        missing.len()
+    );
+    let _ = transport.delete_topology().await;
+    drop(server);
+}
+
+/// The case behind lost confirmed messages: a group's durable consumer is created anew
+/// (its state lost by the server, e.g. never flushed before a crash) while the stream kept
+/// the messages it had not acked. The new consumer must deliver them, not skip to new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_consumer_delivers_what_the_stream_kept() {
+    const COUNT: u32 = 200;
+    let topic = "orders";
+    let mut server = tokio::task::spawn_blocking(|| Server::new("lost-consumer"))
+        .await
+        .unwrap();
+    let url = server.url();
+    let config = TransportConfig {
+        ack_wait_ms: 2_000,
+        ..TransportConfig::with_prefix("lost-consumer")
+    };
+    let transport = connect(&url, &config).await;
+    let seen = Shared::new(HashSet::<u32>::new());
+    // Group `b` holds every message unacked through it all, like another service whose
+    // consumer survived; group `g` loses its consumer.
+    let first = subscribe_recording(&transport, topic, &seen, Duration::from_millis(10)).await;
+    first.abort();
+    let b = transport
+        .subscribe(
+            topic,
+            options("b", 1),
+            handler(move |_d: Delivery| async { std::future::pending::<Disposition>().await }),
+        )
+        .await
+        .unwrap();
+    publish_confirmed(&transport, topic, 0..COUNT).await;
+    drop(b);
+    drop(transport);
+    server = tokio::task::spawn_blocking(move || {
+        server.kill();
+        assert!(
+            server.forget_consumer("lost-consumer", "orders__g"),
+            "no stored consumer orders__g"
+        );
+        server.start_again();
+        server
+    })
+    .await
+    .unwrap();
+    let transport = connect(&url, &config).await;
+    let second = subscribe_recording(&transport, topic, &seen, Duration::ZERO).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while seen.read(HashSet::len) < COUNT as usize && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.shutdown(Duration::from_secs(10)).await;
+    let missing = seen.read(|s| (0..COUNT).filter(|n| !s.contains(n)).count());
+    println!("nats recreated consumer: {COUNT} confirmed, {missing} missing");
+    assert_eq!(
+        missing, 0,
+        "a recreated consumer skipped {missing} kept messages"
+    );
+    let _ = transport.delete_topology().await;
+    drop(server);
+}
