@@ -280,3 +280,48 @@ async fn a_recreated_consumer_delivers_what_the_stream_kept() {
     let _ = transport.delete_topology().await;
     drop(server);
 }
+
+/// A handler that runs three times the ack wait is not redelivered while it runs: the
+/// subscriber's in-progress acks keep restarting the server's ack timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_longer_than_the_ack_wait_runs_once() {
+    crate::run(crate::Kind::Nats, "long_handler", |h| async move {
+        let config = TransportConfig {
+            ack_wait_ms: 1_000,
+            ..h.transport.config().clone()
+        };
+        let transport = NatsTransport::connect(harness::NATS_URL, config)
+            .await
+            .unwrap();
+        let runs = Shared::new(Vec::<u32>::new()); // delivery counts of each handler run
+        let finished = Shared::new(0usize);
+        let subscription = {
+            let (runs, finished) = (runs.clone(), finished.clone());
+            transport
+                .subscribe(
+                    "slow",
+                    options("g", 2),
+                    handler(move |d: Delivery| {
+                        let (runs, finished) = (runs.clone(), finished.clone());
+                        async move {
+                            runs.update(|r| r.push(d.delivery_count));
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            finished.update(|f| *f += 1);
+                            Disposition::Ack
+                        }
+                    }),
+                )
+                .await
+                .unwrap()
+        };
+        transport.publish("slow", message("long")).await.unwrap();
+        finished.wait_until("the slow handler", |f| *f == 1).await;
+        // Two more ack waits: a redelivery, had there been one, shows up by then.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        subscription.shutdown(Duration::from_secs(10)).await;
+        let runs = runs.read(Vec::clone);
+        println!("nats long handler (3 s, ack wait 1 s): runs {runs:?}");
+        assert_eq!(runs, vec![1], "the handler was redelivered while it ran");
+    })
+    .await;
+}

@@ -40,8 +40,10 @@ pub struct TransportConfig {
     /// Default 5000.
     pub connect_timeout_ms: u64,
     /// NATS only: how long the server waits for an ack before it redelivers a delivery
-    /// (what a crashed or aborted subscriber left unsettled), in milliseconds. RabbitMQ
-    /// redelivers as soon as the consumer's channel closes; memory at once. Default 30000.
+    /// (what a crashed or aborted subscriber left unsettled), in milliseconds. A running
+    /// handler is not redelivered however long it takes: the subscriber sends an in-progress
+    /// ack every third of this. RabbitMQ redelivers as soon as the consumer's channel closes;
+    /// memory at once. Default 5000 (a dead replica's deliveries come back within ~5 s).
     pub ack_wait_ms: u64,
     /// Name shown by the broker's management for the connection (RabbitMQ connection name,
     /// NATS client name). Default `"sagaflow"`.
@@ -56,7 +58,7 @@ impl Default for TransportConfig {
             concurrency: HashMap::new(),
             max_payload: 8 * 1024 * 1024,
             connect_timeout_ms: 5_000,
-            ack_wait_ms: 30_000,
+            ack_wait_ms: 5_000,
             connection_name: "sagaflow".to_owned(),
         }
     }

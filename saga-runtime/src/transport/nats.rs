@@ -37,7 +37,10 @@
 //! optional delay, a dead letter is published (and acked by the stream) to the dead-letter
 //! subject with the reason header, then the original is terminated (`+TERM`). What a handler
 //! never settled (crash, abort) is redelivered after the ack wait
-//! ([`TransportConfig::ack_wait_ms`]).
+//! ([`TransportConfig::ack_wait_ms`], 5 s by default). While a handler runs, the subscriber
+//! sends an in-progress ack (`+WPI`) every third of the ack wait, which restarts the server's
+//! ack timer: a handler may take longer than the ack wait without being redelivered, while a
+//! dead replica's deliveries come back within one ack wait.
 //!
 //! # Concurrency
 //! The consumer's `max_ack_pending` is the subscription's concurrency. **This cap is global
@@ -470,6 +473,17 @@ struct NatsPending {
 }
 
 impl Pending for NatsPending {
+    /// A third of the ack wait: two signals may be lost before the server redelivers.
+    fn progress_interval(&self) -> Option<Duration> {
+        Some(self.inner.config.ack_wait() / 3)
+    }
+
+    async fn progress(&self) {
+        if let Err(error) = self.message.ack_with(AckKind::Progress).await {
+            tracing::debug!(topic = %self.topic, %error, "NATS in-progress ack failed");
+        }
+    }
+
     async fn settle(self, disposition: Disposition) {
         let kind = match disposition {
             Disposition::Ack => AckKind::Ack,
