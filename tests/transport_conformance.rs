@@ -533,6 +533,60 @@ async fn shutdown_grace_expired_redelivers(h: Arc<Harness>) {
     assert_eq!(got.read(|g| g[0].payload.clone()), Bytes::from("slow"));
 }
 
+/// A handler that always nacks sees the delivery count go 1, 2, 3, ... whether it nacks with
+/// or without a delay (the engine dead-letters past `TransportConfig::max_deliveries` on it).
+async fn delivery_count_counts_every_nack(h: Arc<Harness>) {
+    const UNTIL: u32 = 6;
+    let topic = "counted";
+    let counts = Shared::new(Vec::<u32>::new());
+    let last_headers = Shared::new(Headers::new());
+    let subscription = {
+        let (counts, last_headers) = (counts.clone(), last_headers.clone());
+        h.transport
+            .subscribe(
+                topic,
+                options("g", 1),
+                handler(move |d: Delivery| {
+                    let (counts, last_headers) = (counts.clone(), last_headers.clone());
+                    async move {
+                        counts.update(|c| c.push(d.delivery_count));
+                        last_headers.update(|h| *h = d.headers.clone());
+                        match d.delivery_count {
+                            n if n >= UNTIL => Disposition::Ack,
+                            // Alternate plain and delayed nacks: both must count.
+                            n if n % 2 == 0 => Disposition::Nack {
+                                delay: Some(Duration::from_millis(100)),
+                            },
+                            _ => Disposition::Nack { delay: None },
+                        }
+                    }
+                }),
+            )
+            .await
+            .unwrap()
+    };
+    h.transport
+        .publish(topic, message("always nacked"))
+        .await
+        .unwrap();
+    counts
+        .wait_until("the message to be redelivered until acked", |c| {
+            c.iter().any(|n| *n >= UNTIL)
+        })
+        .await;
+    subscription.shutdown(Duration::from_secs(30)).await;
+    let counts = counts.read(Vec::clone);
+    println!("{}: delivery counts {counts:?}", h.kind);
+    assert_eq!(counts, (1..=UNTIL).collect::<Vec<_>>(), "{}", h.kind);
+    // The transport's (and the broker's) retry bookkeeping stays out of the headers.
+    assert_eq!(
+        last_headers.read(Headers::clone),
+        message("").headers,
+        "{}",
+        h.kind
+    );
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         conformance!(@kind memory, Memory, all(), $($test),*);
@@ -563,6 +617,7 @@ conformance!(
     large_payload_works_and_oversized_is_refused,
     shutdown_with_messages_in_flight_loses_none,
     shutdown_grace_expired_redelivers,
+    delivery_count_counts_every_nack,
 );
 
 /// Connecting to nothing, or with a bad URL, is a prompt [`TransportError::Connect`] naming

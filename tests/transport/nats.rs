@@ -325,3 +325,51 @@ async fn a_handler_longer_than_the_ack_wait_runs_once() {
     })
     .await;
 }
+
+/// The consumer's `max_deliver` is `max_deliveries + 1`: with `max_deliveries = 2`, a message
+/// nacked every time is delivered three times (the third one, over the bound, is the one the
+/// engine dead-letters), then never again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stops_one_delivery_past_max_deliveries() {
+    crate::run(crate::Kind::Nats, "max_deliver", |h| async move {
+        let config = TransportConfig {
+            max_deliveries: 2,
+            ..h.transport.config().clone()
+        };
+        let transport = NatsTransport::connect(harness::NATS_URL, config)
+            .await
+            .unwrap();
+        let counts = Shared::new(Vec::<u32>::new());
+        let subscription = {
+            let counts = counts.clone();
+            transport
+                .subscribe(
+                    "bounded",
+                    options("g", 1),
+                    handler(move |d: Delivery| {
+                        let counts = counts.clone();
+                        async move {
+                            counts.update(|c| c.push(d.delivery_count));
+                            Disposition::Nack { delay: None }
+                        }
+                    }),
+                )
+                .await
+                .unwrap()
+        };
+        transport
+            .publish("bounded", message("poison"))
+            .await
+            .unwrap();
+        counts
+            .wait_until("three deliveries", |c| c.len() >= 3)
+            .await;
+        // Longer than the ack wait (2 s): a fourth delivery would have come by then.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        subscription.shutdown(Duration::from_secs(10)).await;
+        let counts = counts.read(Vec::clone);
+        println!("nats max_deliveries 2: delivery counts {counts:?}");
+        assert_eq!(counts, vec![1, 2, 3]);
+    })
+    .await;
+}

@@ -45,6 +45,14 @@ pub struct TransportConfig {
     /// ack every third of this. RabbitMQ redelivers as soon as the consumer's channel closes;
     /// memory at once. Default 5000 (a dead replica's deliveries come back within ~5 s).
     pub ack_wait_ms: u64,
+    /// The most deliveries of one message the engine handles: a delivery whose
+    /// [`delivery_count`](super::Delivery::delivery_count) is over this is dead-lettered by
+    /// the engine instead of handled (a poison message cannot loop forever). Transports count
+    /// deliveries for it (see [`Delivery::delivery_count`](super::Delivery::delivery_count));
+    /// NATS consumers also get `max_deliver = max_deliveries + 1`, so the server stops
+    /// redelivering only after the engine saw (and dead-lettered) the delivery past the bound.
+    /// Default 20.
+    pub max_deliveries: u32,
     /// Name shown by the broker's management for the connection (RabbitMQ connection name,
     /// NATS client name). Default `"sagaflow"`.
     pub connection_name: String,
@@ -59,6 +67,7 @@ impl Default for TransportConfig {
             max_payload: 8 * 1024 * 1024,
             connect_timeout_ms: 5_000,
             ack_wait_ms: 5_000,
+            max_deliveries: 20,
             connection_name: "sagaflow".to_owned(),
         }
     }

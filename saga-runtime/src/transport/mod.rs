@@ -92,8 +92,14 @@ pub struct Delivery {
     pub headers: Headers,
     /// Its body.
     pub payload: Bytes,
-    /// How many times it was delivered, this one included (1 on first delivery), when the
-    /// broker tells; at least 1.
+    /// How many times it was delivered, this one included: 1 on first delivery, then one
+    /// more for each nack (with or without delay) and each redelivery of an unsettled
+    /// delivery (crash, abort, ack wait expired). Exact on memory and NATS (the server's
+    /// count). On RabbitMQ exact through nacks (the transport counts them in a header of the
+    /// republished message); a redelivery after a lost channel adds 1 through the broker's
+    /// `redelivered` flag however many times it happened, so there it is a lower bound.
+    /// The engine compares it with
+    /// [`TransportConfig::max_deliveries`](TransportConfig::max_deliveries).
     pub delivery_count: u32,
 }
 

@@ -47,8 +47,14 @@
 //! across every replica of the group** (the server counts unacked messages per consumer, and
 //! all replicas share the durable consumer), unlike RabbitMQ's prefetch, which is per
 //! subscriber. Each subscriber also runs at most `concurrency` handlers itself. The first
-//! subscription of a group creates the consumer; a later one whose configured concurrency or
-//! ack wait differs updates it (the latest subscriber's configuration wins).
+//! subscription of a group creates the consumer; a later one whose configured concurrency,
+//! ack wait or delivery bound differs updates it (the latest subscriber's configuration wins).
+//!
+//! # Bounded delivery
+//! [`Delivery::delivery_count`] is the server's count (`delivered` of the message info).
+//! Consumers get `max_deliver = max_deliveries + 1`
+//! ([`TransportConfig::max_deliveries`]): the engine dead-letters the delivery past its bound,
+//! and should it not settle it, the server stops redelivering the message after that.
 //!
 //! # Limits and reconnection
 //! The largest message is the smaller of [`TransportConfig::max_payload`] and the server's
@@ -237,8 +243,8 @@ impl NatsTransport {
 
 impl Inner {
     /// Gets or creates the durable consumer of (topic, group). With `update`, an existing one
-    /// whose concurrency (`max_ack_pending`) or ack wait differ from the configuration is
-    /// updated: the latest subscriber's configuration wins.
+    /// whose concurrency (`max_ack_pending`), ack wait or `max_deliver` differ from the
+    /// configuration is updated: the latest subscriber's configuration wins.
     async fn consumer(
         &self,
         topic: &str,
@@ -256,6 +262,9 @@ impl Inner {
             deliver_policy: DeliverPolicy::All,
             ack_wait: self.config.ack_wait(),
             max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
+            // One past the engine's bound, so the engine sees (and dead-letters) the
+            // delivery over it before the server gives up on the message.
+            max_deliver: i64::from(self.config.max_deliveries) + 1,
             ..Default::default()
         };
         let error =
@@ -268,7 +277,8 @@ impl Inner {
         let current = &consumer.cached_info().config;
         if update
             && (current.max_ack_pending != config.max_ack_pending
-                || current.ack_wait != config.ack_wait)
+                || current.ack_wait != config.ack_wait
+                || current.max_deliver != config.max_deliver)
         {
             // Only the settings JetStream lets us change; the rest (deliver policy above all)
             // stays as the consumer was created.
@@ -277,6 +287,7 @@ impl Inner {
             let updated = pull::Config {
                 max_ack_pending: config.max_ack_pending,
                 ack_wait: config.ack_wait,
+                max_deliver: config.max_deliver,
                 ..current
             };
             return self

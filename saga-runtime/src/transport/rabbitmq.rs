@@ -15,9 +15,20 @@
 //! # Delivery
 //! Messages are persistent (delivery mode 2); every publish waits for its publisher confirm
 //! (publishes from many tasks are pipelined on one confirm channel). Consumers use manual
-//! acks and `basic_qos(prefetch = concurrency)`, a per-consumer limit. A delayed nack and a
-//! dead letter are published (and confirmed) first and acked after, so a crash in between
-//! duplicates the message but never loses it. A plain nack is `basic.nack(requeue)`.
+//! acks and `basic_qos(prefetch = concurrency)`, a per-consumer limit. A nack and a dead
+//! letter are published (and confirmed) first and acked after, so a crash in between
+//! duplicates the message but never loses it: a nack without delay republishes the message
+//! straight to its queue, a delayed one to the retry queue. Should that publish fail, the
+//! delivery is held for a backoff (1 s doubling to 30 s) and then `basic.nack(requeue)`ed,
+//! never requeued at once in a hot loop.
+//!
+//! # Delivery count
+//! Classic queues do not count deliveries. The republished copy of a nacked message carries
+//! the count of nacks in the `x-sagaflow-attempts` header (RabbitMQ's own `x-death`
+//! bookkeeping of the retry queues is stripped, from handlers' headers and from copies);
+//! [`Delivery::delivery_count`] is `1 + attempts + redelivered` (the broker's flag on a
+//! message requeued after its channel closed). Exact through nacks; a lower bound once a
+//! message was redelivered after channel losses (the flag does not say how many).
 //!
 //! # Reconnection
 //! When the connection drops, the next publish reconnects (exponential backoff, bounded) and
@@ -388,12 +399,22 @@ fn header_string(value: &AMQPValue) -> Option<String> {
     }
 }
 
-/// Headers of a delivery, without the transport's own bookkeeping, and its attempt count.
+/// Headers RabbitMQ adds when it dead-letters a message (here: through a retry queue);
+/// bookkeeping of the broker, neither handed to handlers nor copied into republished messages.
+fn is_broker_header(key: &str) -> bool {
+    key == "x-death" || key.starts_with("x-first-death-") || key.starts_with("x-last-death-")
+}
+
+/// Headers of a delivery, without the transport's and the broker's bookkeeping, and its
+/// attempt count (the nacks before this delivery).
 fn from_properties(properties: &BasicProperties) -> (Headers, u32) {
     let mut headers = Headers::new();
     let mut attempts = 0;
     if let Some(table) = properties.headers() {
         for (key, value) in table.inner() {
+            if is_broker_header(key.as_str()) {
+                continue;
+            }
             let Some(value) = header_string(value) else {
                 continue;
             };
@@ -561,6 +582,7 @@ struct RabbitPending {
 }
 
 impl RabbitPending {
+    /// `basic.nack(requeue)`: the broker redelivers it with the `redelivered` flag.
     async fn requeue(&self) {
         let requeue = BasicNackOptions {
             requeue: true,
@@ -571,7 +593,48 @@ impl RabbitPending {
         }
     }
 
-    /// Publishes the message to the retry queue of `delay` (dead-lettering back here).
+    /// The original headers without the broker's dead-lettering bookkeeping, for a copy.
+    fn copied_headers(&self) -> FieldTable {
+        let mut headers = FieldTable::default();
+        if let Some(table) = self.properties.headers() {
+            for (key, value) in table.inner() {
+                if !is_broker_header(key.as_str()) {
+                    headers.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        headers
+    }
+
+    /// A copy for redelivery: the headers with the attempt count one higher.
+    fn retry_properties(&self) -> BasicProperties {
+        let mut headers = self.copied_headers();
+        headers.insert(
+            ATTEMPTS_HEADER.into(),
+            AMQPValue::LongUInt(self.attempts.saturating_add(1)),
+        );
+        let properties = persistent(headers);
+        match self.properties.message_id() {
+            Some(id) => properties.with_message_id(id.clone()),
+            None => properties,
+        }
+    }
+
+    /// Publishes the counted copy straight back to the queue (default exchange): a nack
+    /// without delay that still counts the delivery.
+    async fn publish_again(&self) -> Result<(), String> {
+        self.inner
+            .publish_raw(
+                "",
+                &self.queue,
+                self.retry_properties(),
+                &self.payload,
+                true,
+            )
+            .await
+    }
+
+    /// Publishes the counted copy to the retry queue of `delay` (dead-lettering back here).
     async fn publish_delayed(&self, delay: Duration) -> Result<(), String> {
         let millis = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX).max(1);
         let retry_queue = format!("{}.retry.{millis}", self.queue);
@@ -602,18 +665,19 @@ impl RabbitPending {
             .await
             .map_err(|e| e.to_string())?;
         self.inner.remember(&retry_queue);
-        let mut headers = self.properties.headers().clone().unwrap_or_default();
-        headers.insert(
-            ATTEMPTS_HEADER.into(),
-            AMQPValue::LongUInt(self.attempts.saturating_add(1)),
-        );
         self.inner
-            .publish_raw("", &retry_queue, persistent(headers), &self.payload, true)
+            .publish_raw(
+                "",
+                &retry_queue,
+                self.retry_properties(),
+                &self.payload,
+                true,
+            )
             .await
     }
 
     async fn publish_dead_letter(&self, reason: String) -> Result<(), String> {
-        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        let mut headers = self.copied_headers();
         headers.insert(
             DEAD_LETTER_REASON_HEADER.into(),
             AMQPValue::LongString(reason.into()),
@@ -630,14 +694,18 @@ impl RabbitPending {
     }
 }
 
+/// How long a delivery whose republish (retry or dead-letter queue) failed is held before it
+/// is requeued: the broker would hand it back at once, and the republish would likely fail
+/// again, in a hot loop. Grows with the delivery's attempts: 1 s, 2 s, 4 s, ... up to 30 s.
+fn republish_backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.min(5)).min(Duration::from_secs(30))
+}
+
 impl Pending for RabbitPending {
     async fn settle(self, disposition: Disposition) {
         let republished = match disposition {
             Disposition::Ack => Ok(()),
-            Disposition::Nack { delay: None } => {
-                self.requeue().await;
-                return;
-            }
+            Disposition::Nack { delay: None } => self.publish_again().await,
             Disposition::Nack { delay: Some(delay) } => self.publish_delayed(delay).await,
             Disposition::DeadLetter { reason } => self.publish_dead_letter(reason).await,
         };
@@ -648,7 +716,9 @@ impl Pending for RabbitPending {
                 }
             }
             Err(error) => {
-                tracing::warn!(topic = %self.topic, %error, "RabbitMQ republish failed; message requeued");
+                let wait = republish_backoff(self.attempts);
+                tracing::warn!(topic = %self.topic, %error, ?wait, "RabbitMQ republish failed; message requeued after a pause");
+                tokio::time::sleep(wait).await;
                 self.requeue().await;
             }
         }
