@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use sagaflow::transport::{
-    Delivery, Disposition, NatsTransport, Subscription, Transport, TransportConfig,
+    Delivery, Disposition, MESSAGE_ID_HEADER, NatsTransport, Subscription, Transport,
+    TransportConfig,
 };
 
 use crate::harness::{self, Shared, handler};
@@ -370,6 +371,94 @@ async fn the_server_stops_one_delivery_past_max_deliveries() {
         let counts = counts.read(Vec::clone);
         println!("nats max_deliveries 2: delivery counts {counts:?}");
         assert_eq!(counts, vec![1, 2, 3]);
+    })
+    .await;
+}
+
+/// Two publishes with the same `x-message-id` are delivered once: `Nats-Msg-Id` is set from
+/// it and JetStream drops the duplicate. A different id is a different message. The id is
+/// delivered under `x-message-id`; the server's `Nats-Msg-Id` is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_id_is_delivered_once() {
+    crate::run(crate::Kind::Nats, "dedup", |h| async move {
+        let (subscription, got) = crate::collect_deliveries(&h, "deduplicated").await;
+        let with_id = |id: &str, payload: &str| {
+            let mut m = message(payload.to_owned());
+            m.headers
+                .insert(MESSAGE_ID_HEADER.to_owned(), id.to_owned());
+            m
+        };
+        for m in [
+            with_id("trace-1/create_order/1", "first"),
+            with_id("trace-1/create_order/1", "first, again"),
+            with_id("trace-1/create_payment/1", "second"),
+        ] {
+            h.transport.publish("deduplicated", m).await.unwrap();
+        }
+        got.wait_until("the two distinct messages", |g| g.len() >= 2)
+            .await;
+        // Time for a duplicate to show up, had it been kept.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        subscription.shutdown(Duration::from_secs(10)).await;
+        let got = got.read(Vec::clone);
+        let payloads: Vec<_> = got
+            .iter()
+            .map(|d| String::from_utf8_lossy(&d.payload).into_owned())
+            .collect();
+        println!("nats dedup: delivered {payloads:?}");
+        assert_eq!(payloads.len(), 2, "{payloads:?}");
+        assert!(payloads.contains(&"first".to_owned()), "{payloads:?}");
+        assert!(payloads.contains(&"second".to_owned()), "{payloads:?}");
+        let first = got.iter().find(|d| &d.payload[..] == b"first").unwrap();
+        assert_eq!(
+            first.headers.get(MESSAGE_ID_HEADER).map(String::as_str),
+            Some("trace-1/create_order/1")
+        );
+        assert!(
+            first
+                .headers
+                .keys()
+                .all(|k| !k.eq_ignore_ascii_case("Nats-Msg-Id")),
+            "{:?}",
+            first.headers
+        );
+    })
+    .await;
+}
+
+/// A dead letter of a message with an id is not dropped as a duplicate of the original (it
+/// is published under a derived `Nats-Msg-Id`) and keeps the id header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_with_an_id_can_be_dead_lettered() {
+    crate::run(crate::Kind::Nats, "dedup_dead_letter", |h| async move {
+        let topic = "poison-with-id";
+        let main = h
+            .transport
+            .subscribe(
+                topic,
+                options("g", 1),
+                handler(|_d: Delivery| async {
+                    Disposition::DeadLetter {
+                        reason: "bad".into(),
+                    }
+                }),
+            )
+            .await
+            .unwrap();
+        let (dead_letters, dead) =
+            crate::collect_deliveries(&h, &sagaflow::transport::dead_letter_topic(topic)).await;
+        let mut m = message("poison");
+        m.headers
+            .insert(MESSAGE_ID_HEADER.to_owned(), "trace-2/step/1".to_owned());
+        h.transport.publish(topic, m).await.unwrap();
+        dead.wait_until("the dead letter", |d| !d.is_empty()).await;
+        main.shutdown(Duration::from_secs(10)).await;
+        dead_letters.shutdown(Duration::from_secs(10)).await;
+        let dead = dead.read(|d| d[0].clone());
+        assert_eq!(
+            dead.headers.get(MESSAGE_ID_HEADER).map(String::as_str),
+            Some("trace-2/step/1")
+        );
     })
     .await;
 }

@@ -66,6 +66,13 @@ pub type Headers = BTreeMap<String, String>;
 
 /// Header carrying the trace id of the saga a message belongs to.
 pub const TRACE_ID_HEADER: &str = "x-request-id";
+/// Header carrying a publisher-chosen message id, unique per logical message (e.g.
+/// `{trace_id}/{step}/{attempt}`): publishing the same logical message again (a retry after
+/// an unconfirmed publish) reuses it. Delivered like any other header. Brokers that
+/// deduplicate use it: NATS sets `Nats-Msg-Id` from it, so JetStream drops a second publish
+/// with the same id within the stream's duplicate window (2 minutes by default); RabbitMQ
+/// puts it in the `message_id` property only (no deduplication); memory ignores it.
+pub const MESSAGE_ID_HEADER: &str = "x-message-id";
 /// Header carrying the reason a message was dead-lettered.
 pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
 

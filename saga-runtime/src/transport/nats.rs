@@ -33,7 +33,10 @@
 //! it), so consumers created by an older version with `New` stay so until deleted.
 //!
 //! # Delivery
-//! Publish waits for the JetStream publish ack. Acks are `+ACK`, a nack is `-NAK` with the
+//! Publish waits for the JetStream publish ack. A message with a
+//! [`MESSAGE_ID_HEADER`](super::MESSAGE_ID_HEADER) is published with `Nats-Msg-Id` set from
+//! it: the stream drops a second message with the same id within its duplicate window (the
+//! publish still succeeds); deliveries carry the id under that header only. Acks are `+ACK`, a nack is `-NAK` with the
 //! optional delay, a dead letter is published (and acked by the stream) to the dead-letter
 //! subject with the reason header, then the original is terminated (`+TERM`). What a handler
 //! never settled (crash, abort) is redelivered after the ack wait
@@ -67,6 +70,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, FromConsumer, PullConsumer, pull};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
@@ -78,8 +82,8 @@ use futures_util::{FutureExt, StreamExt};
 use super::config::{check_size, redact};
 use super::dispatch::{self, Pending, Source};
 use super::{
-    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, Message, SubscribeOptions,
-    Subscription, Transport, TransportConfig, TransportError, dead_letter_topic,
+    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, MESSAGE_ID_HEADER, Message,
+    SubscribeOptions, Subscription, Transport, TransportConfig, TransportError, dead_letter_topic,
 };
 
 const BROKER: &str = "NATS";
@@ -134,18 +138,27 @@ fn nats_size(message: &Message) -> usize {
     message.payload.len() + headers
 }
 
+/// The message's headers, plus `Nats-Msg-Id` from [`MESSAGE_ID_HEADER`] when present.
 fn to_header_map(headers: &Headers) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (key, value) in headers {
         map.insert(key.as_str(), value.as_str());
     }
+    if let Some(id) = headers.get(MESSAGE_ID_HEADER) {
+        map.insert(NATS_MESSAGE_ID, id.as_str());
+    }
     map
 }
 
+/// The delivered headers, without the server's `Nats-Msg-Id` (the id stays under
+/// [`MESSAGE_ID_HEADER`]).
 fn from_header_map(map: Option<&HeaderMap>) -> Headers {
     let mut headers = Headers::new();
     if let Some(map) = map {
         for (key, values) in map.iter() {
+            if AsRef::<str>::as_ref(key).eq_ignore_ascii_case(NATS_MESSAGE_ID.as_ref()) {
+                continue;
+            }
             if let Some(value) = values.first() {
                 headers.insert(key.to_string(), value.as_str().to_owned());
             }
@@ -502,6 +515,13 @@ impl Pending for NatsPending {
             Disposition::DeadLetter { reason } => {
                 let mut headers = self.message.headers.clone().unwrap_or_default();
                 headers.insert(DEAD_LETTER_REASON_HEADER, reason.as_str());
+                // The original's id would make the stream drop the dead letter as a
+                // duplicate of it; a derived one still deduplicates a dead letter published
+                // twice (redelivered after a crash between the publish and the `+TERM`).
+                let original_id = headers.get(NATS_MESSAGE_ID).map(|id| id.to_string());
+                if let Some(id) = original_id {
+                    headers.insert(NATS_MESSAGE_ID, format!("{id}/dead-letter").as_str());
+                }
                 let subject = self
                     .inner
                     .config

@@ -59,8 +59,8 @@ use lapin::{
 use super::config::{check_size, message_size, redact};
 use super::dispatch::{self, Pending, Source};
 use super::{
-    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, Message, SubscribeOptions,
-    Subscription, Transport, TransportConfig, TransportError, dead_letter_topic,
+    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, MESSAGE_ID_HEADER, Message,
+    SubscribeOptions, Subscription, Transport, TransportConfig, TransportError, dead_letter_topic,
 };
 
 const BROKER: &str = "RabbitMQ";
@@ -446,11 +446,15 @@ impl Transport for RabbitMqTransport {
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
             check_size(topic, message_size(&message), self.inner.config.max_payload)?;
+            let mut properties = persistent(to_field_table(&message.headers));
+            if let Some(id) = message.headers.get(MESSAGE_ID_HEADER) {
+                properties = properties.with_message_id(id.as_str().into());
+            }
             self.inner
                 .publish_raw(
                     &self.inner.config.topic_prefix,
                     topic,
-                    persistent(to_field_table(&message.headers)),
+                    properties,
                     &message.payload,
                     false,
                 )
