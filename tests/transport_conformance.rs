@@ -863,3 +863,11 @@ mod nats_reconnection {
 #[cfg(feature = "nats")]
 #[path = "transport/nats.rs"]
 mod nats_only;
+
+#[cfg(feature = "rabbitmq")]
+#[path = "transport/proxy.rs"]
+mod proxy;
+
+#[cfg(feature = "rabbitmq")]
+#[path = "transport/rabbitmq.rs"]
+mod rabbitmq_only;

@@ -39,6 +39,13 @@ pub struct TransportConfig {
     /// [`TransportError::Connect`](super::TransportError::Connect), in milliseconds.
     /// Default 5000.
     pub connect_timeout_ms: u64,
+    /// RabbitMQ only: how long a publish waits for the broker's publisher confirm, in
+    /// milliseconds, before it fails with
+    /// [`TransportError::Publish`](super::TransportError::Publish) naming the topic (the
+    /// broker may be blocking publishers on a resource alarm, or be overloaded). The message
+    /// may still have been taken: at-least-once, a retried publish may duplicate it. NATS
+    /// bounds its publish acks by the client's request timeout. Default 10000.
+    pub confirm_timeout_ms: u64,
     /// NATS only: how long the server waits for an ack before it redelivers a delivery
     /// (what a crashed or aborted subscriber left unsettled), in milliseconds. A running
     /// handler is not redelivered however long it takes: the subscriber sends an in-progress
@@ -53,8 +60,9 @@ pub struct TransportConfig {
     /// redelivering only after the engine saw (and dead-lettered) the delivery past the bound.
     /// Default 20.
     pub max_deliveries: u32,
-    /// Name shown by the broker's management for the connection (RabbitMQ connection name,
-    /// NATS client name). Default `"sagaflow"`.
+    /// Name shown by the broker's management for the connection (NATS client name). RabbitMQ
+    /// opens two connections, named `{connection_name}-publisher` and
+    /// `{connection_name}-consumer`. Default `"sagaflow"`.
     pub connection_name: String,
 }
 
@@ -66,6 +74,7 @@ impl Default for TransportConfig {
             concurrency: HashMap::new(),
             max_payload: 8 * 1024 * 1024,
             connect_timeout_ms: 5_000,
+            confirm_timeout_ms: 10_000,
             ack_wait_ms: 5_000,
             max_deliveries: 20,
             connection_name: "sagaflow".to_owned(),
@@ -104,6 +113,11 @@ impl TransportConfig {
     /// The connect timeout as a [`Duration`].
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The RabbitMQ publisher-confirm timeout as a [`Duration`].
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
     }
 
     /// The NATS ack wait as a [`Duration`].
