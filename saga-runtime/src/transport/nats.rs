@@ -33,12 +33,13 @@
 //! it), so consumers created by an older version with `New` stay so until deleted.
 //!
 //! # Delivery
-//! Publish waits for the JetStream publish ack. A message with a
-//! [`MESSAGE_ID_HEADER`](super::MESSAGE_ID_HEADER) is published with `Nats-Msg-Id` set from
-//! it: the stream drops a second message with the same id within its duplicate window (the
-//! publish still succeeds); deliveries carry the id under that header only. Acks are `+ACK`, a nack is `-NAK` with the
-//! optional delay, a dead letter is published (and acked by the stream) to the dead-letter
-//! subject with the reason header, then the original is terminated (`+TERM`). What a handler
+//! Publish waits for the JetStream publish ack. A message with a [`MESSAGE_ID_HEADER`] is
+//! published with `Nats-Msg-Id` set from it: the stream drops a second message with the same
+//! id within its duplicate window (the publish still succeeds); deliveries carry the id under
+//! that header only. Acks are `+ACK`, a nack is `-NAK` with the optional delay, a dead letter
+//! is published (and acked by the stream) to the dead-letter subject with the reason header
+//! (and a `Nats-Msg-Id` derived from the original's, `{id}/dead-letter`), then the original
+//! is terminated (`+TERM`). What a handler
 //! never settled (crash, abort) is redelivered after the ack wait
 //! ([`TransportConfig::ack_wait_ms`], 5 s by default). While a handler runs, the subscriber
 //! sends an in-progress ack (`+WPI`) every third of the ack wait, which restarts the server's
