@@ -102,9 +102,9 @@ struct Inner {
 }
 
 impl RabbitMqTransport {
-    /// Connects to `url` (`amqp://user:pass@host:5672/vhost`): opens the publisher
-    /// connection with its confirm channel, declares the prefix's exchange, and opens the
-    /// consumer connection. Fails with [`TransportError::Connect`] (naming the address,
+    /// Connects to `url` (`amqp://user:pass@host:5672/vhost`): opens, at once, the publisher
+    /// connection with its confirm channel (declaring the prefix's exchange) and the consumer
+    /// connection. Fails with [`TransportError::Connect`] (naming the address,
     /// without the password) when the URL is bad or the broker does not answer within
     /// [`connect_timeout_ms`](TransportConfig::connect_timeout_ms).
     pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
@@ -114,8 +114,31 @@ impl RabbitMqTransport {
             address: address.clone(),
             reason,
         };
-        let publisher = open_publisher(url, &config).await.map_err(connect_error)?;
-        let consumers = open_consumers(url, &config).await.map_err(connect_error)?;
+        let (publisher, consumers) =
+            tokio::join!(open_publisher(url, &config), open_consumers(url, &config));
+        let (publisher, consumers) = match (publisher, consumers) {
+            (Ok(publisher), Ok(consumers)) => (publisher, consumers),
+            (publisher, consumers) => {
+                // Close the one that opened, if any, and report the first failure.
+                let reason = match (&publisher, &consumers) {
+                    (Err(reason), _) | (_, Err(reason)) => reason.clone(),
+                    _ => unreachable!("both opened"),
+                };
+                if let Ok(publisher) = publisher {
+                    let _ = publisher
+                        .connection
+                        .close(200, "connect failed".into())
+                        .await;
+                }
+                if let Ok(consumers) = consumers {
+                    let _ = consumers
+                        .connection
+                        .close(200, "connect failed".into())
+                        .await;
+                }
+                return Err(connect_error(reason));
+            }
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
