@@ -329,12 +329,24 @@ async fn a_handler_longer_than_the_ack_wait_runs_once() {
 
 /// The consumer's `max_deliver` is `max_deliveries + 1`: with `max_deliveries = 2`, a message
 /// nacked every time is delivered three times (the third one, over the bound, is the one the
-/// engine dead-letters), then never again.
+/// engine dead-letters), then never again. The group's consumer was first created with the
+/// default bound and another ack wait: a later subscriber's settings update it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_stops_one_delivery_past_max_deliveries() {
     crate::run(crate::Kind::Nats, "max_deliver", |h| async move {
+        let earlier = h
+            .transport
+            .subscribe(
+                "bounded",
+                options("g", 1),
+                handler(|_d: Delivery| async { Disposition::Ack }),
+            )
+            .await
+            .unwrap();
+        earlier.shutdown(Duration::from_secs(10)).await;
         let config = TransportConfig {
             max_deliveries: 2,
+            ack_wait_ms: 1_500,
             ..h.transport.config().clone()
         };
         let transport = NatsTransport::connect(harness::NATS_URL, config)
@@ -365,7 +377,7 @@ async fn the_server_stops_one_delivery_past_max_deliveries() {
         counts
             .wait_until("three deliveries", |c| c.len() >= 3)
             .await;
-        // Longer than the ack wait (2 s): a fourth delivery would have come by then.
+        // Longer than the ack wait: a fourth delivery would have come by then.
         tokio::time::sleep(Duration::from_secs(3)).await;
         subscription.shutdown(Duration::from_secs(10)).await;
         let counts = counts.read(Vec::clone);

@@ -32,6 +32,10 @@
 //!   channel closes for RabbitMQ, after the ack wait ([`TransportConfig::ack_wait_ms`]) for
 //!   NATS.
 //! - **Ordering** is not guaranteed (concurrency, redelivery).
+//! - **Bounded delivery**: [`Delivery::delivery_count`] counts nacks and redeliveries; the
+//!   engine dead-letters a delivery past [`TransportConfig::max_deliveries`].
+//! - **Deduplication** is best effort and NATS only: give a message a [`MESSAGE_ID_HEADER`]
+//!   and JetStream drops a second publish of the same id within its duplicate window.
 //!
 //! # Implementations
 //! [`MemoryTransport`] (always built), `RabbitMqTransport` (feature `rabbitmq`),
