@@ -7,6 +7,9 @@
 
 #[path = "transport/harness.rs"]
 mod harness;
+#[cfg(feature = "nats")]
+#[path = "transport/nats_server.rs"]
+mod nats_server;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -269,7 +272,7 @@ async fn aborted_consumer_message_goes_to_another(h: Arc<Harness>) {
     survivor.shutdown(Duration::from_secs(30)).await;
     let delivery = rescued.read(|r| r[0].clone());
     assert_eq!(delivery.payload, Bytes::from("precious"), "{}", h.kind);
-    assert!(delivery.delivery_count >= 2, "{}: {delivery:?}", h.kind);
+    assert_eq!(delivery.delivery_count, 2, "{}: {delivery:?}", h.kind);
     assert_eq!(delivery.trace_id(), "trace-conformance", "{}", h.kind);
 }
 
@@ -530,6 +533,60 @@ async fn shutdown_grace_expired_redelivers(h: Arc<Harness>) {
     assert_eq!(got.read(|g| g[0].payload.clone()), Bytes::from("slow"));
 }
 
+/// A handler that always nacks sees the delivery count go 1, 2, 3, ... whether it nacks with
+/// or without a delay (the engine dead-letters past `TransportConfig::max_deliveries` on it).
+async fn delivery_count_counts_every_nack(h: Arc<Harness>) {
+    const UNTIL: u32 = 6;
+    let topic = "counted";
+    let counts = Shared::new(Vec::<u32>::new());
+    let last_headers = Shared::new(Headers::new());
+    let subscription = {
+        let (counts, last_headers) = (counts.clone(), last_headers.clone());
+        h.transport
+            .subscribe(
+                topic,
+                options("g", 1),
+                handler(move |d: Delivery| {
+                    let (counts, last_headers) = (counts.clone(), last_headers.clone());
+                    async move {
+                        counts.update(|c| c.push(d.delivery_count));
+                        last_headers.update(|h| *h = d.headers.clone());
+                        match d.delivery_count {
+                            n if n >= UNTIL => Disposition::Ack,
+                            // Alternate plain and delayed nacks: both must count.
+                            n if n % 2 == 0 => Disposition::Nack {
+                                delay: Some(Duration::from_millis(100)),
+                            },
+                            _ => Disposition::Nack { delay: None },
+                        }
+                    }
+                }),
+            )
+            .await
+            .unwrap()
+    };
+    h.transport
+        .publish(topic, message("always nacked"))
+        .await
+        .unwrap();
+    counts
+        .wait_until("the message to be redelivered until acked", |c| {
+            c.iter().any(|n| *n >= UNTIL)
+        })
+        .await;
+    subscription.shutdown(Duration::from_secs(30)).await;
+    let counts = counts.read(Vec::clone);
+    println!("{}: delivery counts {counts:?}", h.kind);
+    assert_eq!(counts, (1..=UNTIL).collect::<Vec<_>>(), "{}", h.kind);
+    // The transport's (and the broker's) retry bookkeeping stays out of the headers.
+    assert_eq!(
+        last_headers.read(Headers::clone),
+        message("").headers,
+        "{}",
+        h.kind
+    );
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         conformance!(@kind memory, Memory, all(), $($test),*);
@@ -560,6 +617,7 @@ conformance!(
     large_payload_works_and_oversized_is_refused,
     shutdown_with_messages_in_flight_loses_none,
     shutdown_grace_expired_redelivers,
+    delivery_count_counts_every_nack,
 );
 
 /// Connecting to nothing, or with a bad URL, is a prompt [`TransportError::Connect`] naming
@@ -735,76 +793,16 @@ mod rabbitmq_reconnection {
 /// touched) is restarted under a running subscription; publishing and consuming resume.
 #[cfg(feature = "nats")]
 mod nats_reconnection {
-    use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::path::PathBuf;
-    use std::process::{Child, Command};
-
     use super::*;
+    use crate::nats_server::Server;
     use sagaflow::transport::{NatsTransport, Transport, TransportConfig};
-
-    const NATS_SERVER: &str = "/usr/sbin/nats-server";
-
-    struct Server {
-        child: Child,
-        port: u16,
-        dir: PathBuf,
-    }
-
-    impl Server {
-        fn start(port: u16, dir: &std::path::Path) -> Child {
-            let child = Command::new(NATS_SERVER)
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                .arg(dir)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start {NATS_SERVER} ({e}); is nats-server installed (the CI's NATS)?")
-                });
-            let address = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = std::time::Instant::now() + harness::WAIT;
-            while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "private nats-server did not listen on {address}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            child
-        }
-
-        fn new() -> Self {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("a free port");
-            let dir = std::env::temp_dir().join(format!(
-                "sagaflow-nats-reconnect-{}-{port}",
-                std::process::id()
-            ));
-            let child = Self::start(port, &dir);
-            Self { child, port, dir }
-        }
-
-        fn restart(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            self.child = Self::start(self.port, &self.dir);
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn subscription_resumes_after_the_server_restarts() {
-        let mut server = tokio::task::spawn_blocking(Server::new).await.unwrap();
-        let url = format!("nats://127.0.0.1:{}", server.port);
+        let mut server = tokio::task::spawn_blocking(|| Server::new("reconnect"))
+            .await
+            .unwrap();
+        let url = server.url();
         let transport = NatsTransport::connect(&url, TransportConfig::with_prefix("reconnect"))
             .await
             .unwrap();
@@ -861,3 +859,15 @@ mod nats_reconnection {
         drop(server);
     }
 }
+
+#[cfg(feature = "nats")]
+#[path = "transport/nats.rs"]
+mod nats_only;
+
+#[cfg(feature = "rabbitmq")]
+#[path = "transport/proxy.rs"]
+mod proxy;
+
+#[cfg(feature = "rabbitmq")]
+#[path = "transport/rabbitmq.rs"]
+mod rabbitmq_only;

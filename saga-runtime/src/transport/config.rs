@@ -39,16 +39,32 @@ pub struct TransportConfig {
     /// [`TransportError::Connect`](super::TransportError::Connect), in milliseconds.
     /// Default 5000.
     pub connect_timeout_ms: u64,
+    /// RabbitMQ only: how long a publish waits for the broker's publisher confirm, in
+    /// milliseconds, before it fails with
+    /// [`TransportError::Publish`](super::TransportError::Publish) naming the topic (the
+    /// broker may be blocking publishers on a resource alarm, or be overloaded). The message
+    /// may still have been taken: at-least-once, a retried publish may duplicate it. NATS
+    /// bounds its publish acks by the client's request timeout. Default 10000.
+    pub confirm_timeout_ms: u64,
     /// NATS only: how long the server waits for an ack before it redelivers a delivery
-    /// (what a crashed or aborted subscriber left unsettled), in milliseconds. RabbitMQ
-    /// redelivers as soon as the consumer's channel closes; memory at once. Default 30000.
+    /// (what a crashed or aborted subscriber left unsettled), in milliseconds. A running
+    /// handler is not redelivered however long it takes: the subscriber sends an in-progress
+    /// ack every third of this. RabbitMQ redelivers as soon as the consumer's channel closes;
+    /// memory at once. Default 5000 (a dead replica's deliveries come back within ~5 s).
     pub ack_wait_ms: u64,
-    /// The most times a message is delivered: the engine dead-letters a delivery past it
-    /// (and records its saga stuck), so no failure loops forever. NATS consumers get
-    /// `max_deliver` one above it. Default 100.
+    /// The most deliveries of one message the engine handles: a delivery whose
+    /// [`delivery_count`](super::Delivery::delivery_count) is over this is dead-lettered by
+    /// the engine instead of handled (a poison message cannot loop forever). Transports count
+    /// deliveries for it (see [`Delivery::delivery_count`](super::Delivery::delivery_count));
+    /// NATS consumers also get `max_deliver = max_deliveries + 1`, so the server stops
+    /// redelivering only after the engine saw (and dead-lettered) the delivery past the bound.
+    /// The engine's retries of a failing step go back through the broker and count too, so
+    /// keep it above the largest retry policy (the compensation policy's 20 attempts by
+    /// default). Default 100.
     pub max_deliveries: u32,
-    /// Name shown by the broker's management for the connection (RabbitMQ connection name,
-    /// NATS client name). Default `"sagaflow"`.
+    /// Name shown by the broker's management for the connection (NATS client name). RabbitMQ
+    /// opens two connections, named `{connection_name}-publisher` and
+    /// `{connection_name}-consumer`. Default `"sagaflow"`.
     pub connection_name: String,
 }
 
@@ -60,7 +76,8 @@ impl Default for TransportConfig {
             concurrency: HashMap::new(),
             max_payload: 8 * 1024 * 1024,
             connect_timeout_ms: 5_000,
-            ack_wait_ms: 30_000,
+            confirm_timeout_ms: 10_000,
+            ack_wait_ms: 5_000,
             max_deliveries: 100,
             connection_name: "sagaflow".to_owned(),
         }
@@ -98,6 +115,11 @@ impl TransportConfig {
     /// The connect timeout as a [`Duration`].
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The RabbitMQ publisher-confirm timeout as a [`Duration`].
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
     }
 
     /// The NATS ack wait as a [`Duration`].

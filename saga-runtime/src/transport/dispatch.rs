@@ -25,9 +25,21 @@ pub(crate) trait Source: Send + 'static {
 }
 
 /// Settles one delivery. Dropping it unsettled must leave the delivery to be redelivered.
-pub(crate) trait Pending: Send + 'static {
+pub(crate) trait Pending: Send + Sync + 'static {
     /// Acks, nacks or dead-letters the delivery.
     fn settle(self, disposition: Disposition) -> impl Future<Output = ()> + Send;
+
+    /// How often the loop calls [`Pending::progress`] while the handler runs; `None` (the
+    /// default) when the broker does not redeliver a delivery that is merely slow.
+    fn progress_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Tells the broker the delivery is still being worked on, so it does not redeliver it
+    /// while the handler runs (NATS: `+WPI`, which restarts the ack wait).
+    fn progress(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Starts the loop and returns its [`Subscription`].
@@ -84,13 +96,44 @@ async fn pump<S: Source>(
         let handler = handler.clone();
         let topic = topic.clone();
         tasks.spawn(async move {
-            let disposition = run_handler(&*handler, delivery, &topic).await;
+            let work = run_handler(&*handler, delivery, &topic);
+            let disposition = match pending.progress_interval() {
+                None => work.await,
+                Some(every) => with_progress(work, &pending, every).await,
+            };
             pending.settle(disposition).await;
             drop(permit);
         });
     }
     while tasks.join_next().await.is_some() {}
     source.close().await;
+}
+
+/// Drives `work` to completion, telling the broker every `every` that `pending` is still in
+/// progress. A progress signal that takes longer than `every` is given up (the next tick
+/// tries again); the handler is polled throughout.
+async fn with_progress<P: Pending>(
+    work: impl Future<Output = Disposition>,
+    pending: &P,
+    every: Duration,
+) -> Disposition {
+    let every = every.max(Duration::from_millis(10));
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            disposition = &mut work => return disposition,
+            _ = ticks.tick() => {
+                let signal = tokio::time::timeout(every, pending.progress());
+                tokio::pin!(signal);
+                tokio::select! {
+                    disposition = &mut work => return disposition,
+                    _ = &mut signal => {}
+                }
+            }
+        }
+    }
 }
 
 /// Runs the handler; a panic (while building or polling its future) counts as a nack.

@@ -18,7 +18,9 @@
 //!   [`Delivery::delivery_count`] says when it is a redelivery.
 //! - **Groups**: a (topic, group) queue exists from the group's first subscription on and
 //!   keeps messages while no subscriber runs; what was published to a topic before any group
-//!   subscribed to it is dropped. Subscribe (engine start-up) before you publish.
+//!   subscribed to it is dropped. Subscribe (engine start-up) before you publish. On NATS a
+//!   new group may also receive the messages of its topic that other groups have not acked
+//!   yet (its consumer delivers everything the stream still holds; see the `nats` module).
 //! - **Dead letters** of a group's deliveries are kept by the same group on the dead-letter
 //!   topic: subscribing to `t` also declares `(dead_letter_topic(t), group)`; subscribe to it
 //!   with that group to read them.
@@ -30,6 +32,10 @@
 //!   channel closes for RabbitMQ, after the ack wait ([`TransportConfig::ack_wait_ms`]) for
 //!   NATS.
 //! - **Ordering** is not guaranteed (concurrency, redelivery).
+//! - **Bounded delivery**: [`Delivery::delivery_count`] counts nacks and redeliveries; the
+//!   engine dead-letters a delivery past [`TransportConfig::max_deliveries`].
+//! - **Deduplication** is best effort and NATS only: give a message a [`MESSAGE_ID_HEADER`]
+//!   and JetStream drops a second publish of the same id within its duplicate window.
 //!
 //! # Implementations
 //! [`MemoryTransport`] (always built), `RabbitMqTransport` (feature `rabbitmq`),
@@ -64,11 +70,13 @@ pub type Headers = BTreeMap<String, String>;
 
 /// Header carrying the trace id of the saga a message belongs to.
 pub const TRACE_ID_HEADER: &str = "x-request-id";
-/// Header carrying a publisher-chosen message id. Brokers that deduplicate use it: NATS sets
-/// `Nats-Msg-Id` from it, so JetStream drops a second copy within its duplicate window. The
-/// engine sets it to `{trace_id}/{sequence}`.
+/// Header carrying a publisher-chosen message id, unique per logical message (the engine uses
+/// `{trace_id}/{sequence}`): publishing the same logical message again (a retry after
+/// an unconfirmed publish) reuses it. Delivered like any other header. Brokers that
+/// deduplicate use it: NATS sets `Nats-Msg-Id` from it, so JetStream drops a second publish
+/// with the same id within the stream's duplicate window (2 minutes by default); RabbitMQ
+/// puts it in the `message_id` property only (no deduplication); memory ignores it.
 pub const MESSAGE_ID_HEADER: &str = "x-message-id";
-
 /// Header carrying the reason a message was dead-lettered.
 pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
 
@@ -95,8 +103,14 @@ pub struct Delivery {
     pub headers: Headers,
     /// Its body.
     pub payload: Bytes,
-    /// How many times it was delivered, this one included (1 on first delivery), when the
-    /// broker tells; at least 1.
+    /// How many times it was delivered, this one included: 1 on first delivery, then one
+    /// more for each nack (with or without delay) and each redelivery of an unsettled
+    /// delivery (crash, abort, ack wait expired). Exact on memory and NATS (the server's
+    /// count). On RabbitMQ exact through nacks (the transport counts them in a header of the
+    /// republished message); a redelivery after a lost channel adds 1 through the broker's
+    /// `redelivered` flag however many times it happened, so there it is a lower bound.
+    /// The engine compares it with
+    /// [`TransportConfig::max_deliveries`](TransportConfig::max_deliveries).
     pub delivery_count: u32,
 }
 

@@ -5,25 +5,60 @@
 //!   `{topic_prefix}.>`, file storage, *interest* retention: a message is kept until every
 //!   consumer (group) interested in its subject has acked it;
 //! - one durable pull consumer per (topic, group), named `{topic}__{group}` (same
-//!   replacement), filtered on `{topic_prefix}.{topic}`, explicit acks, delivering what is
-//!   published from its creation on (the group's first subscription);
+//!   replacement), filtered on `{topic_prefix}.{topic}`, explicit acks, deliver policy
+//!   **`All`** (see below);
 //! - subscribing also creates the group's consumer on [`dead_letter_topic`]`(topic)`, so dead
 //!   letters are kept until someone reads them (subscribe to it with the same group).
 //!
+//! # Why the consumers deliver `All`
+//! A durable consumer is created by the group's first subscription, and again whenever the
+//! server no longer knows it: its state was lost in a crash (`kill -9`, power loss) before
+//! it reached the disk, or an operator deleted it. The stream, meanwhile, still holds every
+//! message some consumer has not acked. With `DeliverPolicy::New` a re-created consumer
+//! would start after the stream's last message and silently skip the group's whole backlog:
+//! confirmed messages lost. With `All` it starts at the first message the stream still holds
+//! on its subject, so nothing confirmed is skipped.
+//!
+//! What `All` means for a **brand-new group**: under interest retention the stream keeps a
+//! message only while a consumer interested in its subject has not acked it. A new group's
+//! consumer therefore gets, besides everything published from its creation on, the
+//! messages of its topic that *other* groups have not acked yet (their backlog at that
+//! moment; nothing older survives, and nothing at all when the other groups are caught up).
+//! Messages published while no group existed were never kept. For the saga engine this is
+//! harmless: a group is one saga's consumers on its own topics, and handlers are idempotent
+//! under the at-least-once contract; a re-created consumer of an existing group may likewise
+//! redeliver messages it had acked but another group had not.
+//!
+//! An existing consumer keeps the deliver policy it was created with (JetStream cannot change
+//! it), so consumers created by an older version with `New` stay so until deleted.
+//!
 //! # Delivery
-//! Publish waits for the JetStream publish ack. Acks are `+ACK`, a nack is `-NAK` with the
-//! optional delay, a dead letter is published (and acked by the stream) to the dead-letter
-//! subject with the reason header, then the original is terminated (`+TERM`). What a handler
+//! Publish waits for the JetStream publish ack. A message with a [`MESSAGE_ID_HEADER`] is
+//! published with `Nats-Msg-Id` set from it: the stream drops a second message with the same
+//! id within its duplicate window (the publish still succeeds); deliveries carry the id under
+//! that header only. Acks are `+ACK`, a nack is `-NAK` with the optional delay, a dead letter
+//! is published (and acked by the stream) to the dead-letter subject with the reason header
+//! (and a `Nats-Msg-Id` derived from the original's, `{id}/dead-letter`), then the original
+//! is terminated (`+TERM`). What a handler
 //! never settled (crash, abort) is redelivered after the ack wait
-//! ([`TransportConfig::ack_wait_ms`]).
+//! ([`TransportConfig::ack_wait_ms`], 5 s by default). While a handler runs, the subscriber
+//! sends an in-progress ack (`+WPI`) every third of the ack wait, which restarts the server's
+//! ack timer: a handler may take longer than the ack wait without being redelivered, while a
+//! dead replica's deliveries come back within one ack wait.
 //!
 //! # Concurrency
 //! The consumer's `max_ack_pending` is the subscription's concurrency. **This cap is global
 //! across every replica of the group** (the server counts unacked messages per consumer, and
 //! all replicas share the durable consumer), unlike RabbitMQ's prefetch, which is per
 //! subscriber. Each subscriber also runs at most `concurrency` handlers itself. The first
-//! subscription of a group creates the consumer; a later one whose configured concurrency or
-//! ack wait differs updates it (the latest subscriber's configuration wins).
+//! subscription of a group creates the consumer; a later one whose configured concurrency,
+//! ack wait or delivery bound differs updates it (the latest subscriber's configuration wins).
+//!
+//! # Bounded delivery
+//! [`Delivery::delivery_count`] is the server's count (`delivered` of the message info).
+//! Consumers get `max_deliver = max_deliveries + 1`
+//! ([`TransportConfig::max_deliveries`]): the engine dead-letters the delivery past its bound,
+//! and should it not settle it, the server stops redelivering the message after that.
 //!
 //! # Limits and reconnection
 //! The largest message is the smaller of [`TransportConfig::max_payload`] and the server's
@@ -36,7 +71,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, FromConsumer, PullConsumer, pull};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
@@ -47,8 +83,8 @@ use futures_util::{FutureExt, StreamExt};
 use super::config::{check_size, redact};
 use super::dispatch::{self, Pending, Source};
 use super::{
-    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, Message, SubscribeOptions,
-    Subscription, Transport, TransportConfig, TransportError, dead_letter_topic,
+    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, MESSAGE_ID_HEADER, Message,
+    SubscribeOptions, Subscription, Transport, TransportConfig, TransportError, dead_letter_topic,
 };
 
 const BROKER: &str = "NATS";
@@ -103,18 +139,27 @@ fn nats_size(message: &Message) -> usize {
     message.payload.len() + headers
 }
 
+/// The message's headers, plus `Nats-Msg-Id` from [`MESSAGE_ID_HEADER`] when present.
 fn to_header_map(headers: &Headers) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (key, value) in headers {
         map.insert(key.as_str(), value.as_str());
     }
+    if let Some(id) = headers.get(MESSAGE_ID_HEADER) {
+        map.insert(NATS_MESSAGE_ID, id.as_str());
+    }
     map
 }
 
+/// The delivered headers, without the server's `Nats-Msg-Id` (the id stays under
+/// [`MESSAGE_ID_HEADER`]).
 fn from_header_map(map: Option<&HeaderMap>) -> Headers {
     let mut headers = Headers::new();
     if let Some(map) = map {
         for (key, values) in map.iter() {
+            if AsRef::<str>::as_ref(key).eq_ignore_ascii_case(NATS_MESSAGE_ID.as_ref()) {
+                continue;
+            }
             if let Some(value) = values.first() {
                 headers.insert(key.to_string(), value.as_str().to_owned());
             }
@@ -212,8 +257,8 @@ impl NatsTransport {
 
 impl Inner {
     /// Gets or creates the durable consumer of (topic, group). With `update`, an existing one
-    /// whose concurrency (`max_ack_pending`) or ack wait differ from the configuration is
-    /// updated: the latest subscriber's configuration wins.
+    /// whose concurrency (`max_ack_pending`), ack wait or `max_deliver` differ from the
+    /// configuration is updated: the latest subscriber's configuration wins.
     async fn consumer(
         &self,
         topic: &str,
@@ -226,9 +271,14 @@ impl Inner {
             durable_name: Some(name.clone()),
             filter_subject: self.config.physical_topic(topic),
             ack_policy: AckPolicy::Explicit,
-            deliver_policy: DeliverPolicy::New,
+            // Never `New`: a consumer re-created after its state was lost must deliver the
+            // backlog the stream kept (module docs).
+            deliver_policy: DeliverPolicy::All,
             ack_wait: self.config.ack_wait(),
             max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
+            // One past the engine's bound, so the engine sees (and dead-letters) the
+            // delivery over it before the server gives up on the message.
+            max_deliver: i64::from(self.config.max_deliveries) + 1,
             ..Default::default()
         };
         let error =
@@ -241,11 +291,22 @@ impl Inner {
         let current = &consumer.cached_info().config;
         if update
             && (current.max_ack_pending != config.max_ack_pending
-                || current.ack_wait != config.ack_wait)
+                || current.ack_wait != config.ack_wait
+                || current.max_deliver != config.max_deliver)
         {
+            // Only the settings JetStream lets us change; the rest (deliver policy above all)
+            // stays as the consumer was created.
+            let current =
+                pull::Config::try_from_consumer_config(current.clone()).map_err(|e| error(&e))?;
+            let updated = pull::Config {
+                max_ack_pending: config.max_ack_pending,
+                ack_wait: config.ack_wait,
+                max_deliver: config.max_deliver,
+                ..current
+            };
             return self
                 .stream
-                .update_consumer(config)
+                .update_consumer(updated)
                 .await
                 .map_err(|e| error(&e));
         }
@@ -437,6 +498,17 @@ struct NatsPending {
 }
 
 impl Pending for NatsPending {
+    /// A third of the ack wait: two signals may be lost before the server redelivers.
+    fn progress_interval(&self) -> Option<Duration> {
+        Some(self.inner.config.ack_wait() / 3)
+    }
+
+    async fn progress(&self) {
+        if let Err(error) = self.message.ack_with(AckKind::Progress).await {
+            tracing::debug!(topic = %self.topic, %error, "NATS in-progress ack failed");
+        }
+    }
+
     async fn settle(self, disposition: Disposition) {
         let kind = match disposition {
             Disposition::Ack => AckKind::Ack,
@@ -444,6 +516,13 @@ impl Pending for NatsPending {
             Disposition::DeadLetter { reason } => {
                 let mut headers = self.message.headers.clone().unwrap_or_default();
                 headers.insert(DEAD_LETTER_REASON_HEADER, reason.as_str());
+                // The original's id would make the stream drop the dead letter as a
+                // duplicate of it; a derived one still deduplicates a dead letter published
+                // twice (redelivered after a crash between the publish and the `+TERM`).
+                let original_id = headers.get(NATS_MESSAGE_ID).map(|id| id.to_string());
+                if let Some(id) = original_id {
+                    headers.insert(NATS_MESSAGE_ID, format!("{id}/dead-letter").as_str());
+                }
                 let subject = self
                     .inner
                     .config

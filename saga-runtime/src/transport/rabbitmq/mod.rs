@@ -1,0 +1,276 @@
+//! [`RabbitMqTransport`]: RabbitMQ through lapin.
+//!
+//! # Topology
+//! - one durable topic exchange named after the prefix (`{topic_prefix}`);
+//! - one durable queue per (topic, group), `{topic_prefix}.{topic}.{group}`, bound with the
+//!   logical topic as routing key; a group receives what is published from its first
+//!   subscription on (before that, nothing is bound and RabbitMQ drops the message);
+//! - subscribing also declares the group's queue on
+//!   [`dead_letter_topic`](super::dead_letter_topic)`(topic)`, so dead
+//!   letters are kept until someone reads them (subscribe to the dead-letter topic with the
+//!   same group);
+//! - delayed nacks go through a retry queue per (queue, delay),
+//!   `{queue}.retry.{delay_ms}`, whose message TTL dead-letters the message back into the
+//!   queue (through the default exchange); it expires one minute after its last use.
+//!
+//! # Connections
+//! Two connections, named `{connection_name}-publisher` and `{connection_name}-consumer`
+//! in the management UI. The publisher connection carries only publishes (one confirm-mode
+//! channel, publishes from many tasks pipelined on it). The consumer connection carries one
+//! channel per subscription, its acks and the topology declarations. When a memory or disk
+//! alarm makes the broker block publishing connections, publishes wait (and fail after
+//! [`TransportConfig::confirm_timeout_ms`]) while consumers keep settling deliveries.
+//!
+//! # Delivery
+//! Messages are persistent (delivery mode 2); every publish waits for its publisher confirm,
+//! at most [`TransportConfig::confirm_timeout_ms`] (then [`TransportError::Publish`] naming
+//! the topic; the message may still have been taken). A
+//! [`MESSAGE_ID_HEADER`](super::MESSAGE_ID_HEADER) is also set
+//! as the AMQP `message_id` (RabbitMQ does not deduplicate). Consumers use manual acks and
+//! `basic_qos(prefetch = concurrency)`, a per-consumer limit. A nack and a dead letter are
+//! published (and confirmed) first and acked after, so a crash in between duplicates the
+//! message but never loses it: a nack without delay republishes the message straight to its
+//! queue, a delayed one to the retry queue. Should that publish fail, the delivery is held
+//! for a backoff (1 s doubling to 30 s) and then `basic.nack(requeue)`ed, never requeued at
+//! once in a hot loop.
+//!
+//! # Delivery count
+//! Classic queues do not count deliveries. The republished copy of a nacked message carries
+//! the count of nacks in the `x-sagaflow-attempts` header (RabbitMQ's own `x-death`
+//! bookkeeping of the retry queues is stripped, from handlers' headers and from copies);
+//! [`Delivery::delivery_count`](crate::transport::Delivery::delivery_count) is
+//! `1 + attempts + redelivered` (the broker's flag on a message requeued after its channel
+//! closed). Exact through nacks; a lower bound once a message was redelivered after channel
+//! losses (the flag does not say how many).
+//!
+//! # Reconnection
+//! Each connection is re-opened when it drops, by whoever needs it first: a publish (the
+//! publisher connection), a subscription or a settlement (the consumer connection). One
+//! reconnection runs at a time per connection (exponential backoff, 6 attempts each bounded
+//! by the connect timeout); every caller that needs the connection meanwhile waits for that
+//! one's outcome and, if it fails, gets its error at the same time, rather than queueing up
+//! to run an attempt of its own. Subscriptions retry with backoff until stopped, declare
+//! their topology again and resume consuming. Unacked deliveries of a lost connection are
+//! redelivered by the broker.
+
+mod connection;
+mod consume;
+mod publish;
+mod topology;
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use self::connection::{Consumers, Link, Publisher, open_consumers, open_publisher};
+use self::consume::RabbitSource;
+use self::topology::Declared;
+use super::config::{check_size, message_size, redact};
+use super::dispatch;
+use super::{
+    Handler, Message, SubscribeOptions, Subscription, Transport, TransportConfig, TransportError,
+};
+
+const BROKER: &str = "RabbitMQ";
+
+/// A RabbitMQ transport: a publisher connection with one confirm channel, a consumer
+/// connection with one channel per subscription. Cheap to clone (shared connections).
+#[derive(Clone)]
+pub struct RabbitMqTransport {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RabbitMqTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RabbitMqTransport")
+            .field("address", &self.inner.address)
+            .field("topic_prefix", &self.inner.config.topic_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: TransportConfig,
+    url: String,
+    /// The URL without credentials, for errors and logs.
+    address: String,
+    publisher: Arc<Link<Publisher>>,
+    consumers: Arc<Link<Consumers>>,
+    /// Every queue this transport declared, for [`RabbitMqTransport::delete_topology`].
+    declared: Declared,
+}
+
+impl RabbitMqTransport {
+    /// Connects to `url` (`amqp://user:pass@host:5672/vhost`): opens, at once, the publisher
+    /// connection with its confirm channel (declaring the prefix's exchange) and the consumer
+    /// connection. Fails with [`TransportError::Connect`] (naming the address,
+    /// without the password) when the URL is bad or the broker does not answer within
+    /// [`connect_timeout_ms`](TransportConfig::connect_timeout_ms).
+    pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
+        let address = redact(url);
+        let connect_error = |reason: String| TransportError::Connect {
+            broker: BROKER,
+            address: address.clone(),
+            reason,
+        };
+        let (publisher, consumers) =
+            tokio::join!(open_publisher(url, &config), open_consumers(url, &config));
+        let (publisher, consumers) = match (publisher, consumers) {
+            (Ok(publisher), Ok(consumers)) => (publisher, consumers),
+            (publisher, consumers) => {
+                // Close the one that opened, if any, and report the first failure.
+                let reason = match (&publisher, &consumers) {
+                    (Err(reason), _) | (_, Err(reason)) => reason.clone(),
+                    _ => unreachable!("both opened"),
+                };
+                if let Ok(publisher) = publisher {
+                    let _ = publisher
+                        .connection
+                        .close(200, "connect failed".into())
+                        .await;
+                }
+                if let Ok(consumers) = consumers {
+                    let _ = consumers
+                        .connection
+                        .close(200, "connect failed".into())
+                        .await;
+                }
+                return Err(connect_error(reason));
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                url: url.to_owned(),
+                address,
+                publisher: Link::new("publisher", publisher),
+                consumers: Link::new("consumer", consumers),
+                declared: Declared::default(),
+            }),
+        })
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+
+    /// Deletes every queue this transport declared (topic, dead-letter and retry queues,
+    /// with their messages) and the prefix's exchange. For tests and teardown: stop the
+    /// subscriptions first, since a running one declares its queues again when it notices.
+    pub async fn delete_topology(&self) -> Result<(), TransportError> {
+        let consumers = self.inner.consumers().await?;
+        let channel = consumers
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| self.inner.connect_error(e))?;
+        self.inner
+            .declared
+            .delete_all(&channel, &self.inner.config)
+            .await
+            .map_err(|e| self.inner.connect_error(e))?;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn connect_error(&self, reason: impl fmt::Display) -> TransportError {
+        TransportError::Connect {
+            broker: BROKER,
+            address: self.address.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The publisher connection, reconnecting (one attempt in flight, shared) if it dropped.
+    async fn publisher(self: &Arc<Self>) -> Result<Arc<Publisher>, TransportError> {
+        if let Some(publisher) = self.publisher.current() {
+            return Ok(publisher);
+        }
+        let (url, config) = (self.url.clone(), self.config.clone());
+        self.publisher
+            .get(move || {
+                let (url, config) = (url.clone(), config.clone());
+                async move { open_publisher(&url, &config).await }
+            })
+            .await
+            .map_err(|reason| self.connect_error(reason))
+    }
+
+    /// The consumer connection, reconnecting (one attempt in flight, shared) if it dropped.
+    async fn consumers(self: &Arc<Self>) -> Result<Arc<Consumers>, TransportError> {
+        if let Some(consumers) = self.consumers.current() {
+            return Ok(consumers);
+        }
+        let (url, config) = (self.url.clone(), self.config.clone());
+        self.consumers
+            .get(move || {
+                let (url, config) = (url.clone(), config.clone());
+                async move { open_consumers(&url, &config).await }
+            })
+            .await
+            .map_err(|reason| self.connect_error(reason))
+    }
+}
+
+impl Transport for RabbitMqTransport {
+    fn config(&self) -> &TransportConfig {
+        RabbitMqTransport::config(self)
+    }
+
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        message: Message,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            check_size(topic, message_size(&message), self.inner.config.max_payload)?;
+            self.inner
+                .publish_raw(
+                    &self.inner.config.topic_prefix,
+                    topic,
+                    publish::message_properties(&message.headers),
+                    &message.payload,
+                    false,
+                )
+                .await
+                .map_err(|reason| TransportError::Publish {
+                    topic: topic.to_owned(),
+                    reason: format!("{BROKER} at {}: {reason}", self.inner.address),
+                })
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        options: SubscribeOptions,
+        handler: Arc<dyn Handler>,
+    ) -> BoxFuture<'a, Result<Subscription, TransportError>> {
+        Box::pin(async move {
+            let queue = topology::queue_name(&self.inner.config, topic, &options.group);
+            let concurrency = options.concurrency.max(1);
+            let (channel, consumer) = self
+                .inner
+                .attach(topic, &options.group, concurrency)
+                .await
+                .map_err(|reason| TransportError::Subscribe {
+                    topic: topic.to_owned(),
+                    reason,
+                })?;
+            let source = RabbitSource {
+                inner: self.inner.clone(),
+                topic: Arc::from(topic),
+                queue: Arc::from(queue.as_str()),
+                group: Arc::from(options.group.as_str()),
+                concurrency,
+                channel: Some(channel),
+                consumer: Some(consumer),
+            };
+            Ok(dispatch::spawn(source, handler, concurrency, topic))
+        })
+    }
+}
