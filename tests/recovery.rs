@@ -82,6 +82,8 @@ struct Probe {
     delay_ms: AtomicUsize,
     /// Set to true to let the hanging calls go on (a stalled replica that comes back).
     release: tokio::sync::watch::Sender<bool>,
+    /// Steps whose every call hangs until released (a poison step that kills its replica).
+    hang_always: Mutex<HashSet<String>>,
     /// (trace id, step) -> the attempt number of each call (`SagaContext::attempt`).
     attempts: Mutex<HashMap<(String, &'static str), Vec<u32>>>,
     /// (trace id, step) -> (idempotency key, request metadata) of each call.
@@ -98,6 +100,7 @@ impl Default for Probe {
             release: tokio::sync::watch::Sender::new(false),
             attempts: Mutex::default(),
             contexts: Mutex::default(),
+            hang_always: Mutex::default(),
         }
     }
 }
@@ -141,7 +144,8 @@ impl Probe {
             let hang = self.hang_first.lock().expect("lock");
             hang.contains(step) || hang.contains(&format!("{}/{step}", cx.trace_id()))
         };
-        if call == 1 && hangs {
+        let always = self.hang_always.lock().expect("lock").contains(step);
+        if (call == 1 && hangs) || always {
             let mut released = self.release.subscribe();
             let _ = released.wait_for(|released| *released).await;
         }
@@ -1826,4 +1830,57 @@ async fn a_recovered_step_counts_executions_not_republications() {
     );
     b.stop().await;
     stores.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (l) A poison step that kills every replica that runs it is not retried forever.
+
+/// Fails today: every death of a consumer ends in the sweeper publishing the message again,
+/// as a new message (delivery count 1, so `max_deliveries` never trips), and the store's
+/// attempt count, which every claim raises, is only consulted when a step *returns* an error
+/// (`transition::retry_delay`). A step that crashes its process (OOM, abort, a panic outside
+/// the step's task) is thus run again on the next replica, and the next, without bound; the
+/// saga is never recorded stuck. Here four replicas die in turn in `charge` (its retry budget
+/// is 3 attempts, `max_deliveries` is 2) and a fifth still runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "engine bug: a step that kills its replica is recovered and run again without bound (see doc comment)"]
+async fn a_poison_step_that_kills_every_replica_is_not_retried_forever() {
+    const DEATHS: u32 = 4;
+    let stores = Stores::memory();
+    let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new(TransportConfig {
+        max_deliveries: 2,
+        ..TransportConfig::with_prefix(unique_prefix("rec-poison"))
+    }));
+    let broker = Broker::Shared(Arc::clone(&transport));
+    let probe = Arc::new(Probe::default());
+    probe
+        .hang_always
+        .lock()
+        .expect("lock")
+        .insert("charge".to_string());
+    let id = "poison";
+    for death in 1..=DEATHS {
+        let mut replica = Doomed::start(&stores, &broker, &probe).await;
+        replica.serve().await;
+        if death == 1 {
+            let started = bounded("start", replica.start_async(id, order(id))).await;
+            assert_eq!(started.expect("task").expect("start"), Started::New);
+        }
+        eventually("a replica runs `charge`", || {
+            probe.calls(id, "charge") == death
+        })
+        .await;
+        replica.kill();
+    }
+    // A healthy replica now: the saga should have been given up by now, not run again.
+    probe.hang_always.lock().expect("lock").clear();
+    let b = Replica::serving("b", &stores, &transport, &probe).await;
+    let outcome = bounded("the outcome", b.orchestrator.outcome(&cx(id))).await;
+    let record = b.record(id).await;
+    assert!(
+        probe.calls(id, "charge") <= 3,
+        "charge ran {} times (after {DEATHS} replicas died in it): outcome {outcome:?}, record {record:?}",
+        probe.calls(id, "charge"),
+    );
+    b.stop().await;
 }
