@@ -1,8 +1,10 @@
 //! The consumers of a saga's topics: one fenced transition per message.
 //!
 //! A delivery runs only if the store says the saga is at the delivery's sequence number and
-//! nobody else holds it ([`SagaStore::claim`](crate::store::SagaStore::claim)); a stale or
-//! duplicate one is acked and dropped without running anything. The transition is recorded
+//! nobody else holds it ([`SagaStore::claim`](crate::store::SagaStore::claim)); a stale one
+//! (the saga moved on or ended) is acked and dropped without running anything; one whose saga
+//! another run holds comes back after a lease (to be dropped as stale then, or to take over
+//! from a dead replica). The transition is recorded
 //! with a compare-and-set on that sequence number, the next state is published with broker
 //! confirmation, and only then is the delivery acked. A retryable failure goes back to the
 //! broker (nack with the policy's delay), its attempt count kept in the store. Every loop is
@@ -114,13 +116,18 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
             return Disposition::Ack;
         }
         Ok(Claimed::Busy) => {
+            // Another run holds the saga: a duplicate while it runs, or the copy of a replica
+            // that died. Come back after a lease: by then it moved on (this copy is stale) or
+            // its custody lapsed (this copy takes it over).
             debug!(
                 topic,
                 trace_id = cx.trace_id(),
                 seq,
-                "another run holds the saga: duplicate delivery dropped"
+                "another run holds the saga: delivery held back for a lease"
             );
-            return Disposition::Ack;
+            return Disposition::Nack {
+                delay: Some(rt.config.lease),
+            };
         }
         Ok(Claimed::Finished) => {
             debug!(
@@ -337,7 +344,7 @@ impl<S: Saga> Relay<'_, S> {
         let cursor = S::cursor(&state);
         match self
             .rt
-            .publish(cx, cursor, self.route.as_deref(), next, payload)
+            .publish(cx, cursor, self.route.as_deref(), next, payload, 0)
             .await
         {
             Ok(()) => Disposition::Ack,

@@ -49,7 +49,7 @@ impl<S: Saga> Durable<'_, S> {
         let cursor = S::cursor(state);
         match self
             .rt
-            .publish(cx, cursor, self.route.as_deref(), self.seq, payload)
+            .publish(cx, cursor, self.route.as_deref(), self.seq, payload, 0)
             .await
         {
             Ok(()) => Ok(()),

@@ -114,7 +114,10 @@ impl<S: Saga> Runtime<S> {
 
     /// Publishes the encoded state at `seq` to the topic of the transition `cursor` names,
     /// with broker confirmation. Its message id is `{trace_id}/{seq}`, so brokers that
-    /// deduplicate drop a second copy.
+    /// deduplicate drop a second copy of it; a recovery's copy (`recovery` > 0, the claim's
+    /// attempt) gets `{trace_id}/{seq}/r{recovery}`, so that a broker that deduplicates does
+    /// not drop it in place of an original that was lost or dropped (the fence sorts out the
+    /// copies).
     pub(super) async fn publish(
         &self,
         cx: &SagaContext,
@@ -122,6 +125,7 @@ impl<S: Saga> Runtime<S> {
         route: Option<&str>,
         seq: u64,
         payload: String,
+        recovery: u32,
     ) -> Result<(), TransportError> {
         let Some(topic) = topic_for::<S>(cursor, route) else {
             return Err(TransportError::Publish {

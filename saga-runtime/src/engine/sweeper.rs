@@ -138,7 +138,10 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                 return;
             }
             let cursor = S::cursor(&state);
-            if let Err(error) = rt.publish(&cx, cursor, route.as_deref(), seq, stored).await {
+            if let Err(error) = rt
+                .publish(&cx, cursor, route.as_deref(), seq, stored, attempt)
+                .await
+            {
                 warn!(trace_id, %error, "cannot publish the recovered saga; trying again shortly");
                 let soon = rt.queued(&token, rt.config.redelivery_delay);
                 if let Err(error) = rt.hold(&cx, seq, &token, soon).await {
