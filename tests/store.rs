@@ -325,6 +325,7 @@ async fn hold(
             seq,
             token,
             custody,
+            refund_attempt: false,
         })
         .await
         .expect("hold")
@@ -1400,7 +1401,6 @@ async fn memory_store_caps_finished_records_oldest_first() {
 /// entry of the first outcome, and `evict` (run by the write that ends the second saga) pops
 /// it as expired and removes the record under that id, which is now the *new* outcome.
 #[tokio::test]
-#[ignore = "memory store bug: a stale retention entry evicts the new outcome of a reused id (see doc comment)"]
 async fn memory_store_keeps_the_outcome_of_a_reused_id() {
     let store = memory_with(SHORT, 100);
     begun(&store, "reused", true).await;
@@ -1433,7 +1433,6 @@ async fn memory_store_keeps_the_outcome_of_a_reused_id() {
 /// holds three entries for a cap of two, and popping the oldest (the stale `y` one) removes the
 /// live, just-finished record `y`.
 #[tokio::test]
-#[ignore = "memory store bug: remove leaves a retention entry that later evicts a live outcome (see doc comment)"]
 async fn memory_store_cap_ignores_entries_of_removed_records() {
     let store = memory_with(LONG, 2);
     begun(&store, "y", true).await;

@@ -174,8 +174,9 @@ fn missing(cx: &SagaContext, topic: &str) -> Disposition {
     Disposition::DeadLetter { reason }
 }
 
-/// Records the saga stuck at the delivery's transition (if this run can take custody of it)
-/// and dead-letters the delivery with `reason`.
+/// Records the saga stuck at the delivery's transition and dead-letters the delivery with
+/// `reason`. A delivery whose saga moved on, ended or is held by a live run is only a stale
+/// copy: it is acked and dropped, not dead-lettered.
 async fn give_up<S: Saga>(
     rt: &Runtime<S>,
     cx: &SagaContext,
@@ -185,7 +186,6 @@ async fn give_up<S: Saga>(
     failure: Option<super::progress::Failure>,
     reason: String,
 ) -> Disposition {
-    error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering and recording the saga stuck");
     let token = rt.token();
     let claim = Claim {
         trace_id: cx.trace_id(),
@@ -195,7 +195,20 @@ async fn give_up<S: Saga>(
         lease: rt.config.lease,
         recovery: false,
     };
-    if let Ok(Claimed::Won { attempt, .. }) = rt.store.claim(claim).await {
+    let attempt = match rt.store.claim(claim).await {
+        Ok(Claimed::Won { attempt, .. }) => attempt,
+        Ok(Claimed::Missing) => return missing(cx, topic),
+        Ok(other) => {
+            debug!(topic, trace_id = cx.trace_id(), ?other, %reason, "a stale copy past the delivery bound dropped");
+            return Disposition::Ack;
+        }
+        Err(e) => {
+            error!(topic, trace_id = cx.trace_id(), error = %e, %reason, "cannot record the saga stuck; dead-lettering its message");
+            return Disposition::DeadLetter { reason };
+        }
+    };
+    error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering and recording the saga stuck");
+    {
         let name = super::transition::step_at::<S>(S::cursor(state))
             .map(|s| s.name.to_string())
             .unwrap_or_default();
@@ -344,7 +357,7 @@ impl<S: Saga> Relay<'_, S> {
         let cursor = S::cursor(&state);
         match self
             .rt
-            .publish(cx, cursor, self.route.as_deref(), next, payload, 0)
+            .publish(cx, cursor, self.route.as_deref(), next, payload, None)
             .await
         {
             Ok(()) => Disposition::Ack,

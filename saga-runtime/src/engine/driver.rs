@@ -65,6 +65,26 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
 ) -> J::Stop {
     loop {
         let cursor = S::cursor(&state);
+        if let Some(error) = transition::over_bound::<S>(cursor, attempt, policies) {
+            tracing::error!(
+                trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, %error,
+                "transition past its retry bound before it runs: giving up on it"
+            );
+            let failed = TransitionFailure {
+                error,
+                attempts: attempt - 1,
+            };
+            let progress = Progress::after(cx, state, failure, Err(failed));
+            attempt = 1;
+            match journal.record(cx, progress).await {
+                Flow::Continue(next, next_failure) => {
+                    state = next;
+                    failure = next_failure;
+                    continue;
+                }
+                Flow::Stop(stop) => return stop,
+            }
+        }
         let result = tokio::select! {
             biased;
             result = transition::attempt(saga, cx, &state, attempt) => result,

@@ -49,7 +49,7 @@ impl<S: Saga> Durable<'_, S> {
         let cursor = S::cursor(state);
         match self
             .rt
-            .publish(cx, cursor, self.route.as_deref(), self.seq, payload, 0)
+            .publish(cx, cursor, self.route.as_deref(), self.seq, payload, None)
             .await
         {
             Ok(()) => Ok(()),
@@ -89,10 +89,11 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
                     Ok(Written::Done) => result,
                     Ok(refused) => self.lost(cx, refused).await,
                     Err(e) => {
-                        // The outcome is known but not recorded: the lease lapses and recovery
-                        // runs the last transition again (idempotent) to record it.
-                        error!(trace_id = cx.trace_id(), error = %e, "cannot record the saga's outcome");
-                        result
+                        // The outcome is not recorded: the lease lapses and recovery runs the
+                        // last transition again (idempotent) to record it. The caller gets what
+                        // the store ends up holding, never an outcome it does not hold.
+                        error!(trace_id = cx.trace_id(), error = %e, "cannot record the saga's outcome; waiting for recovery to record it");
+                        self.rt.outcome(cx).await
                     }
                 });
             }

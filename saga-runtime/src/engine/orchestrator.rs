@@ -287,7 +287,7 @@ impl<S: Saga> Orchestrator<S> {
                 Admitted::Existing(record) => return Ok(Some(*record)),
             };
             let cursor = S::cursor(&state);
-            if let Err(error) = this.rt.publish(&owned, cursor, route.as_deref(), 0, payload, 0).await {
+            if let Err(error) = this.rt.publish(&owned, cursor, route.as_deref(), 0, payload, None).await {
                 // Nothing was started: free the id so the caller can retry with it.
                 if let Err(cleanup) = this.rt.store.remove(owned.trace_id()).await {
                     error!(trace_id = owned.trace_id(), %cleanup, "cannot remove the record of a saga that did not start; the sweeper starts it");

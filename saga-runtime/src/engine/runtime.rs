@@ -114,8 +114,8 @@ impl<S: Saga> Runtime<S> {
 
     /// Publishes the encoded state at `seq` to the topic of the transition `cursor` names,
     /// with broker confirmation. Its message id is `{trace_id}/{seq}`, so brokers that
-    /// deduplicate drop a second copy of it; a recovery's copy (`recovery` > 0, the claim's
-    /// attempt) gets `{trace_id}/{seq}/r{recovery}`, so that a broker that deduplicates does
+    /// deduplicate drop a second copy of it; a recovery's copy (`recovery`: the recovering
+    /// run's owner token) gets `{trace_id}/{seq}/{token}`, so that a broker that deduplicates does
     /// not drop it in place of an original that was lost or dropped (the fence sorts out the
     /// copies).
     pub(super) async fn publish(
@@ -125,7 +125,7 @@ impl<S: Saga> Runtime<S> {
         route: Option<&str>,
         seq: u64,
         payload: String,
-        recovery: u32,
+        recovery: Option<&str>,
     ) -> Result<(), TransportError> {
         let Some(topic) = topic_for::<S>(cursor, route) else {
             return Err(TransportError::Publish {
@@ -143,10 +143,11 @@ impl<S: Saga> Runtime<S> {
         message
             .headers
             .insert(TRACE_ID_HEADER.to_string(), cx.trace_id().to_string());
-        message.headers.insert(
-            MESSAGE_ID_HEADER.to_string(),
-            format!("{}/{seq}", cx.trace_id()),
-        );
+        let id = match recovery {
+            None => format!("{}/{seq}", cx.trace_id()),
+            Some(token) => format!("{}/{seq}/{token}", cx.trace_id()),
+        };
+        message.headers.insert(MESSAGE_ID_HEADER.to_string(), id);
         self.transport.publish(&topic, message).await
     }
 
@@ -163,9 +164,15 @@ impl<S: Saga> Runtime<S> {
                 let written = store.advance(advance.clone()).await?;
                 if written != Written::Done && retried {
                     let record = store.get(advance.trace_id).await?;
+                    // Only this writer's own write counts: a final record is this writer's
+                    // when it holds this writer's status (another run's end is not adopted).
                     let applied = record.is_some_and(|r| {
                         r.seq == advance.seq + 1
-                            && (r.owner == advance.token || r.status.is_final())
+                            && if advance.status.is_final() {
+                                r.status == advance.status
+                            } else {
+                                r.owner == advance.token
+                            }
                     });
                     if applied {
                         return Ok(Written::Done);
@@ -204,14 +211,40 @@ impl<S: Saga> Runtime<S> {
         token: &str,
         custody: Custody,
     ) -> Result<Written, StoreError> {
+        self.store.hold(self.hold_of(cx, seq, token, custody)).await
+    }
+
+    /// Hands a saga this run claimed but did not run (a recovery that publishes it again) to
+    /// the broker, taking back the attempt the claim counted.
+    pub(super) async fn hand_back(
+        &self,
+        cx: &SagaContext,
+        seq: u64,
+        token: &str,
+        custody: Custody,
+    ) -> Result<Written, StoreError> {
         let hold = Hold {
+            refund_attempt: true,
+            ..self.hold_of(cx, seq, token, custody)
+        };
+        self.store.hold(hold).await
+    }
+
+    fn hold_of<'a>(
+        &self,
+        cx: &'a SagaContext,
+        seq: u64,
+        token: &'a str,
+        custody: Custody,
+    ) -> Hold<'a> {
+        Hold {
             trace_id: cx.trace_id(),
             saga: S::description().name,
             seq,
             token,
             custody,
-        };
-        self.store.hold(hold).await
+            refund_attempt: false,
+        }
     }
 
     /// Renews the lease of `token` at `seq` every third of a lease; resolves when custody is

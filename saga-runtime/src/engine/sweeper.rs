@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use super::config::Rollback;
+use super::config::{Rollback, Routing};
 use super::driver::drive;
 use super::durable::Durable;
 use super::envelope::{Envelope, decode};
@@ -102,7 +102,24 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
         state,
         ..
     } = envelope;
+    let original_route = route.clone();
     let cx = cx.with_metadata(metadata);
+    // A pod-affine saga's pod is gone (its custody lapsed): carry it on this replica's topics.
+    let route = match (&route, &rt.config.throttled_routing) {
+        (Some(pod), _) if *pod == rt.config.pod_id => route,
+        (Some(_), Routing::PodAffine) => Some(rt.config.pod_id.clone()),
+        (Some(_), Routing::Shared) => None,
+        (None, _) => None,
+    };
+    let rerouted = route != original_route;
+    let stored = if rerouted {
+        match rt.encode(&cx, &state, failure.as_ref(), seq, route.as_deref()) {
+            Ok(payload) => payload,
+            Err(e) => return unrecoverable(rt, &cx, seq, &token, e.to_string()).await,
+        }
+    } else {
+        stored
+    };
     match mode {
         Mode::Sync => {
             let rt = Arc::clone(rt);
@@ -133,13 +150,13 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
         }
         Mode::Async | Mode::Throttled => {
             let requeue = rt.queued(&token, rt.config.requeue_after);
-            if let Err(error) = rt.hold(&cx, seq, &token, requeue).await {
+            if let Err(error) = rt.hand_back(&cx, seq, &token, requeue).await {
                 warn!(trace_id, %error, "cannot hand the recovered saga to the broker; trying again next sweep");
                 return;
             }
             let cursor = S::cursor(&state);
             if let Err(error) = rt
-                .publish(&cx, cursor, route.as_deref(), seq, stored, attempt)
+                .publish(&cx, cursor, route.as_deref(), seq, stored, Some(&token))
                 .await
             {
                 warn!(trace_id, %error, "cannot publish the recovered saga; trying again shortly");

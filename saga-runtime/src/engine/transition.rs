@@ -82,6 +82,28 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
+/// When attempt `attempt` of the transition at `cursor` is past its policy's bound before it
+/// runs (earlier attempts never reported back: the replica running them died, a step that
+/// kills its process), the error that ends it without running it again.
+pub(crate) fn over_bound<S: Saga>(
+    cursor: Cursor,
+    attempt: u32,
+    policies: &Policies,
+) -> Option<StepError> {
+    let step = step_at::<S>(cursor)?;
+    let policy = match cursor {
+        Cursor::Compensate(_) => policies.compensation,
+        _ => step.retry,
+    };
+    (attempt > policy.max_attempts).then(|| {
+        StepError::retryable(format!(
+            "attempt {attempt} is past the bound of {} attempts: the earlier attempts never \
+             finished (the replica running them died each time)",
+            policy.max_attempts
+        ))
+    })
+}
+
 /// How long to wait before attempt `attempt + 1` of the transition at `cursor` after `error`,
 /// or `None` when the transition gives up.
 ///

@@ -39,9 +39,13 @@ struct State {
     records: HashMap<String, SagaRecord>,
     /// `(lease_until_ms, trace_id)` of every running record.
     leases: BTreeSet<(u64, String)>,
-    /// `(expires_at_ms, trace_id)` of finished records, in the order they ended (the finished
-    /// TTL is one value, so that is also expiry order).
-    finished: VecDeque<(u64, String)>,
+    /// `(expires_at_ms, trace_id, generation)` of finished records, in the order they ended
+    /// (the finished TTL is one value, so that is also expiry order). An entry whose
+    /// generation is no longer in `ended` is stale (its record was removed or expired).
+    finished: VecDeque<(u64, String, u64)>,
+    /// The generation of every finished record held: what the retention queue may evict.
+    ended: HashMap<String, u64>,
+    next_generation: u64,
 }
 
 impl State {
@@ -52,19 +56,36 @@ impl State {
         self.leases.insert((until, record.trace_id.clone()));
     }
 
-    /// Drops finished records past their TTL or over the cap, oldest first.
+    /// Enters a record that just ended into the retention queue.
+    fn retain_ended(&mut self, trace_id: &str, expires_at: u64) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.ended.insert(trace_id.to_string(), generation);
+        self.finished
+            .push_back((expires_at, trace_id.to_string(), generation));
+    }
+
+    /// Forgets the record of `trace_id` (removed, or expired on access).
+    fn forget(&mut self, trace_id: &str) {
+        if let Some(record) = self.records.remove(trace_id) {
+            self.leases
+                .remove(&(record.lease_until_ms, record.trace_id));
+        }
+        self.ended.remove(trace_id);
+    }
+
+    /// Drops finished records past their TTL or over the cap, oldest first; O(1) per entry.
     fn evict(&mut self, now: u64, cap: usize) {
-        while let Some((expires_at, _)) = self.finished.front() {
-            if *expires_at > now && self.finished.len() <= cap {
+        while let Some((expires_at, trace_id, generation)) = self.finished.front() {
+            let live = self.ended.get(trace_id) == Some(generation);
+            if live && *expires_at > now && self.ended.len() <= cap {
                 break;
             }
-            if let Some((_, trace_id)) = self.finished.pop_front()
-                && self
-                    .records
-                    .get(&trace_id)
-                    .is_some_and(|record| record.status.is_final())
+            if let Some((_, trace_id, _)) = self.finished.pop_front()
+                && live
             {
                 self.records.remove(&trace_id);
+                self.ended.remove(&trace_id);
             }
         }
     }
@@ -134,11 +155,7 @@ impl MemoryStore {
     ) -> Option<&'s mut SagaRecord> {
         let expired = self.expired(state.records.get(trace_id)?, now);
         if expired {
-            if let Some(record) = state.records.remove(trace_id) {
-                state
-                    .leases
-                    .remove(&(record.lease_until_ms, record.trace_id));
-            }
+            state.forget(trace_id);
             return None;
         }
         state.records.get_mut(trace_id)
@@ -251,9 +268,7 @@ impl MemoryStore {
                 record.lease_until_ms = 0;
                 record.queued = false;
                 let expires_at = now.saturating_add(millis(self.config.finished_ttl));
-                state
-                    .finished
-                    .push_back((expires_at, record.trace_id.clone()));
+                state.retain_ended(&record.trace_id, expires_at);
             } else {
                 record.state = advance.state.map(str::to_string);
                 apply_custody(state, &mut record, &advance.custody, now);
@@ -269,7 +284,16 @@ impl MemoryStore {
         Written::Done
     }
 
-    fn hold_now(&self, trace_id: &str, seq: u64, token: &str, custody: &Custody) -> Written {
+    fn hold_now(&self, hold: &Hold<'_>) -> Written {
+        let Hold {
+            trace_id,
+            seq,
+            token,
+            custody,
+            refund_attempt,
+            ..
+        } = hold;
+        let (seq, refund_attempt) = (*seq, *refund_attempt);
         let now = now_ms();
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -278,6 +302,9 @@ impl MemoryStore {
             Err(refused) => return refused,
         };
         record.updated_at_ms = now;
+        if refund_attempt {
+            record.attempts = record.attempts.saturating_sub(1);
+        }
         apply_custody(state, &mut record, custody, now);
         state.records.insert(record.trace_id.clone(), record);
         Written::Done
@@ -332,7 +359,7 @@ impl SagaStore for MemoryStore {
     }
 
     fn hold<'a>(&'a self, hold: Hold<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
-        async move { Ok(self.hold_now(hold.trace_id, hold.seq, hold.token, &hold.custody)) }.boxed()
+        async move { Ok(self.hold_now(&hold)) }.boxed()
     }
 
     fn expired<'a>(
@@ -357,11 +384,7 @@ impl SagaStore for MemoryStore {
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             let mut state = self.lock();
-            if let Some(record) = state.records.remove(trace_id) {
-                state
-                    .leases
-                    .remove(&(record.lease_until_ms, record.trace_id));
-            }
+            state.forget(trace_id);
             Ok(())
         }
         .boxed()

@@ -391,6 +391,9 @@ pub struct Hold<'a> {
     pub token: &'a str,
     /// The custody after the write (renewed, or handed to the broker).
     pub custody: Custody,
+    /// True when the claim that took this custody ran nothing (a recovery that only publishes
+    /// the message again): the attempt it counted is taken back, so attempts count executions.
+    pub refund_attempt: bool,
 }
 
 /// What [`SagaStore::advance`] or [`SagaStore::hold`] did.

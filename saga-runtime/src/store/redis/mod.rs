@@ -490,6 +490,7 @@ impl RedisStore {
             seq,
             token,
             custody,
+            refund_attempt,
         } = hold;
         let mut invocation = SCRIPTS.hold.key(shared.keys.record(trace_id));
         invocation
@@ -499,7 +500,8 @@ impl RedisStore {
             .arg(token)
             .arg(&custody.token)
             .arg(millis(custody.lease))
-            .arg(u8::from(custody.queued));
+            .arg(u8::from(custody.queued))
+            .arg(u8::from(refund_attempt));
         let mut conn = shared.commands.clone();
         let code: i64 = shared
             .bounded("hold", trace_id, invocation.invoke_async(&mut conn))

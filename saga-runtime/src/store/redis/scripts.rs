@@ -122,7 +122,8 @@ end
 return 4
 "#;
 
-/// ARGV: trace id, seq, token, new owner, lease ms, queued (0/1). Returns a reply code.
+/// ARGV: trace id, seq, token, new owner, lease ms, queued (0/1), refund an attempt (0/1).
+/// Returns a reply code.
 const HOLD: &str = r#"
 local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final')
 if not h[1] then
@@ -133,6 +134,10 @@ if h[3] == '1' then return 1 end
 if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return 2 end
 local lease_until = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now)
+if ARGV[7] == '1' then
+  local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
+  if attempts > 0 then redis.call('HSET', KEYS[1], 'attempts', attempts - 1) end
+end
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 return 4
 "#;
