@@ -68,6 +68,9 @@ struct Receipt {
     paid: u32,
 }
 
+/// The idempotency key and request metadata a step call saw.
+type CallContext = (String, BTreeMap<String, String>);
+
 /// What the steps did, per trace id, shared by every replica of a test.
 struct Probe {
     /// (trace id, step) -> calls (entries into the step).
@@ -87,7 +90,7 @@ struct Probe {
     /// (trace id, step) -> the attempt number of each call (`SagaContext::attempt`).
     attempts: Mutex<HashMap<(String, &'static str), Vec<u32>>>,
     /// (trace id, step) -> (idempotency key, request metadata) of each call.
-    contexts: Mutex<HashMap<(String, &'static str), Vec<(String, BTreeMap<String, String>)>>>,
+    contexts: Mutex<HashMap<(String, &'static str), Vec<CallContext>>>,
 }
 
 impl Default for Probe {

@@ -144,6 +144,17 @@ pub struct Options {
     /// Most concurrent calls each upstream service accepts (overload demo); unlimited if unset.
     #[arg(long, env = "BOOKING_UPSTREAM_CAPACITY")]
     pub upstream_capacity: Option<u64>,
+    /// How long this replica's custody of a running saga lasts without renewal; a saga whose
+    /// replica died is recovered by another replica once it passed (`250ms`, `5s`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", env = "BOOKING_LEASE")]
+    pub lease: Duration,
+    /// How often this replica's recovery sweeper looks for sagas whose custody lapsed.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", env = "BOOKING_SWEEP_INTERVAL")]
+    pub sweep_interval: Duration,
+    /// How long a saga's next message may wait on the broker before the sweeper publishes
+    /// it again.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s", env = "BOOKING_REQUEUE_AFTER")]
+    pub requeue_after: Duration,
     /// Latency added to each upstream call, in milliseconds (overload demo).
     #[arg(long, default_value_t = 0, env = "BOOKING_UPSTREAM_LATENCY_MS")]
     pub upstream_latency_ms: u64,
@@ -294,6 +305,9 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
             },
             max_concurrent_steps: Some(options.concurrency),
             max_waiting: options.max_waiting,
+            lease: options.lease,
+            sweep_interval: Some(options.sweep_interval),
+            requeue_after: options.requeue_after,
             ..OrchestratorConfig::default()
         };
         let orchestrator = Orchestrator::new(saga, transport, store, config).on_complete(
