@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use sagaflow::engine::SyncEngine;
 use sagaflow::error::StuckAt;
-use sagaflow::{Cursor, RetryPolicy, Saga, SagaContext, SagaError, StepError, StepResult, saga};
+use sagaflow::{
+    Cursor, Effect, RetryPolicy, Saga, SagaContext, SagaError, StepError, StepResult, saga,
+};
 
 /// Four compensatable steps; `fault_at` makes that step fail for good; `log` records every
 /// call in order.
@@ -283,9 +285,21 @@ async fn a_step_slower_than_its_timeout_fails_with_a_timeout_and_nothing_is_comp
         SagaError::Compensated { step, error, .. } => {
             assert_eq!(step, "hold");
             assert!(error.message().contains("timed out"), "{error}");
+            assert_eq!(
+                error.effect(),
+                Effect::Unknown,
+                "a timeout may have been applied"
+            );
         }
         other => panic!("expected Compensated, got {other:?}"),
     }
+    // The outcome says so, naming the key to reconcile the step by.
+    assert!(error.effect_unknown(), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("UNKNOWN") && text.contains("`slow/hold`"),
+        "{text}"
+    );
     assert_eq!(
         saga.undone.load(Ordering::SeqCst),
         0,

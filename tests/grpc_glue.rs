@@ -252,6 +252,17 @@ fn saga_errors(trace_id: &str) -> Vec<(SagaError, Code, &'static str, Option<&'s
             Some("create_payment"),
         ),
         (
+            SagaError::Compensated {
+                saga: saga.clone(),
+                trace_id: trace_id.clone(),
+                step: "create_payment".into(),
+                error: StepError::ambiguous("connection reset"),
+            },
+            Code::FailedPrecondition,
+            "SAGA_COMPENSATED_EFFECT_UNKNOWN",
+            Some("create_payment"),
+        ),
+        (
             SagaError::Stuck {
                 saga: saga.clone(),
                 trace_id: trace_id.clone(),

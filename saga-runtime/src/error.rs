@@ -16,13 +16,40 @@ pub enum ErrorKind {
     Final,
 }
 
+/// Whether a failed call may nevertheless have taken effect upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// The upstream answered that it did not do it (a refusal, a validation error): nothing
+    /// to undo.
+    #[default]
+    None,
+    /// The request may have reached the upstream and been applied before the failure (a
+    /// timeout, a connection lost mid-call, `Unavailable`, `Unknown`, `Cancelled`,
+    /// `DeadlineExceeded`): its effect is unknown.
+    Unknown,
+}
+
 /// Why one step or compensation failed, classified [`ErrorKind::Retryable`] or
-/// [`ErrorKind::Final`].
+/// [`ErrorKind::Final`], and whether its [`Effect`] is unknown.
+///
+/// **Ambiguous failures.** When a compensatable step (or the pivot) gives up and its last error
+/// has [`Effect::Unknown`], the saga still compensates every earlier step, and its outcome,
+/// [`SagaError::Compensated`], says so: [`SagaError::effect_unknown`] is true, the message names
+/// the step and its idempotency key, and the gRPC status carries the reason
+/// `SAGA_COMPENSATED_EFFECT_UNKNOWN`, so the caller reconciles that one step by its key (the
+/// upstream deduplicates by it) instead of believing nothing happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message} ({kind:?})")]
+#[error("{message} ({kind:?}{})", if *effect == Effect::Unknown { ", effect unknown" } else { "" })]
 pub struct StepError {
     kind: ErrorKind,
     message: String,
+    #[serde(default, skip_serializing_if = "is_no_effect")]
+    effect: Effect,
+}
+
+fn is_no_effect(effect: &Effect) -> bool {
+    *effect == Effect::None
 }
 
 impl StepError {
@@ -31,6 +58,7 @@ impl StepError {
         Self {
             kind: ErrorKind::Retryable,
             message: message.into(),
+            effect: Effect::None,
         }
     }
 
@@ -39,12 +67,31 @@ impl StepError {
         Self {
             kind: ErrorKind::Final,
             message: message.into(),
+            effect: Effect::None,
         }
     }
 
-    /// The step did not finish within its timeout (retryable).
+    /// A transient failure after which the call may have taken effect (retryable, effect
+    /// unknown): a timeout, a connection lost mid-call.
+    pub fn ambiguous(message: impl Into<String>) -> Self {
+        Self::retryable(message).with_effect(Effect::Unknown)
+    }
+
+    /// The same error with `effect`.
+    pub fn with_effect(mut self, effect: Effect) -> Self {
+        self.effect = effect;
+        self
+    }
+
+    /// The step did not finish within its timeout (retryable; its effect is unknown: the
+    /// request may have been applied).
     pub fn timeout(after: std::time::Duration) -> Self {
-        Self::retryable(format!("timed out after {after:?}"))
+        Self::ambiguous(format!("timed out after {after:?}"))
+    }
+
+    /// Whether the failed call may have taken effect.
+    pub fn effect(&self) -> Effect {
+        self.effect
     }
 
     /// Retryable or final.
@@ -91,7 +138,8 @@ impl std::fmt::Display for StuckAt {
 pub enum SagaError {
     /// A step failed for good and every completed step was compensated.
     #[error(
-        "saga `{saga}` [trace id {trace_id}]: step `{step}` failed: {error}; every completed step was compensated"
+        "saga `{saga}` [trace id {trace_id}]: step `{step}` failed: {error}; every completed step was compensated{}",
+        if error.effect() == Effect::Unknown { format!("; the effect of step `{step}` itself is UNKNOWN (its last attempt may have been applied): reconcile it by idempotency key `{trace_id}/{step}`") } else { String::new() }
     )]
     Compensated {
         /// The saga's name.
@@ -193,6 +241,13 @@ pub enum SagaError {
 }
 
 impl SagaError {
+    /// True for a [`SagaError::Compensated`] whose failed step may have taken effect (its last
+    /// error has [`Effect::Unknown`]): every other step was compensated, that one must be
+    /// reconciled by its idempotency key.
+    pub fn effect_unknown(&self) -> bool {
+        matches!(self, SagaError::Compensated { error, .. } if error.effect() == Effect::Unknown)
+    }
+
     /// The trace id the error is about.
     pub fn trace_id(&self) -> &str {
         match self {

@@ -26,7 +26,7 @@ pub mod grpc;
 
 pub use context::SagaContext;
 pub use description::{SagaDescription, StepDescription, StepKind};
-pub use error::{ErrorKind, SagaError, StepError, StepResult};
+pub use error::{Effect, ErrorKind, SagaError, StepError, StepResult};
 pub use retry::RetryPolicy;
 pub use saga::{Cursor, Saga};
 

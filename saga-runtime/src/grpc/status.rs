@@ -5,8 +5,8 @@
 //!
 //! | code | kind | why |
 //! |---|---|---|
-//! | `Unavailable`, `DeadlineExceeded`, `ResourceExhausted`, `Aborted` | retryable | transient by definition (down, slow, overloaded, contention) |
-//! | `Unknown`, `Cancelled` | retryable | what a broken connection or a server shutting down mid-call yields; retries are bounded and carry the same idempotency key |
+//! | `ResourceExhausted`, `Aborted` | retryable | transient by definition (overloaded, contention) |
+//! | `Unavailable`, `DeadlineExceeded`, `Unknown`, `Cancelled` | retryable, [`Effect::Unknown`](crate::Effect) | down, slow, or what a broken connection or a server shutting down mid-call yields: the request may have been applied; retries are bounded and carry the same idempotency key |
 //! | every other code (`Internal` included) | final | retrying the same request cannot change the answer; the saga compensates |
 //!
 //! [`SagaError`] -> `Status` ([`status_from_saga_error`], also `From`):
@@ -14,6 +14,7 @@
 //! | variant | code | reason in `ErrorInfo` |
 //! |---|---|---|
 //! | `Compensated` (a step failed for good, every completed step undone) | `FailedPrecondition` | `SAGA_COMPENSATED` |
+//! | `Compensated` whose failed step's effect is unknown ([`SagaError::effect_unknown`]) | `FailedPrecondition` | `SAGA_COMPENSATED_EFFECT_UNKNOWN` |
 //! | `RollbackQueued` (a step failed for good, compensation queued on the rollback topic) | `FailedPrecondition` | `SAGA_ROLLBACK_QUEUED` |
 //! | `Stuck` (a compensation or retriable step exhausted its retries) | `Internal` | `SAGA_STUCK` |
 //! | `DeadlineExceeded` (the caller's wait ended; the saga goes on) | `DeadlineExceeded` | `SAGA_DEADLINE_EXCEEDED` |
@@ -49,12 +50,11 @@ pub const ERROR_DOMAIN: &str = "sagaflow";
 pub fn step_error_from_status(status: &Status) -> StepError {
     let message = format!("{:?}: {}", status.code(), status.message());
     match status.code() {
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::ResourceExhausted
-        | Code::Aborted
-        | Code::Unknown
-        | Code::Cancelled => StepError::retryable(message),
+        Code::ResourceExhausted | Code::Aborted => StepError::retryable(message),
+        // The request may have been applied before the answer was lost.
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
+            StepError::ambiguous(message)
+        }
         Code::Ok
         | Code::InvalidArgument
         | Code::NotFound
@@ -78,6 +78,9 @@ impl From<Status> for StepError {
 /// The stable `ErrorInfo.reason` of a saga error (table in the [module docs](self)).
 pub fn saga_error_reason(error: &SagaError) -> &'static str {
     match error {
+        SagaError::Compensated { .. } if error.effect_unknown() => {
+            "SAGA_COMPENSATED_EFFECT_UNKNOWN"
+        }
         SagaError::Compensated { .. } => "SAGA_COMPENSATED",
         SagaError::RollbackQueued { .. } => "SAGA_ROLLBACK_QUEUED",
         SagaError::Stuck { .. } => "SAGA_STUCK",
