@@ -675,6 +675,73 @@ async fn health_reports_serving_for_the_server_and_each_service() {
     server.shutdown().await.expect("clean shutdown");
 }
 
+#[tokio::test]
+async fn the_users_tonic_builder_settings_apply() {
+    let (entered, mut entries) = mpsc::unbounded_channel();
+    let hold = Arc::new(Semaphore::new(0)); // every call waits
+    let builder = tonic::transport::Server::builder().timeout(Duration::from_millis(200));
+    let server = GrpcServer::new()
+        .shutdown_on_signals(false)
+        .with_builder(builder)
+        .add_service(BookingServiceServer::new(TestBooking {
+            entered,
+            hold: Some(hold),
+        }))
+        .serve(loopback())
+        .await
+        .expect("server starts with the user's builder");
+    let mut client = BookingServiceClient::new(channel(server.local_addr()).await);
+    let request = request_with_id(
+        BookingRequest {
+            product_id: 1,
+            count: 1,
+            fault_inject: false,
+        },
+        "held",
+    );
+    let error = within("the builder's timeout", client.handle_sync_booking(request))
+        .await
+        .expect_err("the server's request timeout ends the held call");
+    assert_eq!(error.code(), Code::Cancelled, "{error:?}");
+    assert_eq!(entries.recv().await.as_deref(), Some("held"));
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_routes_serve_on_a_builder_of_the_users_own() {
+    let (entered, _entries) = mpsc::unbounded_channel();
+    let (routes, _health) = GrpcServer::new()
+        .register_file_descriptor_set(booking_proto::FILE_DESCRIPTOR_SET)
+        .add_service(BookingServiceServer::new(TestBooking {
+            entered,
+            hold: None,
+        }))
+        .into_routes()
+        .await
+        .expect("routes");
+    let listener = tokio::net::TcpListener::bind(loopback())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let served = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(incoming),
+    );
+    let mut health = HealthClient::new(channel(addr).await);
+    let answer = within(
+        "a health check",
+        health.check(HealthCheckRequest {
+            service: "pb.BookingService".into(),
+        }),
+    )
+    .await
+    .expect("health answers through the user's server");
+    assert_eq!(answer.get_ref().status(), ServingStatus::Serving);
+    served.abort();
+}
+
 // ---------------------------------------------------------------- graceful shutdown
 
 #[tokio::test]

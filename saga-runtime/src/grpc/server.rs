@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::body::Body;
 use tonic::server::NamedService;
-use tonic::service::RoutesBuilder;
+use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -78,6 +78,7 @@ pub struct GrpcServer {
     descriptor_sets: Vec<&'static [u8]>,
     on_signals: bool,
     shutdown: Option<ShutdownFuture>,
+    builder: Option<Server>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -87,6 +88,7 @@ impl std::fmt::Debug for GrpcServer {
             .field("descriptor_sets", &self.descriptor_sets.len())
             .field("on_signals", &self.on_signals)
             .field("shutdown", &self.shutdown.is_some())
+            .field("custom_builder", &self.builder.is_some())
             .finish()
     }
 }
@@ -106,7 +108,38 @@ impl GrpcServer {
             descriptor_sets: Vec::new(),
             on_signals: true,
             shutdown: None,
+            builder: None,
         }
+    }
+
+    /// Serves with `builder`, the user's tonic server builder, instead of a default one: its
+    /// settings apply (timeouts, concurrency and HTTP/2 limits, keep-alive, TLS when tonic's
+    /// `tls` feature is enabled in your build). Its routes are this server's. For tower layers
+    /// (which change the builder's type), take the routes with [`GrpcServer::into_routes`] and
+    /// serve them with your own `Server::builder().layer(...)`.
+    pub fn with_builder(mut self, builder: Server) -> Self {
+        self.builder = Some(builder);
+        self
+    }
+
+    /// Everything this server would serve (the services, health, reflection v1 and v1alpha)
+    /// as tonic routes, with the health reporter (every service marked serving), for a user who
+    /// serves them with their own builder and layers. Signals and shutdown futures set on this
+    /// server are not used then.
+    pub async fn into_routes(self) -> Result<(Routes, HealthReporter), ServeError> {
+        let (v1, v1alpha) = self.reflection()?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in &self.services {
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+        let mut routes = self.routes;
+        routes
+            .add_service(health_service)
+            .add_service(v1)
+            .add_service(v1alpha);
+        Ok((routes.routes(), health))
     }
 
     /// Serves `service` (a tonic-generated `XxxServer`), advertised by reflection and
@@ -148,14 +181,12 @@ impl GrpcServer {
 
     /// Binds `addr` (port 0 picks a free port), spawns the server on the current tokio
     /// runtime and returns once it accepts connections.
-    pub async fn serve(self, addr: SocketAddr) -> Result<ServerHandle, ServeError> {
-        let (v1, v1alpha) = self.reflection()?;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        for name in &self.services {
-            health
-                .set_service_status(*name, ServingStatus::Serving)
-                .await;
-        }
+    pub async fn serve(mut self, addr: SocketAddr) -> Result<ServerHandle, ServeError> {
+        let on_signals = self.on_signals;
+        let shutdown = self.shutdown.take();
+        let builder = self.builder.take();
+        let services = self.services.clone();
+        let (routes, health) = self.into_routes().await?;
 
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -166,30 +197,26 @@ impl GrpcServer {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
 
         let (trigger, triggered) = oneshot::channel::<()>();
-        let stop = stop_signal(self.on_signals, self.shutdown, triggered)?;
+        let stop = stop_signal(on_signals, shutdown, triggered)?;
         let reporter = health.clone();
-        let services = self.services.clone();
+        let names = services.clone();
         let signal = async move {
             stop.await;
             tracing::info!(%local_addr, "gRPC server shutting down: draining in-flight calls");
             reporter
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
-            for name in &services {
+            for name in &names {
                 reporter
                     .set_service_status(*name, ServingStatus::NotServing)
                     .await;
             }
         };
 
-        let mut routes = self.routes;
-        routes
-            .add_service(health_service)
-            .add_service(v1)
-            .add_service(v1alpha);
-        let server = Server::builder().add_routes(routes.routes());
+        let mut builder = builder.unwrap_or_else(Server::builder);
+        let server = builder.add_routes(routes);
         let task = tokio::spawn(server.serve_with_incoming_shutdown(incoming, signal));
-        tracing::info!(%local_addr, services = ?self.services, "gRPC server listening");
+        tracing::info!(%local_addr, ?services, "gRPC server listening");
         Ok(ServerHandle {
             local_addr,
             health,
