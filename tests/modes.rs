@@ -738,6 +738,60 @@ async fn a_saga_stranded_before_its_first_message_is_recovered_by_the_sweeper() 
     backends.cleanup().await;
 }
 
+/// Counts the deliveries that reach the consumers through a user's tower layer.
+#[derive(Clone)]
+struct Counted<T> {
+    inner: T,
+    seen: Arc<AtomicUsize>,
+}
+
+impl<T: tower::Service<Delivery>> tower::Service<Delivery> for Counted<T> {
+    type Response = T::Response;
+    type Error = T::Error;
+    type Future = T::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, delivery: Delivery) -> Self::Future {
+        self.seen.fetch_add(1, Ordering::SeqCst);
+        self.inner.call(delivery)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumers_run_through_a_users_tower_layer() {
+    let backends = Backends::connect(Backend::Memory, "modes-layer").await;
+    let probe = Arc::new(Probe::default());
+    let orchestrator = orchestrator(&backends, &probe, quick_config());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    let layer = tower::layer::layer_fn(move |inner| Counted {
+        inner,
+        seen: Arc::clone(&counter),
+    });
+    let consumers = orchestrator
+        .serve_layered(layer)
+        .await
+        .expect("consumers start");
+    let ticket = orchestrator
+        .run_throttled(&cx("layered"), trip(false))
+        .await
+        .expect("completes");
+    assert_eq!(ticket.paid, 100);
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        TripSaga::description().steps.len(),
+        "one delivery per step went through the layer"
+    );
+    consumers.shutdown().await;
+    backends.cleanup().await;
+}
+
 macro_rules! per_backend {
     ($($test:ident),* $(,)?) => {
         mod memory { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(super::Backend::Memory).await } )* }

@@ -11,7 +11,9 @@
 //! bounded: past [`TransportConfig::max_deliveries`](crate::transport::TransportConfig) a
 //! delivery is dead-lettered and its saga recorded stuck.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -23,20 +25,63 @@ use super::progress::Progress;
 use super::runtime::{Runtime, final_status, running_status};
 use crate::error::StuckAt;
 use crate::store::{Advance, Claim, Claimed, Written};
-use crate::transport::{Delivery, Disposition, Handler, TransportError};
+use crate::transport::{Delivery, Disposition, TransportError};
 use crate::{Saga, SagaContext, SagaError, StepError};
 
-/// Handles the messages of one topic.
-pub(super) struct TopicConsumer<S: Saga> {
-    pub(super) rt: Arc<Runtime<S>>,
-    pub(super) topic: String,
+/// The consumer of one topic of saga `S`, as a `tower::Service` of deliveries: one fenced
+/// transition per delivery, answering how to settle it. Never fails (every problem is a
+/// [`Disposition`]: a nack, a dead letter) and is always ready; wrap it in layers with
+/// [`Orchestrator::serve_layered`](super::Orchestrator::serve_layered).
+pub struct ConsumerService<S: Saga> {
+    rt: Arc<Runtime<S>>,
+    topic: Arc<str>,
 }
 
-impl<S: Saga> Handler for TopicConsumer<S> {
-    fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Disposition> {
+impl<S: Saga> ConsumerService<S> {
+    pub(super) fn new(rt: Arc<Runtime<S>>, topic: &str) -> Self {
+        Self {
+            rt,
+            topic: Arc::from(topic),
+        }
+    }
+
+    /// The logical topic this consumer handles.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl<S: Saga> Clone for ConsumerService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            rt: Arc::clone(&self.rt),
+            topic: Arc::clone(&self.topic),
+        }
+    }
+}
+
+impl<S: Saga> std::fmt::Debug for ConsumerService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerService")
+            .field("saga", &S::description().name)
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl<S: Saga> tower::Service<Delivery> for ConsumerService<S> {
+    type Response = Disposition;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Disposition, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, delivery: Delivery) -> Self::Future {
         let rt = Arc::clone(&self.rt);
-        let topic = self.topic.clone();
-        Box::pin(async move { consume(&rt, &topic, delivery).await })
+        let topic = Arc::clone(&self.topic);
+        Box::pin(async move { Ok(consume(&rt, &topic, delivery).await) })
     }
 }
 

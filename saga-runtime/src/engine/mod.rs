@@ -50,6 +50,7 @@ mod transition;
 
 pub use completion::{Completion, CompletionHook};
 pub use config::{OrchestratorConfig, Rollback, Routing};
+pub use consumer::ConsumerService;
 pub use envelope::{Envelope, FORMAT_VERSION};
 pub use orchestrator::{Orchestrator, Started};
 pub use progress::{Failure, Progress};

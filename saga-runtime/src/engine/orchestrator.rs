@@ -7,13 +7,15 @@ use tracing::{error, info};
 
 use super::completion::{Completion, CompletionHook};
 use super::config::{OrchestratorConfig, Routing};
+use super::consumer::ConsumerService;
 use super::driver::drive;
 use super::durable::Durable;
 use super::runtime::{Runtime, decode_outcome, store_error};
 use super::serve::{self, Consumers};
 use crate::store::{Begin, Custody, Mode, SagaRecord, SagaStatus, SagaStore, fingerprint};
-use crate::transport::Transport;
+use crate::transport::{Delivery, Disposition, Transport};
 use crate::{Saga, SagaContext, SagaError};
+use tower::Layer;
 
 /// Runs one saga definition in the three modes:
 /// - [`Orchestrator::run_sync`]: in the caller's task, compensations inline or queued
@@ -215,7 +217,23 @@ impl<S: Saga> Orchestrator<S> {
     /// recovery sweeper (unless [`OrchestratorConfig::sweep_interval`] is `None`). Keep the
     /// returned [`Consumers`] alive while the replica serves.
     pub async fn serve(&self) -> Result<Consumers, SagaError> {
-        serve::serve(&self.rt)
+        self.serve_layered(tower::layer::util::Identity::new())
+            .await
+    }
+
+    /// [`Self::serve`], with every topic's consumer ([`ConsumerService`], a `tower::Service`
+    /// of deliveries) wrapped in `layer`: a timeout, a concurrency limit, tracing or metrics
+    /// layers. An error of the layered service nacks the delivery for redelivery after
+    /// [`OrchestratorConfig::redelivery_delay`], with a log line naming the topic and trace id.
+    pub async fn serve_layered<L>(&self, layer: L) -> Result<Consumers, SagaError>
+    where
+        L: Layer<ConsumerService<S>>,
+        L::Service:
+            tower::Service<Delivery, Response = Disposition> + Clone + Send + Sync + 'static,
+        <L::Service as tower::Service<Delivery>>::Error: fmt::Display + Send,
+        <L::Service as tower::Service<Delivery>>::Future: Send,
+    {
+        serve::serve(&self.rt, &layer)
             .await
             .map_err(|e| SagaError::Transport {
                 trace_id: "(none: starting the consumers)".to_string(),

@@ -1,22 +1,37 @@
 //! What a replica runs for a saga: a consumer per topic and the recovery sweeper.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
+use tower::Layer;
 use tracing::info;
 
 use super::config::Routing;
-use super::consumer::TopicConsumer;
+use super::consumer::ConsumerService;
 use super::runtime::Runtime;
 use super::sweeper;
 use super::topics::all_topics;
 use crate::Saga;
-use crate::transport::{SubscribeOptions, Subscription, TransportError};
+use crate::transport::{
+    Delivery, Disposition, ServiceHandler, SubscribeOptions, Subscription, TransportError,
+};
 
-/// Subscribes to every topic of saga `S` for this replica and starts its sweeper.
-pub(super) async fn serve<S: Saga>(rt: &Arc<Runtime<S>>) -> Result<Consumers, TransportError> {
+/// Subscribes to every topic of saga `S` for this replica, each consumer wrapped in `layer`,
+/// and starts its sweeper.
+pub(super) async fn serve<S, L>(
+    rt: &Arc<Runtime<S>>,
+    layer: &L,
+) -> Result<Consumers, TransportError>
+where
+    S: Saga,
+    L: Layer<ConsumerService<S>>,
+    L::Service: tower::Service<Delivery, Response = Disposition> + Clone + Send + Sync + 'static,
+    <L::Service as tower::Service<Delivery>>::Error: fmt::Display + Send,
+    <L::Service as tower::Service<Delivery>>::Future: Send,
+{
     let name = S::description().name;
     let pod = rt.config.pod_id.clone();
     let mut routes: Vec<(Option<String>, String)> = vec![(None, name.to_string())];
@@ -30,10 +45,8 @@ pub(super) async fn serve<S: Saga>(rt: &Arc<Runtime<S>>) -> Result<Consumers, Tr
                 group: group.clone(),
                 concurrency: rt.transport.config().concurrency_for(&topic),
             };
-            let handler = Arc::new(TopicConsumer {
-                rt: Arc::clone(rt),
-                topic: topic.clone(),
-            });
+            let service = layer.layer(ConsumerService::new(Arc::clone(rt), &topic));
+            let handler = Arc::new(ServiceHandler::new(service, rt.config.redelivery_delay));
             subscriptions.push(rt.transport.subscribe(&topic, options, handler).await?);
         }
     }
