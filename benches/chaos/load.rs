@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
 
 use crate::verify::{Answer, Booking, Mode, Timeline, Upstream};
 
@@ -159,6 +160,7 @@ async fn call_once(
             unsent: never_sent(&status),
             code: status.code(),
             message: status.message().to_string(),
+            reason: status.get_details_error_info().map(|info| info.reason),
         },
         Err(_) => Answer::Failed {
             code: Code::DeadlineExceeded,
@@ -167,6 +169,7 @@ async fn call_once(
                 timeout + Duration::from_secs(5)
             ),
             unsent: false,
+            reason: None,
         },
     }
 }

@@ -170,6 +170,30 @@ pub fn run_table(run: &RunResult, runs: usize, examples: usize) -> String {
         )
     };
     let _ = writeln!(out, "settle: {settle} after the last answer");
+    match &run.recorded {
+        Ok(recorded) => {
+            let stale: Vec<usize> = (0..run.bookings.len())
+                .filter(|i| run.classes[*i] == Class::Refused && recorded[*i])
+                .collect();
+            if !stale.is_empty() {
+                let ids: Vec<&str> = stale
+                    .iter()
+                    .take(examples)
+                    .map(|i| run.bookings[*i].id.as_str())
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "note: {} refused bookings still have a record in the saga store (a saga \
+                     the store says exists, nothing upstream), e.g. {}",
+                    stale.len(),
+                    ids.join(", ")
+                );
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "note: the saga store could not be read: {e}");
+        }
+    }
     if !run.crashes.is_empty() {
         let _ = writeln!(out, "CRASHES: {}", run.crashes.join("; "));
     }
@@ -201,9 +225,15 @@ pub fn run_table(run: &RunResult, runs: usize, examples: usize) -> String {
             let upstream = run.finals[i]
                 .as_ref()
                 .map_or_else(|| "unreadable".to_string(), ToString::to_string);
+            let store = match &run.recorded {
+                Ok(recorded) if recorded[i] => "recorded",
+                Ok(_) => "absent",
+                Err(_) => "unreadable",
+            };
             let _ = writeln!(
                 out,
-                "  {} {} fault={} replica={} sent@{sent}: caller got {answer}; upstream {upstream}",
+                "  {} {} fault={} replica={} sent@{sent}: caller got {answer}; upstream {upstream}; \
+                 store {store}",
                 b.id,
                 b.mode.name(),
                 b.fault,

@@ -1,6 +1,7 @@
 //! One chaos run: fresh booking processes on the session's servers, the load, the faults
 //! injected mid-run, the settle wait, and the verdict on every trace id.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,6 +101,9 @@ pub struct RunResult {
     /// Whether every booking that may have a saga settled within the wait.
     pub all_settled: bool,
     pub rate: f64,
+    /// Per booking: whether the saga store (Redis) has a key naming its trace id at the end
+    /// (`Err`: the store could not be read).
+    pub recorded: Result<Vec<bool>, String>,
 }
 
 impl RunResult {
@@ -233,6 +237,12 @@ pub async fn run_once(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     cluster.stop();
+    let recorded = store_keys(&infra.redis_url(), &prefix).await.map(|keys| {
+        bookings
+            .iter()
+            .map(|b| keys.contains(b.id.as_str()))
+            .collect()
+    });
 
     let timelines = board.snapshot();
     let classes = bookings
@@ -256,7 +266,38 @@ pub async fn run_once(
         settle_took,
         all_settled,
         rate: config.load.rate,
+        recorded,
     })
+}
+
+/// Every `:`-separated part of every key under `prefix` in Redis (trace ids among them).
+async fn store_keys(redis_url: &str, prefix: &str) -> Result<HashSet<String>, String> {
+    let client = redis::Client::open(redis_url).map_err(|e| e.to_string())?;
+    let connect = client.get_multiplexed_async_connection();
+    let mut connection = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| format!("no answer from {redis_url} within 5 s"))?
+        .map_err(|e| e.to_string())?;
+    let mut parts = HashSet::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        for key in keys {
+            parts.extend(key.split(':').map(str::to_owned));
+        }
+        if next == 0 {
+            return Ok(parts);
+        }
+        cursor = next;
+    }
 }
 
 /// Which replica a replica kill hits, and when.

@@ -48,13 +48,19 @@ pub enum Answer {
     /// Async: accepted (the saga runs on).
     Accepted,
     /// An error status. `unsent` when the request never reached a server (connection
-    /// refused: the replica was down), so no saga can exist for it.
+    /// refused: the replica was down), so no saga can exist for it. `reason` is the
+    /// `ErrorInfo` reason of the status details, if any (`SAGA_DEADLINE_EXCEEDED`: the
+    /// caller's wait ended, the saga goes on).
     Failed {
         code: Code,
         message: String,
         unsent: bool,
+        reason: Option<String>,
     },
 }
+
+/// The `ErrorInfo` reason of a throttled wait that ended while the saga goes on.
+pub const WAIT_ENDED: &str = "SAGA_DEADLINE_EXCEEDED";
 
 impl Answer {
     /// A short label for tables: `ok`, `accepted` or the status code.
@@ -62,19 +68,26 @@ impl Answer {
         match self {
             Answer::Booked { .. } => "ok".into(),
             Answer::Accepted => "accepted".into(),
-            Answer::Failed { code, unsent, .. } => {
-                if *unsent {
-                    format!("{code:?} (not sent)")
-                } else {
-                    format!("{code:?}")
-                }
-            }
+            Answer::Failed {
+                code,
+                unsent,
+                reason,
+                ..
+            } => match (unsent, reason) {
+                (true, _) => format!("{code:?} (not sent)"),
+                (false, Some(reason)) => format!("{code:?} ({reason})"),
+                (false, None) => format!("{code:?}"),
+            },
         }
     }
 
-    /// True when the caller was told the booking exists (done or running).
+    /// True when the caller was told the booking exists (done, or running on: accepted, or
+    /// a throttled wait that ended while the saga goes on).
     pub fn promised(&self) -> bool {
-        matches!(self, Answer::Booked { .. } | Answer::Accepted)
+        match self {
+            Answer::Booked { .. } | Answer::Accepted => true,
+            Answer::Failed { reason, .. } => reason.as_deref() == Some(WAIT_ENDED),
+        }
     }
 }
 
@@ -184,7 +197,8 @@ pub enum Class {
     Compensated,
     /// The caller got an error and nothing exists upstream.
     Refused,
-    /// The caller was told ok/accepted, and nothing exists upstream after settling.
+    /// The caller was told ok/accepted (or that its throttled wait ended while the saga goes
+    /// on), and nothing exists upstream after settling.
     Lost,
     /// Inconsistent after settling: an active order without payment, a payment without
     /// (active) order...
