@@ -13,7 +13,7 @@ use super::durable::Durable;
 use super::runtime::{Runtime, decode_outcome, store_error};
 use super::serve::{self, Consumers};
 use crate::store::{Begin, Custody, Mode, SagaRecord, SagaStatus, SagaStore, fingerprint};
-use crate::transport::{Delivery, Disposition, Transport};
+use crate::transport::{Delivery, Disposition, Transport, TransportError};
 use crate::{Saga, SagaContext, SagaError};
 use tower::Layer;
 
@@ -216,7 +216,7 @@ impl<S: Saga> Orchestrator<S> {
     /// configured concurrency, in the competing-consumer group named after the saga, and the
     /// recovery sweeper (unless [`OrchestratorConfig::sweep_interval`] is `None`). Keep the
     /// returned [`Consumers`] alive while the replica serves.
-    pub async fn serve(&self) -> Result<Consumers, SagaError> {
+    pub async fn serve(&self) -> Result<Consumers, TransportError> {
         self.serve_layered(tower::layer::util::Identity::new())
             .await
     }
@@ -225,7 +225,7 @@ impl<S: Saga> Orchestrator<S> {
     /// of deliveries) wrapped in `layer`: a timeout, a concurrency limit, tracing or metrics
     /// layers. An error of the layered service nacks the delivery for redelivery after
     /// [`OrchestratorConfig::redelivery_delay`], with a log line naming the topic and trace id.
-    pub async fn serve_layered<L>(&self, layer: L) -> Result<Consumers, SagaError>
+    pub async fn serve_layered<L>(&self, layer: L) -> Result<Consumers, TransportError>
     where
         L: Layer<ConsumerService<S>>,
         L::Service:
@@ -233,12 +233,7 @@ impl<S: Saga> Orchestrator<S> {
         <L::Service as tower::Service<Delivery>>::Error: fmt::Display + Send,
         <L::Service as tower::Service<Delivery>>::Future: Send,
     {
-        serve::serve(&self.rt, &layer)
-            .await
-            .map_err(|e| SagaError::Transport {
-                trace_id: "(none: starting the consumers)".to_string(),
-                message: e.to_string(),
-            })
+        serve::serve(&self.rt, &layer).await
     }
 
     /// Records the saga at its first transition under `custody`; or finds the id taken.
