@@ -22,9 +22,9 @@ use tracing::{debug, error, warn};
 use super::driver::{Flow, Journal, drive};
 use super::envelope::{Envelope, decode};
 use super::progress::Progress;
-use super::runtime::{Runtime, final_status, running_status};
+use super::runtime::{Runtime, running_status};
 use crate::error::StuckAt;
-use crate::store::{Advance, Claim, Claimed, Written};
+use crate::store::{Advance, Claimed, Written};
 use crate::transport::{Delivery, Disposition, TransportError};
 use crate::{Saga, SagaContext, SagaError, StepError};
 
@@ -140,14 +140,7 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
         None => None,
     };
     let token = rt.token();
-    let claim = Claim {
-        trace_id: cx.trace_id(),
-        saga: S::description().name,
-        seq: Some(seq),
-        token: &token,
-        lease: rt.config.lease,
-        recovery: false,
-    };
+    let claim = rt.delivery_claim(&cx, seq, &token);
     let attempt = match rt.store.claim(claim).await {
         Ok(Claimed::Won { attempt, .. }) => attempt,
         Ok(Claimed::Stale { current }) => {
@@ -232,14 +225,7 @@ async fn give_up<S: Saga>(
     reason: String,
 ) -> Disposition {
     let token = rt.token();
-    let claim = Claim {
-        trace_id: cx.trace_id(),
-        saga: S::description().name,
-        seq: Some(seq),
-        token: &token,
-        lease: rt.config.lease,
-        recovery: false,
-    };
+    let claim = rt.delivery_claim(cx, seq, &token);
     let attempt = match rt.store.claim(claim).await {
         Ok(Claimed::Won { attempt, .. }) => attempt,
         Ok(Claimed::Missing) => return missing(cx, topic),
@@ -254,31 +240,9 @@ async fn give_up<S: Saga>(
     };
     error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering and recording the saga stuck");
     {
-        let name = super::transition::step_at::<S>(S::cursor(state))
-            .map(|s| s.name.to_string())
-            .unwrap_or_default();
-        let stuck = match S::cursor(state) {
-            crate::Cursor::Compensate(_) => StuckAt::Compensation(name),
-            _ => StuckAt::Step(name),
-        };
-        let error = SagaError::Stuck {
-            saga: cx.saga().to_string(),
-            trace_id: cx.trace_id().to_string(),
-            stuck,
-            attempts: attempt,
-            last_error: StepError::fatal(reason.clone()),
-            failed_step: failure.map(|f| (f.step, f.error)),
-        };
+        let error = stuck_error::<S>(cx, state, failure, attempt, reason.clone());
         let result: Result<S::Output, SagaError> = Err(error);
-        let advance = Advance {
-            trace_id: cx.trace_id(),
-            saga: S::description().name,
-            seq,
-            token: &token,
-            status: final_status::<S>(cx, &result),
-            state: None,
-            custody: rt.held(&token),
-        };
+        let advance = rt.final_advance(cx, seq, &token, &result);
         match rt.advance(advance).await {
             Ok(Written::Done) => rt.notify(cx, result).await,
             Ok(refused) => debug!(
@@ -293,6 +257,32 @@ async fn give_up<S: Saga>(
         }
     }
     Disposition::DeadLetter { reason }
+}
+
+/// The saga stuck at the transition `state` names, after `attempts`, for `reason`.
+fn stuck_error<S: Saga>(
+    cx: &SagaContext,
+    state: &S::State,
+    failure: Option<super::progress::Failure>,
+    attempts: u32,
+    reason: String,
+) -> SagaError {
+    let cursor = S::cursor(state);
+    let name = super::transition::step_at::<S>(cursor)
+        .map(|s| s.name.to_string())
+        .unwrap_or_default();
+    let stuck = match cursor {
+        crate::Cursor::Compensate(_) => StuckAt::Compensation(name),
+        _ => StuckAt::Step(name),
+    };
+    SagaError::Stuck {
+        saga: cx.saga().to_string(),
+        trace_id: cx.trace_id().to_string(),
+        stuck,
+        attempts,
+        last_error: StepError::fatal(reason),
+        failed_step: failure.map(|f| (f.step, f.error)),
+    }
 }
 
 /// Journals into the store and hands every next transition to the broker.
@@ -328,15 +318,7 @@ impl<S: Saga> Relay<'_, S> {
         result: Result<S::Output, SagaError>,
         dead_letter: Option<String>,
     ) -> Disposition {
-        let advance = Advance {
-            trace_id: cx.trace_id(),
-            saga: S::description().name,
-            seq: self.seq,
-            token: &self.token,
-            status: final_status::<S>(cx, &result),
-            state: None,
-            custody: self.rt.held(&self.token),
-        };
+        let advance = self.rt.final_advance(cx, self.seq, &self.token, &result);
         match self.rt.advance(advance).await {
             Ok(Written::Done) => {}
             Ok(refused) => return self.refused(cx, refused),
@@ -433,17 +415,7 @@ impl<S: Saga> Relay<'_, S> {
         failure: Option<super::progress::Failure>,
         reason: String,
     ) -> Disposition {
-        let name = super::transition::step_at::<S>(S::cursor(state))
-            .map(|s| s.name.to_string())
-            .unwrap_or_default();
-        let error = SagaError::Stuck {
-            saga: cx.saga().to_string(),
-            trace_id: cx.trace_id().to_string(),
-            stuck: StuckAt::Step(name),
-            attempts: 1,
-            last_error: StepError::fatal(reason),
-            failed_step: failure.map(|f| (f.step, f.error)),
-        };
+        let error = stuck_error::<S>(cx, state, failure, 1, reason);
         let reason = error.to_string();
         self.finish(cx, Err(error), Some(reason)).await
     }

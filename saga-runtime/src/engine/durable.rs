@@ -9,7 +9,7 @@ use tracing::{error, warn};
 use super::config::Rollback;
 use super::driver::{Flow, Journal};
 use super::progress::Progress;
-use super::runtime::{Runtime, final_status, running_status, store_error};
+use super::runtime::{Runtime, running_status, store_error};
 use crate::store::{Advance, Written};
 use crate::{Saga, SagaContext, SagaError};
 
@@ -76,15 +76,7 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
             Progress::Running { state, failure } => (state, failure),
             done => {
                 let result = done.into_outcome(cx);
-                let advance = Advance {
-                    trace_id: cx.trace_id(),
-                    saga: S::description().name,
-                    seq: self.seq,
-                    token: &self.token,
-                    status: final_status::<S>(cx, &result),
-                    state: None,
-                    custody: self.rt.held(&self.token),
-                };
+                let advance = self.rt.final_advance(cx, self.seq, &self.token, &result);
                 return Flow::Stop(match self.rt.advance(advance).await {
                     Ok(Written::Done) => result,
                     Ok(refused) => self.lost(cx, refused).await,

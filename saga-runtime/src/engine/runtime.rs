@@ -23,7 +23,9 @@ use super::envelope::{Envelope, FORMAT_VERSION};
 use super::progress::Failure;
 use super::topics::topic_for;
 use super::transition::{Policies, panic_message};
-use crate::store::{Advance, Custody, Hold, Outcome, SagaStatus, SagaStore, StoreError, Written};
+use crate::store::{
+    Advance, Claim, Custody, Hold, Outcome, SagaStatus, SagaStore, StoreError, Written,
+};
 use crate::transport::{MESSAGE_ID_HEADER, Message, TRACE_ID_HEADER, Transport, TransportError};
 use crate::{Cursor, Saga, SagaContext, SagaError};
 
@@ -200,6 +202,42 @@ impl<S: Saga> Runtime<S> {
             .retry(backoff)
             .notify(|error, after| warn!(%error, ?after, "saga store operation failed; retrying"))
             .await
+    }
+
+    /// A delivery's claim of the saga at `seq` for the run `token`.
+    pub(super) fn delivery_claim<'a>(
+        &self,
+        cx: &'a SagaContext,
+        seq: u64,
+        token: &'a str,
+    ) -> Claim<'a> {
+        Claim {
+            trace_id: cx.trace_id(),
+            saga: S::description().name,
+            seq: Some(seq),
+            token,
+            lease: self.config.lease,
+            recovery: false,
+        }
+    }
+
+    /// The write that ends the saga with `result`, by the run `token` at `seq`.
+    pub(super) fn final_advance<'a>(
+        &self,
+        cx: &'a SagaContext,
+        seq: u64,
+        token: &'a str,
+        result: &Result<S::Output, SagaError>,
+    ) -> Advance<'a> {
+        Advance {
+            trace_id: cx.trace_id(),
+            saga: S::description().name,
+            seq,
+            token,
+            status: final_status::<S>(cx, result),
+            state: None,
+            custody: self.held(token),
+        }
     }
 
     /// Renews or hands over the custody `token` holds at `seq` (one try: the lease has

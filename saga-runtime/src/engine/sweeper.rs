@@ -18,8 +18,8 @@ use super::config::{Rollback, Routing};
 use super::driver::drive;
 use super::durable::Durable;
 use super::envelope::{Envelope, decode};
-use super::runtime::{Runtime, final_status};
-use crate::store::{Advance, Claim, Claimed, Mode, Written};
+use super::runtime::Runtime;
+use crate::store::{Claim, Claimed, Mode, Written};
 use crate::{Saga, SagaContext, SagaError};
 
 /// Most sagas claimed per sweep (the next sweep takes the rest).
@@ -184,15 +184,7 @@ async fn unrecoverable<S: Saga>(
         trace_id: cx.trace_id().to_string(),
         message: format!("cannot resume from the stored state: {reason}"),
     });
-    let advance = Advance {
-        trace_id: cx.trace_id(),
-        saga: S::description().name,
-        seq,
-        token,
-        status: final_status::<S>(cx, &result),
-        state: None,
-        custody: rt.held(token),
-    };
+    let advance = rt.final_advance(cx, seq, token, &result);
     if let Ok(refused) = rt.advance(advance).await
         && refused != Written::Done
     {
