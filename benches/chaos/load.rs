@@ -109,9 +109,11 @@ pub struct LoadConfig {
     pub failover: bool,
 }
 
-/// True when the request never reached a server (nothing can exist for it).
+/// True when the request never reached a server (nothing can exist for it). A status the
+/// orchestrator itself answered carries `x-request-id` (a saga's `Unavailable` may quote a
+/// broker's "connection refused"): it was sent.
 fn never_sent(status: &Status) -> bool {
-    if status.code() != Code::Unavailable {
+    if status.code() != Code::Unavailable || status.metadata().contains_key("x-request-id") {
         return false;
     }
     let text = format!("{status:?}").to_ascii_lowercase();
