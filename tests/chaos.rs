@@ -56,7 +56,7 @@ fn short_chaos_run_loses_nothing() {
         }
     }
     command.args(["--", "--short"]);
-    // Extra harness flags, e.g. CHAOS_ARGS="--example-arg=--lease-ms=2000 --settle 90s".
+    // Extra harness flags, e.g. CHAOS_ARGS="--example-arg=--lease=2s --settle 90s".
     if let Ok(extra) = std::env::var("CHAOS_ARGS") {
         command.args(extra.split_whitespace());
     }

@@ -30,7 +30,7 @@
 //! cargo bench --bench chaos -- --transport nats --runs 10 --bookings 1000 --rate 50 \
 //!     --kill replica,broker,redis
 //! cargo bench --bench chaos -- --short            # what tests/chaos.rs runs
-//! cargo bench --bench chaos -- --example-arg=--lease-ms=2000   # flags for every booking process
+//! cargo bench --bench chaos -- --example-arg=--lease=2s   # a flag for every booking process
 //! ```
 //! The booking example binary is built first (`cargo build --example booking` in the
 //! profile of this binary: `--release` under `cargo bench`), unless `--no-build` or
@@ -101,8 +101,9 @@ struct Args {
     /// Deadline of each call (grpc-timeout).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-    /// Retries of a call answered UNAVAILABLE, same x-request-id, on the next replica
-    /// (0: callers do not retry, so nothing is recovered by a retry).
+    /// Retries of a call answered UNAVAILABLE or broken off (UNKNOWN/CANCELLED without a saga
+    /// error), same x-request-id, on the next replica (0: callers do not retry, so nothing is
+    /// recovered by a retry).
     #[arg(long, default_value_t = 0)]
     client_retries: u32,
     /// Do not send a request whose connection was refused (its replica is down) to the next
@@ -121,7 +122,7 @@ struct Args {
     /// exists, the payment is being taken), so it hits sync sagas mid-flight (0: kill on time).
     #[arg(long, default_value_t = 1)]
     sync_in_flight_at_kill: usize,
-    /// Extra argument of every booking process (repeat it; e.g. `--example-arg=--lease-ms=2000`).
+    /// Extra argument of every booking process (repeat it; e.g. `--example-arg=--lease=2s`).
     #[arg(long = "example-arg", allow_hyphen_values = true)]
     example_args: Vec<String>,
     /// RUST_LOG of the booking processes (their logs are in the temp dir).
