@@ -37,8 +37,26 @@ fn short_chaos_run_loses_nothing() {
     if !features.is_empty() {
         command.args(["--features", &features.join(",")]);
     }
+    // What cargo set for this test (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`...) must not reach
+    // the nested cargo: build scripts that track them (`ring` does) would see them change
+    // and rebuild half the dependency tree.
+    for (key, _) in std::env::vars_os() {
+        if let Some(key) = key.to_str()
+            && (key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    key,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "OUT_DIR"
+                ))
+        {
+            command.env_remove(key);
+        }
+    }
     command.args(["--", "--short"]);
-    // Extra harness flags, e.g. CHAOS_ARGS="--example-arg=--lease-ms=2000 --settle 90s".
+    // Extra harness flags, e.g. CHAOS_ARGS="--example-arg=--lease=2s --settle 90s".
     if let Ok(extra) = std::env::var("CHAOS_ARGS") {
         command.args(extra.split_whitespace());
     }

@@ -102,7 +102,8 @@ pub struct LoadConfig {
     pub rate: f64,
     /// Deadline of each call (sent as `grpc-timeout`).
     pub timeout: Duration,
-    /// Retries of a call that got UNAVAILABLE, same `x-request-id`, on the next replica.
+    /// Retries of a call that got UNAVAILABLE or broke off, same `x-request-id`, on the next
+    /// replica.
     pub client_retries: u32,
     /// Sends a request whose connection was refused (the replica is down: nothing reached
     /// it) to the next replica, as a load balancer would.
@@ -201,17 +202,24 @@ pub async fn run_load(
             let answer = loop {
                 let mut client = replicas[replica].clone();
                 let answer = call_once(&mut client, &booking, config.timeout).await;
-                let (unavailable, unsent) = match &answer {
+                // Retryable: UNAVAILABLE, or a call that broke off (UNKNOWN/CANCELLED with no
+                // saga error reason: the connection died under it).
+                let (retryable, unsent) = match &answer {
                     Answer::Failed {
                         code: Code::Unavailable,
                         unsent,
                         ..
                     } => (true, *unsent),
+                    Answer::Failed {
+                        code: Code::Unknown | Code::Cancelled,
+                        reason: None,
+                        ..
+                    } => (true, false),
                     _ => (false, false),
                 };
                 if unsent && config.failover && failovers + 1 < replicas.len() {
                     failovers += 1;
-                } else if unavailable && retries < config.client_retries {
+                } else if retryable && retries < config.client_retries {
                     retries += 1;
                 } else {
                     break answer;

@@ -13,7 +13,9 @@
 //! - **completed**: one active order and one active payment;
 //! - **compensated**: the order cancelled, no active payment;
 //! - **refused**: the caller got an error and nothing exists upstream;
-//! - **lost**: the caller was told ok/accepted and nothing exists upstream after settling;
+//! - **lost**: nothing exists upstream after settling, although the caller was told
+//!   ok/accepted (or "your throttled wait ended, the saga goes on"), or its call broke off
+//!   (transport error) after the saga store recorded the saga;
 //! - **half-done**: inconsistent after settling (an active order without payment...);
 //! - **duplicated**: more than one order or payment for the trace id;
 //! - **mismatch**: the caller got `ok` but the records say otherwise (other ids, compensated);
@@ -28,7 +30,7 @@
 //! cargo bench --bench chaos -- --transport nats --runs 10 --bookings 1000 --rate 50 \
 //!     --kill replica,broker,redis
 //! cargo bench --bench chaos -- --short            # what tests/chaos.rs runs
-//! cargo bench --bench chaos -- --example-arg=--lease-ms=2000   # flags for every booking process
+//! cargo bench --bench chaos -- --example-arg=--lease=2s   # a flag for every booking process
 //! ```
 //! The booking example binary is built first (`cargo build --example booking` in the
 //! profile of this binary: `--release` under `cargo bench`), unless `--no-build` or
@@ -99,8 +101,9 @@ struct Args {
     /// Deadline of each call (grpc-timeout).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-    /// Retries of a call answered UNAVAILABLE, same x-request-id, on the next replica
-    /// (0: callers do not retry, so nothing is recovered by a retry).
+    /// Retries of a call answered UNAVAILABLE or broken off (UNKNOWN/CANCELLED without a saga
+    /// error), same x-request-id, on the next replica (0: callers do not retry, so nothing is
+    /// recovered by a retry).
     #[arg(long, default_value_t = 0)]
     client_retries: u32,
     /// Do not send a request whose connection was refused (its replica is down) to the next
@@ -119,7 +122,7 @@ struct Args {
     /// exists, the payment is being taken), so it hits sync sagas mid-flight (0: kill on time).
     #[arg(long, default_value_t = 1)]
     sync_in_flight_at_kill: usize,
-    /// Extra argument of every booking process (repeat it; e.g. `--example-arg=--lease-ms=2000`).
+    /// Extra argument of every booking process (repeat it; e.g. `--example-arg=--lease=2s`).
     #[arg(long = "example-arg", allow_hyphen_values = true)]
     example_args: Vec<String>,
     /// RUST_LOG of the booking processes (their logs are in the temp dir).
@@ -180,6 +183,29 @@ fn profile_dir() -> Option<PathBuf> {
     Some(exe.parent()?.parent()?.to_path_buf())
 }
 
+/// Removes the variables `cargo bench`/`cargo test` set for the program it runs
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`...) from a nested cargo's environment: build
+/// scripts that track them (`ring` does) would otherwise see them change and rebuild half
+/// the dependency tree, every time, in both directions.
+fn clean_cargo_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            )
+        {
+            command.env_remove(key);
+        }
+    }
+}
+
 /// The booking example binary, built in this binary's profile unless told otherwise.
 fn booking_binary(args: &Args) -> Result<PathBuf, String> {
     if let Some(path) = &args.booking_bin {
@@ -196,6 +222,7 @@ fn booking_binary(args: &Args) -> Result<PathBuf, String> {
         build
             .args(["build", "--example", "booking"])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
+        clean_cargo_env(&mut build);
         // The facade features this binary was built with, so the example's build reuses the
         // same artifacts (`--all-features` enables all of them).
         let features: Vec<&str> = [
@@ -357,12 +384,19 @@ async fn run_all(args: Args) -> ExitCode {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse_with_short();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("cannot listen for SIGTERM");
+    // Dropping `run_all` kills every process it started (each is a `Proc`) and removes the
+    // temp dir.
     tokio::select! {
         code = run_all(args) => code,
         _ = tokio::signal::ctrl_c() => {
-            // Dropping `run_all` kills every process it started (each is a `Proc`).
-            eprintln!("chaos: interrupted; every process it started is being killed");
+            eprintln!("chaos: interrupted; killing every process it started");
             ExitCode::from(130)
+        }
+        _ = terminate.recv() => {
+            eprintln!("chaos: terminated; killing every process it started");
+            ExitCode::from(143)
         }
     }
 }

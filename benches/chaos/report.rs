@@ -183,8 +183,8 @@ pub fn run_table(run: &RunResult, runs: usize, examples: usize) -> String {
                     .collect();
                 let _ = writeln!(
                     out,
-                    "note: {} refused bookings still have a record in the saga store (a saga \
-                     the store says exists, nothing upstream), e.g. {}",
+                    "note: {} refused bookings (the error said no saga started) still have a \
+                     record in the saga store, e.g. {}",
                     stale.len(),
                     ids.join(", ")
                 );
@@ -291,6 +291,26 @@ pub fn summary(results: &[RunResult], errors: &[String]) -> String {
             "FAIL"
         };
         let _ = writeln!(out, " {replica:>18}  {verdict}");
+    }
+    let mut transports: Vec<&str> = results.iter().map(|r| r.transport).collect();
+    transports.dedup();
+    if transports.len() > 1 {
+        for transport in transports {
+            let runs: Vec<&RunResult> = results
+                .iter()
+                .filter(|r| r.transport == transport)
+                .collect();
+            let n: usize = runs.iter().map(|r| r.bookings.len()).sum();
+            let _ = write!(out, "{:<4} {transport:<9} {n:>6}", "all");
+            for class in Class::ALL {
+                let _ = write!(
+                    out,
+                    " {:>11}",
+                    runs.iter().map(|r| r.count(class)).sum::<usize>()
+                );
+            }
+            let _ = writeln!(out);
+        }
     }
     let _ = write!(out, "{:<4} {:<9} {:>6}", "all", "", total);
     for n in totals {

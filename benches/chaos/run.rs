@@ -237,19 +237,27 @@ pub async fn run_once(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     cluster.stop();
-    let recorded = store_keys(&infra.redis_url(), &prefix).await.map(|keys| {
-        bookings
-            .iter()
-            .map(|b| keys.contains(b.id.as_str()))
-            .collect()
-    });
+    let recorded: Result<Vec<bool>, String> =
+        store_keys(&infra.redis_url(), &prefix).await.map(|keys| {
+            bookings
+                .iter()
+                .map(|b| keys.contains(b.id.as_str()))
+                .collect()
+        });
 
     let timelines = board.snapshot();
     let classes = bookings
         .iter()
-        .zip(&timelines)
-        .zip(&finals)
-        .map(|((b, t), u)| classify(b, t.answer.as_ref(), u.as_ref()))
+        .enumerate()
+        .map(|(i, b)| {
+            let recorded = recorded.as_ref().ok().map(|r| r[i]);
+            classify(
+                b,
+                timelines[i].answer.as_ref(),
+                finals[i].as_ref(),
+                recorded,
+            )
+        })
         .collect();
     Ok(RunResult {
         index,

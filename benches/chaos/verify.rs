@@ -195,10 +195,13 @@ pub enum Class {
     Completed,
     /// The order cancelled, no active payment.
     Compensated,
-    /// The caller got an error and nothing exists upstream.
+    /// The caller got an error and nothing exists upstream (nor, unless the error said
+    /// plainly that no saga started, in the saga store).
     Refused,
-    /// The caller was told ok/accepted (or that its throttled wait ended while the saga goes
-    /// on), and nothing exists upstream after settling.
+    /// Nothing exists upstream after settling, although the caller was told ok/accepted (or
+    /// that its throttled wait ended while the saga goes on), or its call broke off
+    /// (transport error, no saga error reason) after the saga store recorded the saga: a
+    /// saga the system holds and never ran.
     Lost,
     /// Inconsistent after settling: an active order without payment, a payment without
     /// (active) order...
@@ -248,15 +251,32 @@ impl Class {
 
 /// The verdict on `booking`, given what its caller was told (`None`: no answer recorded,
 /// e.g. the call task died) and the upstream records after settling (`None`: unreadable).
-pub fn classify(booking: &Booking, answer: Option<&Answer>, upstream: Option<&Upstream>) -> Class {
+/// `recorded`: whether the saga store holds a record of the trace id (`None`: unknown).
+pub fn classify(
+    booking: &Booking,
+    answer: Option<&Answer>,
+    upstream: Option<&Upstream>,
+    recorded: Option<bool>,
+) -> Class {
     let Some(upstream) = upstream else {
         return Class::Unverified;
     };
     let promised = answer.is_some_and(Answer::promised);
+    // A call that broke off says nothing either way; the store says the saga exists.
+    let broke_off = match answer {
+        None => true,
+        Some(Answer::Failed {
+            unsent: false,
+            reason: None,
+            ..
+        }) => true,
+        Some(_) => false,
+    };
     match upstream.shape() {
         Shape::Duplicated => Class::Duplicated,
         Shape::Inconsistent => Class::HalfDone,
         Shape::Nothing if promised => Class::Lost,
+        Shape::Nothing if broke_off && recorded == Some(true) => Class::Lost,
         Shape::Nothing => Class::Refused,
         Shape::Completed { order, payment } => match answer {
             _ if booking.fault => Class::Mismatch,
