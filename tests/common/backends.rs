@@ -149,6 +149,8 @@ async fn redis_store(prefix: &str) -> Arc<dyn SagaStore> {
     }
 }
 
+/// Deletes every key under `prefix` (SCAN + UNLINK in batches: never a KEYS over the whole
+/// keyspace, which times out once the shared Redis holds many keys and then leaks them).
 pub async fn delete_redis_keys(prefix: &str) {
     let Ok(client) = redis::Client::open(REDIS_URL) else {
         return;
@@ -156,15 +158,28 @@ pub async fn delete_redis_keys(prefix: &str) {
     let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
         return;
     };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<i64, _> = redis::cmd("DEL")
-            .arg(&keys)
+    let mut cursor: u64 = 0;
+    loop {
+        let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
             .query_async(&mut connection)
-            .await;
+            .await
+        else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: Result<i64, _> = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut connection)
+                .await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }

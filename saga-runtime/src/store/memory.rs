@@ -205,7 +205,9 @@ impl MemoryStore {
         if !free {
             return Claimed::Busy;
         }
-        let mut record = record.clone();
+        let Some(mut record) = state.records.remove(claim.trace_id) else {
+            return Claimed::Missing;
+        };
         record.owner = claim.token.to_string();
         record.queued = false;
         record.attempts += 1;
@@ -250,11 +252,15 @@ impl MemoryStore {
         {
             let mut guard = self.lock();
             let state = &mut *guard;
-            let mut record =
-                match self.held(state, advance.trace_id, advance.seq, advance.token, now) {
-                    Ok(record) => record.clone(),
-                    Err(refused) => return refused,
-                };
+            if let Err(refused) =
+                self.held(state, advance.trace_id, advance.seq, advance.token, now)
+            {
+                return refused;
+            }
+            // Moved out and back in, not cloned: the state it holds can be large.
+            let Some(mut record) = state.records.remove(advance.trace_id) else {
+                return Written::Missing;
+            };
             record.seq += 1;
             record.attempts = 0;
             record.updated_at_ms = now;
@@ -297,9 +303,11 @@ impl MemoryStore {
         let now = now_ms();
         let mut guard = self.lock();
         let state = &mut *guard;
-        let mut record = match self.held(state, trace_id, seq, token, now) {
-            Ok(record) => record.clone(),
-            Err(refused) => return refused,
+        if let Err(refused) = self.held(state, trace_id, seq, token, now) {
+            return refused;
+        }
+        let Some(mut record) = state.records.remove(*trace_id) else {
+            return Written::Missing;
         };
         record.updated_at_ms = now;
         if refund_attempt {
