@@ -24,7 +24,7 @@ use super::envelope::{Envelope, decode};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status};
 use crate::error::StuckAt;
-use crate::store::{Advance, Claimed, Written};
+use crate::store::{Advance, Claimed, Custody, Written};
 use crate::transport::{Delivery, Disposition, TransportError};
 use crate::{Saga, SagaContext, SagaError, StepError};
 
@@ -369,7 +369,7 @@ impl<S: Saga> Relay<'_, S> {
             token: &self.token,
             status: running_status::<S>(&state),
             state: Some(&payload),
-            custody: self.rt.queued(&self.token, self.rt.config.requeue_after),
+            custody: Custody::queued(&self.token, self.rt.config.requeue_after),
         };
         match self.rt.advance(advance).await {
             Ok(Written::Done) => self.seq = next,
@@ -397,7 +397,7 @@ impl<S: Saga> Relay<'_, S> {
             Err(e) => {
                 // The transition is recorded; let the sweeper publish it again soon.
                 warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot publish the next state; the recovery sweeper publishes it again");
-                let soon = self.rt.queued(&self.token, self.rt.config.redelivery_delay);
+                let soon = Custody::queued(&self.token, self.rt.config.redelivery_delay);
                 if let Err(e) = self.rt.hold(cx, next, &self.token, soon).await {
                     warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot shorten the queued lease; the sweeper publishes it after requeue_after");
                 }
@@ -446,9 +446,7 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
     ) -> Option<Self::Stop> {
         // Back to the broker: any consumer may claim the redelivery; the store keeps the
         // attempt count.
-        let queued = self
-            .rt
-            .queued(&self.token, delay + self.rt.config.requeue_after);
+        let queued = Custody::queued(&self.token, delay + self.rt.config.requeue_after);
         if let Err(e) = self.rt.hold(cx, self.seq, &self.token, queued).await {
             warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, attempt, "cannot hand the retry to the broker; it waits for the lease");
             return Some(Disposition::Nack {

@@ -10,7 +10,7 @@ use super::config::Rollback;
 use super::driver::{Flow, Journal};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status, store_error};
-use crate::store::{Advance, Written};
+use crate::store::{Advance, Custody, Written};
 use crate::{Saga, SagaContext, SagaError};
 
 /// Journals into the store; the caller waits for the outcome.
@@ -102,7 +102,7 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
             Err(e) => return Flow::Stop(Err(e)),
         };
         let custody = if queue {
-            self.rt.queued(&self.token, self.rt.config.requeue_after)
+            Custody::queued(&self.token, self.rt.config.requeue_after)
         } else {
             self.rt.held(&self.token)
         };

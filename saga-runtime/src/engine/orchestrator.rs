@@ -294,7 +294,7 @@ impl<S: Saga> Orchestrator<S> {
         let owned = cx.clone();
         detached(cx, async move {
             let token = this.rt.token();
-            let custody = this.rt.queued(&token, this.rt.config.requeue_after);
+            let custody = Custody::queued(&token, this.rt.config.requeue_after);
             let (state, payload) = match this.begin(&owned, input, mode, route.as_deref(), custody).await? {
                 Admitted::New { state, payload } => (state, payload),
                 Admitted::Existing(record) => return Ok(Some(*record)),

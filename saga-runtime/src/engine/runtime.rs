@@ -83,11 +83,6 @@ impl<S: Saga> Runtime<S> {
         Custody::held(token, self.config.lease)
     }
 
-    /// The next message queued by `token`, re-published by the sweeper after `after`.
-    pub(super) fn queued(&self, token: &str, after: Duration) -> Custody {
-        Custody::queued(token, after)
-    }
-
     /// The message (and stored state) for `state` at sequence number `seq`, as JSON.
     pub(super) fn encode(
         &self,

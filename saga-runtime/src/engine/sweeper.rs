@@ -19,7 +19,7 @@ use super::driver::drive;
 use super::durable::Durable;
 use super::envelope::{Envelope, decode};
 use super::runtime::Runtime;
-use crate::store::{Claim, Claimed, Mode, Written};
+use crate::store::{Claim, Claimed, Custody, Mode, Written};
 use crate::{Saga, SagaContext, SagaError};
 
 /// Most sagas claimed per sweep (the next sweep takes the rest).
@@ -149,7 +149,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
             });
         }
         Mode::Async | Mode::Throttled => {
-            let requeue = rt.queued(&token, rt.config.requeue_after);
+            let requeue = Custody::queued(&token, rt.config.requeue_after);
             if let Err(error) = rt.hand_back(&cx, seq, &token, requeue).await {
                 warn!(trace_id, %error, "cannot hand the recovered saga to the broker; trying again next sweep");
                 return;
@@ -160,7 +160,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                 .await
             {
                 warn!(trace_id, %error, "cannot publish the recovered saga; trying again shortly");
-                let soon = rt.queued(&token, rt.config.redelivery_delay);
+                let soon = Custody::queued(&token, rt.config.redelivery_delay);
                 if let Err(error) = rt.hold(&cx, seq, &token, soon).await {
                     warn!(trace_id, %error, "cannot shorten the recovered saga's lease");
                 }

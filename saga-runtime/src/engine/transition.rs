@@ -82,6 +82,16 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
+/// The retry policy of the transition at `cursor`: the engine's compensation policy for a
+/// compensation, the step's own otherwise; `None` on a terminal cursor.
+fn policy_at<S: Saga>(cursor: Cursor, policies: &Policies) -> Option<RetryPolicy> {
+    let step = step_at::<S>(cursor)?;
+    Some(match cursor {
+        Cursor::Compensate(_) => policies.compensation,
+        _ => step.retry,
+    })
+}
+
 /// When attempt `attempt` of the transition at `cursor` is past its policy's bound before it
 /// runs (earlier attempts never reported back: the replica running them died, a step that
 /// kills its process), the error that ends it without running it again.
@@ -90,11 +100,7 @@ pub(crate) fn over_bound<S: Saga>(
     attempt: u32,
     policies: &Policies,
 ) -> Option<StepError> {
-    let step = step_at::<S>(cursor)?;
-    let policy = match cursor {
-        Cursor::Compensate(_) => policies.compensation,
-        _ => step.retry,
-    };
+    let policy = policy_at::<S>(cursor, policies)?;
     (attempt > policy.max_attempts).then(|| {
         StepError::retryable(format!(
             "attempt {attempt} is past the bound of {} attempts: the earlier attempts never \
@@ -119,10 +125,7 @@ pub(crate) fn retry_delay<S: Saga>(
     policies: &Policies,
 ) -> Option<Duration> {
     let step = step_at::<S>(cursor)?;
-    let policy = match cursor {
-        Cursor::Compensate(_) => policies.compensation,
-        _ => step.retry,
-    };
+    let policy = policy_at::<S>(cursor, policies)?;
     let retries_every_error =
         matches!(cursor, Cursor::Compensate(_)) || step.kind == StepKind::Retriable;
     if error.is_retryable() || retries_every_error {

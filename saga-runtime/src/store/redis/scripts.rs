@@ -38,8 +38,8 @@ pub(super) struct Scripts {
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     begin: script(BEGIN),
     claim: script(CLAIM),
-    advance: script(ADVANCE),
-    hold: script(HOLD),
+    advance: fenced(ADVANCE),
+    hold: fenced(HOLD),
     expired: script(EXPIRED),
     remove: script(REMOVE),
 });
@@ -47,6 +47,23 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 fn script(body: &str) -> Script {
     Script::new(&format!("{NOW}{body}"))
 }
+
+/// A script that first checks that `KEYS[1]` is at seq `ARGV[2]`, held by token `ARGV[3]`, and
+/// not final; otherwise it returns MISSING (dropping the lease entry `ARGV[1]`), FINISHED or
+/// STALE. The body sees the record's seq as `h[1]`.
+fn fenced(body: &str) -> Script {
+    script(&format!("{FENCE}{body}"))
+}
+
+const FENCE: &str = r#"
+local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final')
+if not h[1] then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+if h[3] == '1' then return 1 end
+if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return 2 end
+"#;
 
 /// ARGV: trace id, saga, fingerprint, mode, status, state, owner, lease ms, queued (0/1),
 /// ttl ms (0: none). Returns `{}` when created, else the existing hash (HGETALL).
@@ -92,15 +109,8 @@ return {4, attempts, tonumber(h[1]), h[7]}
 "#;
 
 /// ARGV: trace id, seq, token, status, state, lease ms, queued (0/1), final (0/1), ttl ms
-/// (0: none). Returns a reply code.
+/// (0: none). Runs after [`FENCE`]. Returns a reply code.
 const ADVANCE: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final')
-if not h[1] then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return 0
-end
-if h[3] == '1' then return 1 end
-if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return 2 end
 local seq = tonumber(h[1]) + 1
 if ARGV[8] == '1' then
   redis.call('HSET', KEYS[1], 'status', ARGV[4], 'seq', seq, 'final', 1, 'owner', '',
@@ -123,15 +133,8 @@ return 4
 "#;
 
 /// ARGV: trace id, seq, token, new owner, lease ms, queued (0/1), refund an attempt (0/1).
-/// Returns a reply code.
+/// Runs after [`FENCE`]. Returns a reply code.
 const HOLD: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final')
-if not h[1] then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return 0
-end
-if h[3] == '1' then return 1 end
-if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return 2 end
 local lease_until = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now)
 if ARGV[7] == '1' then
