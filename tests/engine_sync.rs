@@ -367,7 +367,8 @@ async fn a_saga_stopped_after_step_k_and_resumed_from_json_on_a_new_instance_end
         };
         let expected = SyncEngine::new()
             .run(&uninterrupted, &cx("resume"), 1)
-            .await;
+            .await
+            .map_err(|e| e.failure());
         for k in 0..=fault.unwrap_or(4) {
             let first = Four {
                 fault_at: fault,
@@ -393,7 +394,8 @@ async fn a_saga_stopped_after_step_k_and_resumed_from_json_on_a_new_instance_end
             );
             let resumed = SyncEngine::new()
                 .resume(&second, &cx("resume"), state, None)
-                .await;
+                .await
+                .map_err(|e| e.failure());
             assert_eq!(
                 resumed, expected,
                 "fault {fault:?}, resumed after {k} steps"

@@ -28,12 +28,15 @@ use booking_proto::pb::booking_service_server::{BookingService, BookingServiceSe
 use booking_proto::pb::{BookingASyncResponse, BookingRequest, BookingSyncResponse};
 use booking_proto::upstream::GetLoadRequest;
 use futures_util::StreamExt;
+use saga_runtime::error::Rejection;
 use saga_runtime::error::StuckAt;
 use saga_runtime::grpc::{
     ERROR_DOMAIN, GrpcServer, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, ServerHandle,
     TraceIdPolicy, outgoing_request, response_with_trace_id, saga_context, status_from_saga_error,
     step_error_from_status, trace_id_from_status,
 };
+use saga_runtime::store::{StoreError, StoreErrorKind};
+use saga_runtime::transport::TransportError;
 use saga_runtime::{SagaContext, SagaError, StepError};
 use tokio::sync::{Semaphore, mpsc};
 use tonic::transport::Channel;
@@ -236,6 +239,9 @@ fn upstream_status_codes_classify_as_retryable_or_final() {
     assert!(via_from.is_retryable());
 }
 
+/// An address that must never reach a gRPC client.
+const INTERNAL_ADDRESS: &str = "10.0.0.7:6379";
+
 fn saga_errors(trace_id: &str) -> Vec<(SagaError, Code, &'static str, Option<&'static str>)> {
     let saga = "booking".to_owned();
     let trace_id = trace_id.to_owned();
@@ -297,7 +303,7 @@ fn saga_errors(trace_id: &str) -> Vec<(SagaError, Code, &'static str, Option<&'s
             SagaError::Rejected {
                 saga: saga.clone(),
                 trace_id: trace_id.clone(),
-                reason: "queue full".into(),
+                reason: Rejection::QueueFull { waiting: 8 },
             },
             Code::ResourceExhausted,
             "SAGA_REJECTED",
@@ -306,16 +312,37 @@ fn saga_errors(trace_id: &str) -> Vec<(SagaError, Code, &'static str, Option<&'s
         (
             SagaError::Store {
                 trace_id: trace_id.clone(),
-                message: "redis unreachable".into(),
+                source: StoreError::new(
+                    "redis",
+                    StoreErrorKind::Connect,
+                    format!("cannot connect to Redis at {INTERNAL_ADDRESS}"),
+                )
+                .caused_by(std::io::Error::other("connection refused")),
             },
             Code::Unavailable,
             "SAGA_STORE_UNAVAILABLE",
             None,
         ),
         (
+            SagaError::Store {
+                trace_id: trace_id.clone(),
+                source: StoreError::new(
+                    "redis",
+                    StoreErrorKind::Corrupt,
+                    format!("Redis at {INTERNAL_ADDRESS}: key `saga:x` holds corrupt data"),
+                ),
+            },
+            Code::Internal,
+            "SAGA_STORE_UNAVAILABLE",
+            None,
+        ),
+        (
             SagaError::Transport {
                 trace_id: trace_id.clone(),
-                message: "publish not confirmed".into(),
+                source: TransportError::Publish {
+                    topic: "booking.create_order".into(),
+                    reason: format!("RabbitMQ at {INTERNAL_ADDRESS}: confirm timed out"),
+                },
             },
             Code::Unavailable,
             "SAGA_TRANSPORT_UNAVAILABLE",
@@ -323,12 +350,22 @@ fn saga_errors(trace_id: &str) -> Vec<(SagaError, Code, &'static str, Option<&'s
         ),
         (
             SagaError::InvalidState {
-                saga,
-                trace_id,
+                saga: saga.clone(),
+                trace_id: trace_id.clone(),
                 message: "finished state resumed".into(),
             },
             Code::Internal,
             "SAGA_INVALID_STATE",
+            None,
+        ),
+        (
+            SagaError::Panicked {
+                saga,
+                trace_id,
+                message: "index out of bounds".into(),
+            },
+            Code::Internal,
+            "SAGA_PANICKED",
             None,
         ),
     ]
@@ -388,6 +425,11 @@ fn every_saga_error_maps_to_its_documented_status() {
     for (error, code, reason, step) in saga_errors("map-1") {
         let status = status_from_saga_error(&error);
         assert_saga_status(&status, "map-1", code, reason, step);
+        assert!(
+            !status.message().contains(INTERNAL_ADDRESS),
+            "{reason}: an internal address reached the client: {}",
+            status.message()
+        );
         let via_from: Status = error.into();
         assert_eq!(via_from.code(), code);
     }

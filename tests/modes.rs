@@ -13,7 +13,7 @@ use common::backends::{Backend, Backends};
 use sagaflow::engine::{
     Envelope, FORMAT_VERSION, Orchestrator, OrchestratorConfig, Rollback, Started,
 };
-use sagaflow::error::StuckAt;
+use sagaflow::error::{Rejection, SagaFailure, StuckAt};
 use sagaflow::store::{Custody, Mode, SagaRecord, SagaStatus, fingerprint};
 use sagaflow::transport::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Message, SubscribeOptions, Subscription,
@@ -258,7 +258,7 @@ async fn happy_and_fault_in_each_mode(backend: Backend) {
         matches!(
             record.status,
             SagaStatus::Failed {
-                error: SagaError::Compensated { .. }
+                error: SagaFailure::Compensated { .. }
             }
         ),
         "{record:?}"
@@ -538,7 +538,7 @@ async fn a_compensation_that_always_fails_is_stuck_and_dead_lettered(backend: Ba
         matches!(
             record.status,
             SagaStatus::Failed {
-                error: SagaError::Stuck { .. }
+                error: SagaFailure::Stuck { .. }
             }
         ),
         "{record:?}"
@@ -656,7 +656,10 @@ async fn a_full_throttled_queue_refuses_at_once_and_frees_its_slot() {
             trace_id, reason, ..
         } => {
             assert_eq!(trace_id, "full-2");
-            assert!(reason.contains("full"), "{reason}");
+            assert!(
+                matches!(reason, Rejection::QueueFull { waiting: 1 }),
+                "{reason}"
+            );
         }
         other => panic!("expected Rejected, got {other:?}"),
     }

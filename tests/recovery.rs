@@ -30,7 +30,8 @@ use sagaflow::engine::{
 };
 use sagaflow::store::{
     Advance, Begin, Claim, Claimed, Custody, Hold, MemoryStore, Mode, Outcome, RedisConfig,
-    RedisStore, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreError, Written, fingerprint,
+    RedisStore, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreError, StoreErrorKind,
+    Written, fingerprint,
 };
 use sagaflow::transport::{
     Delivery, Disposition, Handler, MemoryTransport, Message, NatsTransport, RabbitMqTransport,
@@ -800,7 +801,9 @@ async fn a_sync_saga_whose_replica_died_mid_rollback_is_compensated(stores: Stor
 
     let record = b.record(id).await;
     match &record.status {
-        SagaStatus::Failed { error } => assert_compensated_at_confirm(error),
+        SagaStatus::Failed { error } => {
+            assert_compensated_at_confirm(&SagaError::ended(&record.saga, id, error.clone()))
+        }
         other => panic!("expected Failed(Compensated), got {other:?}"),
     }
     assert_eq!(record.state, None);
@@ -1553,10 +1556,11 @@ impl SagaStore for Outage {
             };
             if advance.status.is_final() && self.lose_reply.swap(false, Ordering::SeqCst) {
                 self.inner.advance(advance).await?;
-                return Err(StoreError {
-                    backend: "memory",
-                    message: "reply lost (injected outage)".to_string(),
-                });
+                return Err(StoreError::new(
+                    "memory",
+                    StoreErrorKind::Unavailable,
+                    "reply lost (injected outage)",
+                ));
             }
             let Some(status) = takeover else {
                 return self.inner.advance(advance).await;
@@ -1578,10 +1582,11 @@ impl SagaStore for Outage {
                 ..advance
             };
             assert_eq!(self.inner.advance(ended).await?, Written::Done);
-            Err(StoreError {
-                backend: "memory",
-                message: "connection reset (injected outage)".to_string(),
-            })
+            Err(StoreError::new(
+                "memory",
+                StoreErrorKind::Unavailable,
+                "connection reset (injected outage)",
+            ))
         })
     }
 
@@ -1633,7 +1638,7 @@ fn behind_an_outage(
     let store = Arc::new(Outage {
         inner: Arc::clone(&inner),
         takeover: Mutex::new(Some(SagaStatus::Failed {
-            error: refused_elsewhere(trace_id),
+            error: refused_elsewhere(trace_id).failure().expect("an ending"),
         })),
         lose_reply: AtomicBool::new(false),
     });
@@ -1663,7 +1668,7 @@ async fn a_sync_writer_whose_final_write_failed_reports_the_recorded_outcome() {
     assert_eq!(
         record.status,
         SagaStatus::Failed {
-            error: refused_elsewhere(id)
+            error: refused_elsewhere(id).failure().expect("an ending")
         },
         "the other replica's end is recorded"
     );

@@ -15,12 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use sagaflow::SagaError;
 use sagaflow::StepError;
-use sagaflow::error::StuckAt;
+use sagaflow::error::{Report, SagaFailure, StuckAt};
 use sagaflow::store::{
     Advance, Begin, Claim, Claimed, Custody, Hold, MemoryStore, Mode, RedisConfig, RedisStore,
-    SagaRecord, SagaStatus, SagaStore, StoreConfig, Written, fingerprint,
+    SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreErrorKind, Written, fingerprint,
 };
 use serde_json::json;
 
@@ -256,10 +255,8 @@ fn completed(output: serde_json::Value) -> SagaStatus {
     SagaStatus::Completed { output }
 }
 
-fn compensated(trace_id: &str) -> SagaError {
-    SagaError::Compensated {
-        saga: SAGA.into(),
-        trace_id: trace_id.into(),
+fn compensated(_trace_id: &str) -> SagaFailure {
+    SagaFailure::Compensated {
         step: "create_payment".into(),
         error: StepError::fatal("card declined"),
     }
@@ -529,9 +526,7 @@ async fn advance_to_a_failed_outcome(fx: &Fixture) {
         ("compensated", compensated("compensated")),
         (
             "stuck",
-            SagaError::Stuck {
-                saga: SAGA.into(),
-                trace_id: "stuck".into(),
+            SagaFailure::Stuck {
                 stuck: StuckAt::Compensation("create_order".into()),
                 attempts: 5,
                 last_error: StepError::retryable("order service unavailable"),
@@ -1507,8 +1502,15 @@ async fn redis_unreachable_fails_fast_naming_the_address() {
     )
     .await
     .expect_err("nothing listens on port 1");
-    assert!(error.message.contains("127.0.0.1:1"), "{error}");
-    assert!(error.message.contains("Redis"), "{error}");
+    assert!(error.message().contains("127.0.0.1:1"), "{error}");
+    assert!(error.message().contains("Redis"), "{error}");
+    assert_eq!(error.kind(), StoreErrorKind::Connect, "{error}");
+    let cause = std::error::Error::source(&error).expect("the refused connection is the source");
+    assert!(
+        Report(&error).to_string().ends_with(&cause.to_string()),
+        "the report ends with the cause: {}",
+        Report(&error)
+    );
 }
 
 #[tokio::test]
@@ -1519,9 +1521,15 @@ async fn redis_bad_url_is_refused() {
     )
     .await
     .expect_err("not a Redis URL");
-    assert!(error.message.contains("invalid Redis URL"), "{error}");
+    assert!(error.message().contains("invalid Redis URL"), "{error}");
+    assert_eq!(error.kind(), StoreErrorKind::InvalidConfig, "{error}");
     assert!(
-        !error.message.contains("secret"),
+        !Report(&error).to_string().contains("secret"),
+        "password leaked through the cause: {}",
+        Report(&error)
+    );
+    assert!(
+        !error.message().contains("secret"),
         "password leaked: {error}"
     );
 }
@@ -1565,14 +1573,15 @@ async fn redis_corrupt_record_names_the_key() {
             }
         }
         let error = b.get(id).await.expect_err("corrupt");
-        assert!(error.message.contains(&key), "{error}");
-        assert!(error.message.contains(field), "names the field: {error}");
+        assert!(error.message().contains(&key), "{error}");
+        assert_eq!(error.kind(), StoreErrorKind::Corrupt, "{error}");
+        assert!(error.message().contains(field), "names the field: {error}");
         let error = a.begin(record(id, &json!(id))).await.expect_err("corrupt");
-        assert!(error.message.contains(&key), "{error}");
+        assert!(error.message().contains(&key), "{error}");
         let error = bounded("watch of a corrupt record", b.watch(id))
             .await
             .expect_err("corrupt");
-        assert!(error.message.contains(&key), "{error}");
+        assert!(error.message().contains(&key), "{error}");
     }
     // A key of another type under the record's name: an error naming the trace id, no panic.
     let key = redis_a.record_key("not-a-hash");
@@ -1583,7 +1592,7 @@ async fn redis_corrupt_record_names_the_key() {
         .await
         .expect("SET");
     let error = a.get("not-a-hash").await.expect_err("wrong type");
-    assert!(error.message.contains("not-a-hash"), "{error}");
+    assert!(error.message().contains("not-a-hash"), "{error}");
     let error = b
         .claim(Claim {
             trace_id: "not-a-hash",
@@ -1595,7 +1604,7 @@ async fn redis_corrupt_record_names_the_key() {
         })
         .await
         .expect_err("wrong type");
-    assert!(error.message.contains("not-a-hash"), "{error}");
+    assert!(error.message().contains("not-a-hash"), "{error}");
     fx.cleanup().await;
 }
 
@@ -1716,14 +1725,15 @@ async fn redis_gone_fails_operations_in_bounded_time() {
     let error = bounded("get after Redis went away", store.get("gone"))
         .await
         .expect_err("Redis is gone");
-    assert!(error.message.contains(&address), "{error}");
+    assert!(error.message().contains(&address), "{error}");
+    assert!(error.kind().is_transient(), "{:?}: {error}", error.kind());
     let error = bounded(
         "begin after Redis went away",
         store.begin(record("gone-2", &json!(2))),
     )
     .await
     .expect_err("Redis is gone");
-    assert!(error.message.contains(&address), "{error}");
+    assert!(error.message().contains(&address), "{error}");
     let claim = store.claim(Claim {
         trace_id: "gone",
         saga: SAGA,
@@ -1735,7 +1745,7 @@ async fn redis_gone_fails_operations_in_bounded_time() {
     let error = bounded("claim after Redis went away", claim)
         .await
         .expect_err("Redis is gone");
-    assert!(error.message.contains(&address), "{error}");
+    assert!(error.message().contains(&address), "{error}");
     let next = state(1);
     let advance = store.advance(Advance {
         trace_id: "gone",
@@ -1749,15 +1759,15 @@ async fn redis_gone_fails_operations_in_bounded_time() {
     let error = bounded("advance after Redis went away", advance)
         .await
         .expect_err("Redis is gone");
-    assert!(error.message.contains(&address), "{error}");
+    assert!(error.message().contains(&address), "{error}");
     let error = bounded("expired after Redis went away", store.expired(SAGA, 10))
         .await
         .expect_err("Redis is gone");
-    assert!(error.message.contains(&address), "{error}");
+    assert!(error.message().contains(&address), "{error}");
     let error = bounded("watch after Redis went away", store.watch("gone"))
         .await
         .expect_err("Redis is gone");
-    assert!(error.message.contains(&address), "{error}");
+    assert!(error.message().contains(&address), "{error}");
     assert_eq!(redis.watcher_count(), 0, "the failed watch left no watcher");
 
     // The record written through the proxy, removed directly.

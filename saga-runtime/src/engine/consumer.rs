@@ -23,6 +23,7 @@ use super::driver::{Flow, Journal, drive};
 use super::envelope::{Envelope, decode};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status};
+use crate::error::Report;
 use crate::error::StuckAt;
 use crate::store::{Advance, Claimed, Custody, Written};
 use crate::transport::{Delivery, Disposition, TransportError};
@@ -178,7 +179,7 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
         }
         Ok(Claimed::Missing) => return missing(&cx, topic),
         Err(error) => {
-            warn!(topic, trace_id = cx.trace_id(), %error, "cannot claim the saga; redelivering later");
+            warn!(topic, trace_id = cx.trace_id(), error = %Report(&error), "cannot claim the saga; redelivering later");
             return backoff(rt, delivery.delivery_count);
         }
     };
@@ -221,7 +222,7 @@ async fn give_up<S: Saga>(
     topic: &str,
     seq: u64,
     state: &S::State,
-    failure: Option<super::progress::Failure>,
+    failure: Option<super::progress::FailedStep>,
     reason: String,
 ) -> Disposition {
     let token = rt.token();
@@ -234,7 +235,7 @@ async fn give_up<S: Saga>(
             return Disposition::Ack;
         }
         Err(e) => {
-            error!(topic, trace_id = cx.trace_id(), error = %e, %reason, "cannot record the saga stuck; dead-lettering its message");
+            error!(topic, trace_id = cx.trace_id(), error = %Report(&e), %reason, "cannot record the saga stuck; dead-lettering its message");
             return Disposition::DeadLetter { reason };
         }
     };
@@ -252,7 +253,7 @@ async fn give_up<S: Saga>(
                 "the saga moved on meanwhile"
             ),
             Err(e) => {
-                error!(topic, trace_id = cx.trace_id(), error = %e, "cannot record the saga stuck")
+                error!(topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot record the saga stuck")
             }
         }
     }
@@ -263,7 +264,7 @@ async fn give_up<S: Saga>(
 fn stuck_error<S: Saga>(
     cx: &SagaContext,
     state: &S::State,
-    failure: Option<super::progress::Failure>,
+    failure: Option<super::progress::FailedStep>,
     attempts: u32,
     reason: String,
 ) -> SagaError {
@@ -323,7 +324,7 @@ impl<S: Saga> Relay<'_, S> {
             Ok(Written::Done) => {}
             Ok(refused) => return self.refused(cx, refused),
             Err(e) => {
-                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot record the outcome; the transition runs again later");
+                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot record the outcome; the transition runs again later");
                 return Disposition::Nack {
                     delay: Some(self.rt.config.lease),
                 };
@@ -343,7 +344,7 @@ impl<S: Saga> Relay<'_, S> {
         &mut self,
         cx: &SagaContext,
         state: S::State,
-        failure: Option<super::progress::Failure>,
+        failure: Option<super::progress::FailedStep>,
     ) -> Disposition {
         let next = self.seq + 1;
         let payload =
@@ -375,7 +376,7 @@ impl<S: Saga> Relay<'_, S> {
             Ok(Written::Done) => self.seq = next,
             Ok(refused) => return self.refused(cx, refused),
             Err(e) => {
-                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot record the transition; it runs again later");
+                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot record the transition; it runs again later");
                 return Disposition::Nack {
                     delay: Some(self.rt.config.lease),
                 };
@@ -396,10 +397,10 @@ impl<S: Saga> Relay<'_, S> {
             }
             Err(e) => {
                 // The transition is recorded; let the sweeper publish it again soon.
-                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot publish the next state; the recovery sweeper publishes it again");
+                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot publish the next state; the recovery sweeper publishes it again");
                 let soon = Custody::queued(&self.token, self.rt.config.redelivery_delay);
                 if let Err(e) = self.rt.hold(cx, next, &self.token, soon).await {
-                    warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, "cannot shorten the queued lease; the sweeper publishes it after requeue_after");
+                    warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot shorten the queued lease; the sweeper publishes it after requeue_after");
                 }
                 Disposition::Ack
             }
@@ -412,7 +413,7 @@ impl<S: Saga> Relay<'_, S> {
         &mut self,
         cx: &SagaContext,
         state: &S::State,
-        failure: Option<super::progress::Failure>,
+        failure: Option<super::progress::FailedStep>,
         reason: String,
     ) -> Disposition {
         let error = stuck_error::<S>(cx, state, failure, 1, reason);
@@ -448,7 +449,7 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
         // attempt count.
         let queued = Custody::queued(&self.token, delay + self.rt.config.requeue_after);
         if let Err(e) = self.rt.hold(cx, self.seq, &self.token, queued).await {
-            warn!(topic = self.topic, trace_id = cx.trace_id(), error = %e, attempt, "cannot hand the retry to the broker; it waits for the lease");
+            warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), attempt, "cannot hand the retry to the broker; it waits for the lease");
             return Some(Disposition::Nack {
                 delay: Some(delay.max(self.rt.config.lease)),
             });

@@ -12,14 +12,14 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::progress::{Failure, Progress};
+use super::progress::{FailedStep, Progress};
 use super::transition::{self, Policies, TransitionFailure};
 use crate::{Saga, SagaContext};
 
 /// What a [`Journal`] says after a transition.
 pub(crate) enum Flow<S: Saga, T> {
     /// Run the next transition from this state, here.
-    Continue(S::State, Option<Failure>),
+    Continue(S::State, Option<FailedStep>),
     /// Stop driving: the saga ended, or its next transition runs elsewhere.
     Stop(T),
 }
@@ -59,7 +59,7 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
     cx: &SagaContext,
     policies: &Policies,
     mut state: S::State,
-    mut failure: Option<Failure>,
+    mut failure: Option<FailedStep>,
     mut attempt: u32,
     journal: &mut J,
 ) -> J::Stop {

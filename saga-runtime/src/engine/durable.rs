@@ -10,6 +10,7 @@ use super::config::Rollback;
 use super::driver::{Flow, Journal};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status, store_error};
+use crate::error::Report;
 use crate::store::{Advance, Custody, Written};
 use crate::{Saga, SagaContext, SagaError};
 
@@ -54,13 +55,13 @@ impl<S: Saga> Durable<'_, S> {
         {
             Ok(()) => Ok(()),
             Err(cause) => {
-                error!(trace_id = cx.trace_id(), %cause, "cannot queue the rollback; compensating inline");
+                error!(trace_id = cx.trace_id(), cause = %Report(&cause), "cannot queue the rollback; compensating inline");
                 if let Err(e) = self
                     .rt
                     .hold(cx, self.seq, &self.token, self.rt.held(&self.token))
                     .await
                 {
-                    warn!(trace_id = cx.trace_id(), error = %e, "cannot take the rollback back from the queue");
+                    warn!(trace_id = cx.trace_id(), error = %Report(&e), "cannot take the rollback back from the queue");
                 }
                 Err(())
             }
@@ -84,7 +85,7 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
                         // The outcome is not recorded: the lease lapses and recovery runs the
                         // last transition again (idempotent) to record it. The caller gets what
                         // the store ends up holding, never an outcome it does not hold.
-                        error!(trace_id = cx.trace_id(), error = %e, "cannot record the saga's outcome; waiting for recovery to record it");
+                        error!(trace_id = cx.trace_id(), error = %Report(&e), "cannot record the saga's outcome; waiting for recovery to record it");
                         self.rt.outcome(cx).await
                     }
                 });
@@ -119,7 +120,7 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
             Ok(Written::Done) => self.seq += 1,
             Ok(refused) => return Flow::Stop(self.lost(cx, refused).await),
             Err(e) => {
-                error!(trace_id = cx.trace_id(), error = %e, "cannot record the saga's progress; it resumes from its last recorded transition once its lease lapses");
+                error!(trace_id = cx.trace_id(), error = %Report(&e), "cannot record the saga's progress; it resumes from its last recorded transition once its lease lapses");
                 return Flow::Stop(Err(store_error(cx, &e)));
             }
         }

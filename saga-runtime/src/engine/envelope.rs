@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::progress::Failure;
+use super::progress::FailedStep;
 use crate::Saga;
 
 /// The message format version this build writes and reads.
@@ -36,7 +36,7 @@ pub struct Envelope<St> {
     pub route: Option<String>,
     /// The failure being compensated, while compensating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<Failure>,
+    pub failure: Option<FailedStep>,
     /// The state to run the next transition from.
     pub state: St,
 }

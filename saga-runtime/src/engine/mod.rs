@@ -53,7 +53,7 @@ pub use config::{OrchestratorConfig, Rollback, Routing};
 pub use consumer::ConsumerService;
 pub use envelope::{Envelope, FORMAT_VERSION};
 pub use orchestrator::{Orchestrator, Started};
-pub use progress::{Failure, Progress};
+pub use progress::{FailedStep, Progress};
 pub use serve::Consumers;
 pub use sync::SyncEngine;
 pub use topics::{all_topics, rollback_topic, step_topic, topic_for};

@@ -12,6 +12,8 @@ use super::driver::drive;
 use super::durable::Durable;
 use super::runtime::{Runtime, decode_outcome, store_error};
 use super::serve::{self, Consumers};
+use crate::error::Rejection;
+use crate::error::Report;
 use crate::store::{Begin, Custody, Mode, SagaRecord, SagaStatus, SagaStore, fingerprint};
 use crate::transport::{Delivery, Disposition, Transport, TransportError};
 use crate::{Saga, SagaContext, SagaError};
@@ -188,17 +190,19 @@ impl<S: Saga> Orchestrator<S> {
             Routing::Shared => None,
             Routing::PodAffine => Some(self.rt.config.pod_id.clone()),
         };
-        let _waiting = match &self.rt.waiting_slots {
-            Some(slots) => Some(Arc::clone(slots).try_acquire_owned().map_err(|_| SagaError::Rejected {
-                saga: cx.saga().to_string(),
-                trace_id: cx.trace_id().to_string(),
-                reason: format!(
-                    "the throttled queue of this replica is full ({} callers waiting); retry later",
-                    self.rt.config.max_waiting.unwrap_or_default()
-                ),
-            })?),
-            None => None,
-        };
+        let _waiting =
+            match &self.rt.waiting_slots {
+                Some(slots) => Some(Arc::clone(slots).try_acquire_owned().map_err(|_| {
+                    SagaError::Rejected {
+                        saga: cx.saga().to_string(),
+                        trace_id: cx.trace_id().to_string(),
+                        reason: Rejection::QueueFull {
+                            waiting: self.rt.config.max_waiting.unwrap_or_default(),
+                        },
+                    }
+                })?),
+                None => None,
+            };
         if let Some(existing) = self.admit(cx, input, Mode::Throttled, route).await? {
             return self.await_existing(cx, existing).await;
         }
@@ -303,11 +307,11 @@ impl<S: Saga> Orchestrator<S> {
             if let Err(error) = this.rt.publish(&owned, cursor, route.as_deref(), 0, payload, None).await {
                 // Nothing was started: free the id so the caller can retry with it.
                 if let Err(cleanup) = this.rt.store.remove(owned.trace_id()).await {
-                    error!(trace_id = owned.trace_id(), %cleanup, "cannot remove the record of a saga that did not start; the sweeper starts it");
+                    error!(trace_id = owned.trace_id(), cleanup = %Report(&cleanup), "cannot remove the record of a saga that did not start; the sweeper starts it");
                 }
                 return Err(SagaError::Transport {
                     trace_id: owned.trace_id().to_string(),
-                    message: error.to_string(),
+                    source: error,
                 });
             }
             Ok(None)
@@ -353,10 +357,18 @@ async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T, SagaError>> + Send + 'static,
 ) -> Result<T, SagaError> {
     tokio::spawn(work).await.unwrap_or_else(|e| {
-        Err(SagaError::InvalidState {
+        Err(SagaError::Panicked {
             saga: cx.saga().to_string(),
             trace_id: cx.trace_id().to_string(),
-            message: format!("the saga task failed: {e}"),
+            message: panic_message(e),
         })
     })
+}
+
+/// What a failed task says: its panic message, or that it was cancelled.
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => super::transition::panic_message(&*payload),
+        Err(error) => error.to_string(),
+    }
 }

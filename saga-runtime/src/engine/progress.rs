@@ -10,7 +10,7 @@ use crate::{Cursor, Saga, SagaContext, SagaError, StepError, StepKind};
 /// The forward step whose failure started a rollback, and why it failed. Carried beside the
 /// state while compensations run, so the final error names the step that failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
+pub struct FailedStep {
     /// The step that failed.
     pub step: String,
     /// Its last error.
@@ -25,7 +25,7 @@ pub enum Progress<S: Saga> {
         /// The next state.
         state: S::State,
         /// The failure being compensated, if any.
-        failure: Option<Failure>,
+        failure: Option<FailedStep>,
     },
     /// Every step completed.
     Completed(S::Output),
@@ -40,14 +40,14 @@ pub enum Progress<S: Saga> {
         /// The error, naming the stuck transition.
         error: SagaError,
         /// The failure being compensated, if any.
-        failure: Option<Failure>,
+        failure: Option<FailedStep>,
     },
 }
 
 impl<S: Saga> Progress<S> {
     /// Where a saga stands at `state`, before any transition runs (a terminal state is
     /// already an outcome).
-    pub fn at(cx: &SagaContext, state: S::State, failure: Option<Failure>) -> Self {
+    pub fn at(cx: &SagaContext, state: S::State, failure: Option<FailedStep>) -> Self {
         match S::cursor(&state) {
             Cursor::Completed => match S::finish(state) {
                 Ok(output) => Progress::Completed(output),
@@ -70,7 +70,7 @@ impl<S: Saga> Progress<S> {
     pub(crate) fn after(
         cx: &SagaContext,
         state: S::State,
-        failure: Option<Failure>,
+        failure: Option<FailedStep>,
         result: Result<S::Effect, TransitionFailure>,
     ) -> Self {
         let cursor = S::cursor(&state);
@@ -80,7 +80,7 @@ impl<S: Saga> Progress<S> {
                 let Some(step) = step_at::<S>(cursor) else {
                     return Self::at(cx, state, failure);
                 };
-                let stuck = |stuck: StuckAt, failure: Option<Failure>| SagaError::Stuck {
+                let stuck = |stuck: StuckAt, failure: Option<FailedStep>| SagaError::Stuck {
                     saga: cx.saga().to_string(),
                     trace_id: cx.trace_id().to_string(),
                     stuck,
@@ -95,7 +95,7 @@ impl<S: Saga> Progress<S> {
                         failure,
                     },
                     Cursor::Step(_) => {
-                        let failure = Some(Failure {
+                        let failure = Some(FailedStep {
                             step: step.name.to_string(),
                             error: error.clone(),
                         });
@@ -136,9 +136,9 @@ impl<S: Saga> Progress<S> {
     }
 }
 
-fn compensated(cx: &SagaContext, failure: Option<Failure>) -> SagaError {
+fn compensated(cx: &SagaContext, failure: Option<FailedStep>) -> SagaError {
     let (step, error) = match failure {
-        Some(Failure { step, error }) => (step, error),
+        Some(FailedStep { step, error }) => (step, error),
         None => (
             "(unknown: resumed after the failure)".to_string(),
             StepError::fatal("the failure was not recorded with the state"),

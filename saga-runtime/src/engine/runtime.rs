@@ -20,9 +20,11 @@ use tracing::{error, warn};
 use super::completion::{Completion, CompletionHook};
 use super::config::OrchestratorConfig;
 use super::envelope::{Envelope, FORMAT_VERSION};
-use super::progress::Failure;
+use super::progress::FailedStep;
 use super::topics::topic_for;
 use super::transition::{Policies, panic_message};
+use crate::error::Report;
+use crate::error::SagaFailure;
 use crate::store::{
     Advance, Claim, Custody, Hold, Outcome, SagaStatus, SagaStore, StoreError, Written,
 };
@@ -88,7 +90,7 @@ impl<S: Saga> Runtime<S> {
         &self,
         cx: &SagaContext,
         state: &S::State,
-        failure: Option<&Failure>,
+        failure: Option<&FailedStep>,
         seq: u64,
         route: Option<&str>,
     ) -> Result<String, SagaError> {
@@ -195,7 +197,7 @@ impl<S: Saga> Runtime<S> {
             .with_jitter();
         operation
             .retry(backoff)
-            .notify(|error, after| warn!(%error, ?after, "saga store operation failed; retrying"))
+            .notify(|error, after| warn!(error = %Report(error), ?after, "saga store operation failed; retrying"))
             .await
     }
 
@@ -229,7 +231,7 @@ impl<S: Saga> Runtime<S> {
             saga: S::description().name,
             seq,
             token,
-            status: final_status::<S>(cx, result),
+            status: final_status::<S>(result),
             state: None,
             custody: self.held(token),
         }
@@ -297,7 +299,7 @@ impl<S: Saga> Runtime<S> {
                     return;
                 }
                 Err(error) => {
-                    warn!(trace_id = cx.trace_id(), %error, "cannot renew the saga's lease; retrying");
+                    warn!(trace_id = cx.trace_id(), error = %Report(&error), "cannot renew the saga's lease; retrying");
                 }
             }
         }
@@ -360,23 +362,22 @@ pub(super) fn running_status<S: Saga>(state: &S::State) -> SagaStatus {
 }
 
 /// The status the store records for an ended saga.
-pub(super) fn final_status<S: Saga>(
-    cx: &SagaContext,
-    result: &Result<S::Output, SagaError>,
-) -> SagaStatus {
+pub(super) fn final_status<S: Saga>(result: &Result<S::Output, SagaError>) -> SagaStatus {
     match result {
         Ok(output) => match serde_json::to_value(output) {
             Ok(output) => SagaStatus::Completed { output },
             Err(e) => SagaStatus::Failed {
-                error: SagaError::InvalidState {
-                    saga: cx.saga().to_string(),
-                    trace_id: cx.trace_id().to_string(),
+                error: SagaFailure::InvalidState {
                     message: format!("the saga's output does not serialize: {e}"),
                 },
             },
         },
         Err(error) => SagaStatus::Failed {
-            error: error.clone(),
+            error: error
+                .failure()
+                .unwrap_or_else(|| SagaFailure::InvalidState {
+                    message: error.to_string(),
+                }),
         },
     }
 }
@@ -385,7 +386,7 @@ pub(super) fn final_status<S: Saga>(
 pub(super) fn store_error(cx: &SagaContext, error: &StoreError) -> SagaError {
     SagaError::Store {
         trace_id: cx.trace_id().to_string(),
-        message: error.to_string(),
+        source: error.clone(),
     }
 }
 
@@ -394,7 +395,7 @@ pub(super) fn decode_outcome<S: Saga>(
     cx: &SagaContext,
     outcome: Outcome,
 ) -> Result<S::Output, SagaError> {
-    let output = outcome?;
+    let output = outcome.map_err(|failure| SagaError::ended(cx.saga(), cx.trace_id(), failure))?;
     serde_json::from_value(output).map_err(|e| SagaError::InvalidState {
         saga: cx.saga().to_string(),
         trace_id: cx.trace_id().to_string(),

@@ -19,6 +19,7 @@ use super::driver::drive;
 use super::durable::Durable;
 use super::envelope::{Envelope, decode};
 use super::runtime::Runtime;
+use crate::error::Report;
 use crate::store::{Claim, Claimed, Custody, Mode, Written};
 use crate::{Saga, SagaContext, SagaError};
 
@@ -39,7 +40,7 @@ pub(super) async fn run<S: Saga>(rt: Arc<Runtime<S>>, stop: CancellationToken, t
         let expired = match rt.store.expired(saga, BATCH).await {
             Ok(expired) => expired,
             Err(error) => {
-                warn!(saga, %error, "recovery sweeper cannot read expired leases; trying again next sweep");
+                warn!(saga, error = %Report(&error), "recovery sweeper cannot read expired leases; trying again next sweep");
                 continue;
             }
         };
@@ -72,7 +73,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
         }) => (attempt, seq, mode, state.unwrap_or_default()),
         Ok(_) => return, // another replica won it, or it moved on meanwhile
         Err(error) => {
-            warn!(trace_id, %error, "recovery sweeper cannot claim the saga; trying again next sweep");
+            warn!(trace_id, error = %Report(&error), "recovery sweeper cannot claim the saga; trying again next sweep");
             return;
         }
     };
@@ -151,7 +152,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
         Mode::Async | Mode::Throttled => {
             let requeue = Custody::queued(&token, rt.config.requeue_after);
             if let Err(error) = rt.hand_back(&cx, seq, &token, requeue).await {
-                warn!(trace_id, %error, "cannot hand the recovered saga to the broker; trying again next sweep");
+                warn!(trace_id, error = %Report(&error), "cannot hand the recovered saga to the broker; trying again next sweep");
                 return;
             }
             let cursor = S::cursor(&state);
@@ -159,10 +160,10 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                 .publish(&cx, cursor, route.as_deref(), seq, stored, Some(&token))
                 .await
             {
-                warn!(trace_id, %error, "cannot publish the recovered saga; trying again shortly");
+                warn!(trace_id, error = %Report(&error), "cannot publish the recovered saga; trying again shortly");
                 let soon = Custody::queued(&token, rt.config.redelivery_delay);
                 if let Err(error) = rt.hold(&cx, seq, &token, soon).await {
-                    warn!(trace_id, %error, "cannot shorten the recovered saga's lease");
+                    warn!(trace_id, error = %Report(&error), "cannot shorten the recovered saga's lease");
                 }
             }
         }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::driver::{Flow, Journal, drive};
-use super::progress::{Failure, Progress};
+use super::progress::{FailedStep, Progress};
 use super::transition::Policies;
 use crate::{RetryPolicy, Saga, SagaContext, SagaError};
 
@@ -52,7 +52,7 @@ impl SyncEngine {
         saga: &S,
         cx: &SagaContext,
         state: S::State,
-        failure: Option<Failure>,
+        failure: Option<FailedStep>,
     ) -> Result<S::Output, SagaError> {
         match Progress::<S>::at(cx, state, failure) {
             Progress::Running { state, failure } => {

@@ -19,9 +19,15 @@
 //! | `Stuck` (a compensation or retriable step exhausted its retries) | `Internal` | `SAGA_STUCK` |
 //! | `DeadlineExceeded` (the caller's wait ended; the saga goes on) | `DeadlineExceeded` | `SAGA_DEADLINE_EXCEEDED` |
 //! | `IdTaken` (trace id used by another input) | `AlreadyExists` | `SAGA_ID_TAKEN` |
-//! | `Rejected` (queue full, throttled, shutting down) | `ResourceExhausted` | `SAGA_REJECTED` |
-//! | `Store`, `Transport` (backend unreachable) | `Unavailable` | `SAGA_STORE_UNAVAILABLE`, `SAGA_TRANSPORT_UNAVAILABLE` |
+//! | `Rejected` (the throttled queue is full) | `ResourceExhausted` | `SAGA_REJECTED` |
+//! | `Store`, `Transport` (backend unreachable, timed out) | `Unavailable` | `SAGA_STORE_UNAVAILABLE`, `SAGA_TRANSPORT_UNAVAILABLE` |
+//! | `Store` whose kind is not transient (corrupt record, bad configuration) | `Internal` | `SAGA_STORE_UNAVAILABLE` |
 //! | `InvalidState` | `Internal` | `SAGA_INVALID_STATE` |
+//! | `Panicked` (the task running the saga panicked) | `Internal` | `SAGA_PANICKED` |
+//!
+//! For `Store` and `Transport` the message says what failed (the store is unreachable, the
+//! broker did not confirm) and never the internal address or the cause; those are logged at
+//! `error` level with the trace id and the whole cause chain when the status is built.
 //!
 //! `Compensated` is `FailedPrecondition` rather than `Aborted` because it is the final outcome
 //! of that trace id (a repeat returns it again), so a client must not retry it as is: it is
@@ -39,7 +45,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::REQUEST_ID_HEADER;
-use crate::error::StuckAt;
+use crate::error::{Report, StuckAt};
 use crate::{SagaError, StepError};
 
 /// The `ErrorInfo.domain` of every status made from a [`SagaError`].
@@ -90,6 +96,7 @@ pub fn saga_error_reason(error: &SagaError) -> &'static str {
         SagaError::Store { .. } => "SAGA_STORE_UNAVAILABLE",
         SagaError::Transport { .. } => "SAGA_TRANSPORT_UNAVAILABLE",
         SagaError::InvalidState { .. } => "SAGA_INVALID_STATE",
+        SagaError::Panicked { .. } => "SAGA_PANICKED",
     }
 }
 
@@ -112,10 +119,19 @@ pub fn status_from_saga_error(error: &SagaError) -> Status {
         SagaError::DeadlineExceeded { saga, .. } => (Code::DeadlineExceeded, Some(saga), None),
         SagaError::IdTaken { saga, .. } => (Code::AlreadyExists, Some(saga), None),
         SagaError::Rejected { saga, .. } => (Code::ResourceExhausted, Some(saga), None),
+        SagaError::Store { source, .. } if !source.kind().is_transient() => {
+            (Code::Internal, None, None)
+        }
         SagaError::Store { .. } | SagaError::Transport { .. } => (Code::Unavailable, None, None),
-        SagaError::InvalidState { saga, .. } => (Code::Internal, Some(saga), None),
+        SagaError::InvalidState { saga, .. } | SagaError::Panicked { saga, .. } => {
+            (Code::Internal, Some(saga), None)
+        }
     };
     let trace_id = error.trace_id();
+    if error.is_infrastructure() {
+        // The client's message leaves out internal addresses and causes: log them here.
+        tracing::error!(trace_id, error = %Report(error), "saga request failed on infrastructure");
+    }
     let mut metadata = HashMap::from([("trace_id".to_owned(), trace_id.to_owned())]);
     if let Some(saga) = saga {
         metadata.insert("saga".to_owned(), saga.clone());

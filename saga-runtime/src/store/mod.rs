@@ -34,8 +34,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::SagaError;
+use crate::error::SagaFailure;
 
+mod error;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -43,6 +44,7 @@ mod waiters;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisStore};
+pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
 
 /// Where a saga stands, as recorded in the store.
@@ -70,8 +72,8 @@ pub enum SagaStatus {
     },
     /// Final: a step failed and every completed step was compensated, or the saga is stuck.
     Failed {
-        /// The error ([`SagaError::Compensated`] or [`SagaError::Stuck`]).
-        error: SagaError,
+        /// How it ended.
+        error: SagaFailure,
     },
 }
 
@@ -95,7 +97,7 @@ impl SagaStatus {
 }
 
 /// A finished saga's outcome: its output as JSON, or how it failed.
-pub type Outcome = Result<serde_json::Value, SagaError>;
+pub type Outcome = Result<serde_json::Value, SagaFailure>;
 
 /// How a saga was started, so that recovery resumes it the way it ran.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -409,16 +411,6 @@ pub enum Written {
     Finished,
     /// Refused: there is no record.
     Missing,
-}
-
-/// A store failure. Names what it was doing and where.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("saga store ({backend}): {message}")]
-pub struct StoreError {
-    /// "memory", "redis".
-    pub backend: &'static str,
-    /// What failed, with the address or key.
-    pub message: String,
 }
 
 /// Store settings common to every backend.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-use super::{Outcome, StoreError};
+use super::{Outcome, StoreError, StoreErrorKind};
 
 /// What a waiter receives: the outcome, or why the store cannot tell it.
 pub(crate) type WaitResult = Result<Outcome, StoreError>;
@@ -150,13 +150,14 @@ impl Waiter {
     pub(crate) async fn wait(mut self, backend: &'static str) -> WaitResult {
         match (&mut self.rx).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError {
+            Err(_) => Err(StoreError::new(
                 backend,
-                message: format!(
+                StoreErrorKind::Closed,
+                format!(
                     "the store was shut down while waiting for trace id {}",
                     self.trace_id
                 ),
-            }),
+            )),
         }
     }
 }

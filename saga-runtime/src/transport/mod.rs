@@ -215,8 +215,9 @@ pub struct SubscribeOptions {
     pub concurrency: usize,
 }
 
-/// A transport failure. Every variant says which broker address or topic it is about.
-#[derive(Debug, thiserror::Error)]
+/// A transport failure. Every variant says which broker address or topic it is about;
+/// [`TransportError::kind`] gives a copyable kind to match on.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
     /// The broker could not be reached within the connect timeout.
@@ -258,6 +259,47 @@ pub enum TransportError {
     /// The transport is shut down.
     #[error("transport is closed")]
     Closed,
+}
+
+impl TransportError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> TransportErrorKind {
+        match self {
+            TransportError::Connect { .. } => TransportErrorKind::Connect,
+            TransportError::Publish { .. } => TransportErrorKind::Publish,
+            TransportError::TooLarge { .. } => TransportErrorKind::TooLarge,
+            TransportError::Subscribe { .. } => TransportErrorKind::Subscribe,
+            TransportError::Closed => TransportErrorKind::Closed,
+        }
+    }
+}
+
+/// The kind of a [`TransportError`], one per variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// The broker could not be reached.
+    Connect,
+    /// A publish was not confirmed.
+    Publish,
+    /// A message was over the size limit.
+    TooLarge,
+    /// A subscription could not be set up.
+    Subscribe,
+    /// The transport is shut down.
+    Closed,
+}
+
+impl fmt::Display for TransportErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportErrorKind::Connect => "the message broker is unreachable",
+            TransportErrorKind::Publish => "the message broker did not confirm a message",
+            TransportErrorKind::TooLarge => "a message is over the broker's size limit",
+            TransportErrorKind::Subscribe => "the message broker refused a subscription",
+            TransportErrorKind::Closed => "the message broker connection is closed",
+        })
+    }
 }
 
 /// A message broker as the engine sees it. Object safe: the engine holds an

@@ -45,7 +45,7 @@ use self::scripts::{SCRIPTS, reply};
 use self::watcher::Watcher;
 use super::{
     Advance, Begin, Claim, Claimed, Hold, Mode, Outcome, SagaRecord, SagaStatus, SagaStore,
-    StoreConfig, StoreError, Written, millis,
+    StoreConfig, StoreError, StoreErrorKind, Written, millis,
 };
 
 const BACKEND: &str = "redis";
@@ -139,11 +139,8 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
-    fn error(&self, message: String) -> StoreError {
-        StoreError {
-            backend: BACKEND,
-            message: format!("Redis at {}: {message}", self.addr),
-        }
+    fn error(&self, kind: StoreErrorKind, message: String) -> StoreError {
+        StoreError::new(BACKEND, kind, format!("Redis at {}: {message}", self.addr))
     }
 
     /// Runs one Redis operation within the response timeout; `what` and `trace_id` name it
@@ -157,12 +154,18 @@ impl Shared {
         let timeout = self.config.response_timeout;
         match tokio::time::timeout(timeout, operation).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.error(format!(
-                "{what} failed [trace id {trace_id}]: {error}; {START_HINT}"
-            ))),
-            Err(_) => Err(self.error(format!(
-                "{what} got no answer within {timeout:?} [trace id {trace_id}]; {START_HINT}"
-            ))),
+            Ok(Err(error)) => Err(self
+                .error(
+                    StoreErrorKind::Unavailable,
+                    format!("{what} failed [trace id {trace_id}]; {START_HINT}"),
+                )
+                .caused_by(error)),
+            Err(_) => Err(self.error(
+                StoreErrorKind::Timeout,
+                format!(
+                    "{what} got no answer within {timeout:?} [trace id {trace_id}]; {START_HINT}"
+                ),
+            )),
         }
     }
 
@@ -174,9 +177,12 @@ impl Shared {
     ) -> Result<SagaRecord, StoreError> {
         let key = self.keys.record(trace_id);
         decode_record(trace_id, fields).map_err(|what| {
-            self.error(format!(
-                "key `{key}` holds corrupt data, not a saga record ({what}); delete or repair the key"
-            ))
+            self.error(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "key `{key}` holds corrupt data, not a saga record ({what}); delete or repair the key"
+                ),
+            )
         })
     }
 
@@ -260,20 +266,25 @@ impl RedisStore {
     /// [`StoreConfig`] (then the Redis settings take their defaults).
     pub async fn connect(url: &str, config: impl Into<RedisConfig>) -> Result<Self, StoreError> {
         let config = config.into();
-        let info = url.into_connection_info().map_err(|error| StoreError {
-            backend: BACKEND,
-            message: format!("invalid Redis URL `{}`: {error}", redact(url)),
+        let info = url.into_connection_info().map_err(|error| {
+            StoreError::new(
+                BACKEND,
+                StoreErrorKind::InvalidConfig,
+                format!("invalid Redis URL `{}`", redact(url)),
+            )
+            .caused_by(error)
         })?;
         let addr = info.addr().to_string();
         let bound = config.connect_timeout;
         match tokio::time::timeout(bound, Self::open(info, config, addr.clone())).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError {
-                backend: BACKEND,
-                message: format!(
+            Err(_) => Err(StoreError::new(
+                BACKEND,
+                StoreErrorKind::Connect,
+                format!(
                     "cannot connect to Redis at {addr}: no connection within {bound:?}; {START_HINT}"
                 ),
-            }),
+            )),
         }
     }
 
@@ -282,9 +293,13 @@ impl RedisStore {
         config: RedisConfig,
         addr: String,
     ) -> Result<Self, StoreError> {
-        let connect_error = |error: ::redis::RedisError| StoreError {
-            backend: BACKEND,
-            message: format!("cannot connect to Redis at {addr}: {error}; {START_HINT}"),
+        let connect_error = |error: ::redis::RedisError| {
+            StoreError::new(
+                BACKEND,
+                StoreErrorKind::Connect,
+                format!("cannot connect to Redis at {addr}; {START_HINT}"),
+            )
+            .caused_by(error)
         };
         let client = Client::open(info.clone()).map_err(connect_error)?;
         // One direct attempt first: the connection managers retry with backoff, which would
@@ -366,9 +381,12 @@ impl RedisStore {
         value: &T,
     ) -> Result<String, StoreError> {
         serde_json::to_string(value).map_err(|error| {
-            self.shared.error(format!(
-                "cannot serialise the {what} of trace id {trace_id}: {error}"
-            ))
+            self.shared
+                .error(
+                    StoreErrorKind::InvalidConfig,
+                    format!("cannot serialise the {what} of trace id {trace_id}"),
+                )
+                .caused_by(error)
         })
     }
 
@@ -430,9 +448,10 @@ impl RedisStore {
             .bounded("claim", trace_id, invocation.invoke_async(&mut conn))
             .await?;
         let corrupt = || {
-            shared.error(format!(
-                "unexpected reply of the claim script for trace id {trace_id}"
-            ))
+            shared.error(
+                StoreErrorKind::Corrupt,
+                format!("unexpected reply of the claim script for trace id {trace_id}"),
+            )
         };
         let mut reply = reply.into_iter();
         let code: i64 = next_value(&mut reply).ok_or_else(corrupt)?;

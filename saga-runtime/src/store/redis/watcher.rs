@@ -27,8 +27,8 @@ use ::redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Keys, Shared};
-use crate::store::StoreError;
 use crate::store::waiters::{WaitResult, Waiters};
+use crate::store::{StoreError, StoreErrorKind};
 
 /// Most requests merged into one SUBSCRIBE/UNSUBSCRIBE round.
 const MAX_BATCH: usize = 4096;
@@ -39,7 +39,7 @@ pub(super) enum Request {
     /// Make sure the channel of `trace_id` is subscribed (it has a waiter), then ack.
     Subscribe {
         trace_id: String,
-        ack: oneshot::Sender<Result<(), String>>,
+        ack: oneshot::Sender<Result<(), StoreError>>,
     },
     /// `trace_id` lost its last waiter: unsubscribe unless a new one arrived.
     Idle(String),
@@ -139,23 +139,26 @@ impl Watcher {
             ack,
         };
         if self.requests.send(request).is_err() {
-            return Err(shared.error(format!(
-                "the watcher task stopped; cannot watch trace id {trace_id}"
-            )));
+            return Err(shared.error(
+                StoreErrorKind::Closed,
+                format!("the watcher task stopped; cannot watch trace id {trace_id}"),
+            ));
         }
         // The task serves requests in order and bounds each command; allow for a queue.
         let bound = shared.config.response_timeout * 2;
         match tokio::time::timeout(bound, acked).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(message))) => Err(shared.error(format!(
-                "cannot subscribe to the completion of trace id {trace_id}: {message}"
-            ))),
-            Ok(Err(_)) => Err(shared.error(format!(
-                "the watcher task stopped; cannot watch trace id {trace_id}"
-            ))),
-            Err(_) => Err(shared.error(format!(
-                "subscribing to the completion of trace id {trace_id} took over {bound:?}; is Redis overloaded or down?"
-            ))),
+            Ok(Ok(Err(error))) => Err(error),
+            Ok(Err(_)) => Err(shared.error(
+                StoreErrorKind::Closed,
+                format!("the watcher task stopped; cannot watch trace id {trace_id}"),
+            )),
+            Err(_) => Err(shared.error(
+                StoreErrorKind::Timeout,
+                format!(
+                    "subscribing to the completion of trace id {trace_id} took over {bound:?}; is Redis overloaded or down?"
+                ),
+            )),
         }
     }
 
@@ -192,13 +195,15 @@ fn on_message(keys: &Keys, waiters: &Waiters, data: Vec<Value>) {
             Some(outcome) => Ok(outcome),
             None => return,
         },
-        Err(error) => Err(StoreError {
-            backend: super::BACKEND,
-            message: format!(
-                "corrupt completion published on channel `{channel}`: {error}; the record is in key `{}`",
+        Err(error) => Err(StoreError::new(
+            super::BACKEND,
+            StoreErrorKind::Corrupt,
+            format!(
+                "corrupt completion published on channel `{channel}`; the record is in key `{}`",
                 keys.record(trace_id)
             ),
-        }),
+        )
+        .caused_by(error)),
     };
     waiters.notify(trace_id, &result);
 }
@@ -218,7 +223,9 @@ impl Task {
             self.serve(std::mem::take(&mut batch)).await;
         }
         // The store was dropped: nobody can publish to the remaining waiters through it.
-        let error = Err(self.shared.error("the store was dropped".to_string()));
+        let error = Err(self
+            .shared
+            .error(StoreErrorKind::Closed, "the store was dropped".to_string()));
         for trace_id in self.waiters.watched_ids() {
             self.waiters.notify(&trace_id, &error);
         }
@@ -278,7 +285,7 @@ impl Task {
         }
     }
 
-    async fn subscribe(&mut self, trace_ids: &HashSet<String>) -> Result<(), String> {
+    async fn subscribe(&mut self, trace_ids: &HashSet<String>) -> Result<(), StoreError> {
         let channels: Vec<String> = trace_ids
             .iter()
             .map(|id| self.shared.keys.channel(id))
@@ -289,8 +296,17 @@ impl Task {
                 self.subscribed.extend(trace_ids.iter().cloned());
                 Ok(())
             }
-            Ok(Err(error)) => Err(format!("SUBSCRIBE failed: {error}")),
-            Err(_) => Err(format!("SUBSCRIBE got no answer within {timeout:?}")),
+            Ok(Err(error)) => Err(self
+                .shared
+                .error(
+                    StoreErrorKind::Unavailable,
+                    "SUBSCRIBE to completions failed".to_string(),
+                )
+                .caused_by(error)),
+            Err(_) => Err(self.shared.error(
+                StoreErrorKind::Timeout,
+                format!("SUBSCRIBE to completions got no answer within {timeout:?}"),
+            )),
         }
     }
 
