@@ -2,23 +2,12 @@
 //! servers on ephemeral loopback ports.
 #![cfg(feature = "grpc")]
 
-#[allow(dead_code)]
-#[path = "../examples/booking/ledger.rs"]
-mod ledger;
-#[allow(dead_code)]
-#[path = "../examples/booking/order.rs"]
-mod order;
-#[allow(dead_code)]
-#[path = "../examples/booking/payment.rs"]
-mod payment;
-#[allow(dead_code)]
-#[path = "../examples/booking/upstream.rs"]
-mod upstream;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use booking::upstream::{LoadConfig, LoadGate};
+use booking::{order, payment};
 use booking_proto::order::order_service_client::OrderServiceClient;
 use booking_proto::order::{CancelOrderRequest, CreateOrderRequest, GetOrderRequest, OrderStatus};
 use booking_proto::payment::payment_service_client::PaymentServiceClient;
@@ -42,7 +31,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckRequest as WatchRequest};
 use tonic_types::StatusExt;
-use upstream::{LoadConfig, LoadGate};
 
 /// Generous bound on every wait, for a loaded 2-core CI machine.
 const WAIT: Duration = Duration::from_secs(60);

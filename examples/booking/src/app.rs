@@ -195,7 +195,6 @@ pub enum Broker {
 
 impl Broker {
     /// Deletes the topology of the prefix on the broker (after the consumers stopped).
-    #[allow(dead_code)]
     pub async fn delete_topology(&self) -> Result<(), TransportError> {
         match self {
             Broker::None => Ok(()),
@@ -225,13 +224,11 @@ impl App {
     }
 
     /// The broker connection, to delete the topology once [`App::shutdown`] returned.
-    #[allow(dead_code)]
     pub fn broker(&self) -> Broker {
         self.broker.clone()
     }
 
     /// Stops everything now (the tests use it; the binary waits for a signal instead).
-    #[allow(dead_code)]
     pub async fn shutdown(self) -> Result<(), Box<dyn Error>> {
         for server in self.servers {
             server.shutdown().await?;
