@@ -155,7 +155,7 @@ async fn throttled_burst_caps_upstream_concurrency() {
     let t = TestApp::start(
         Backend::Memory,
         "burst",
-        &["--concurrency", "4", "--upstream-latency-ms", "5"],
+        &["--concurrency", "4", "--upstream-latency", "5ms"],
     )
     .await;
     let ids: Vec<String> = (0..BURST)
@@ -195,7 +195,7 @@ async fn throttled_wait_past_the_callers_deadline_is_deadline_exceeded_and_the_s
     let t = TestApp::start(
         Backend::Memory,
         "deadline",
-        &["--upstream-latency-ms", "1500"],
+        &["--upstream-latency", "1500ms"],
     )
     .await;
     let id = trace_id("deadline");
