@@ -34,7 +34,7 @@ use std::error::Error;
 
 pub use app::{App, Options, start};
 
-/// Logs to stderr with the `RUST_LOG` filter (`info` when unset).
+/// Logs to stdout with the `RUST_LOG` filter (`info` when unset).
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
