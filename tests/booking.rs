@@ -1,31 +1,10 @@
-//! End-to-end tests of the booking example (issue 5): the example's own code started
-//! in-process on ephemeral ports (and once as the built binary), driven over the network with
-//! the generated tonic clients, checked through the upstream services' query RPCs.
+//! End-to-end tests of the booking example (issue 5): the example's own code (the `booking`
+//! crate) started in-process on ephemeral ports (and once as the built binary), driven over
+//! the network with the generated tonic clients, checked through the upstream services' query
+//! RPCs.
 //!
 //! The memory tests need no server; the broker tests need RabbitMQ, NATS JetStream and Redis
 //! on 127.0.0.1 and fail naming the one that is down and its start command.
-
-#[allow(dead_code)]
-#[path = "../examples/booking/app.rs"]
-mod app;
-#[allow(dead_code)]
-#[path = "../examples/booking/ledger.rs"]
-mod ledger;
-#[allow(dead_code)]
-#[path = "../examples/booking/order.rs"]
-mod order;
-#[allow(dead_code)]
-#[path = "../examples/booking/payment.rs"]
-mod payment;
-#[allow(dead_code)]
-#[path = "../examples/booking/saga.rs"]
-mod saga;
-#[allow(dead_code)]
-#[path = "../examples/booking/service.rs"]
-mod service;
-#[allow(dead_code)]
-#[path = "../examples/booking/upstream.rs"]
-mod upstream;
 
 mod common;
 
@@ -176,7 +155,7 @@ async fn throttled_burst_caps_upstream_concurrency() {
     let t = TestApp::start(
         Backend::Memory,
         "burst",
-        &["--concurrency", "4", "--upstream-latency-ms", "5"],
+        &["--concurrency", "4", "--upstream-latency", "5ms"],
     )
     .await;
     let ids: Vec<String> = (0..BURST)
@@ -216,7 +195,7 @@ async fn throttled_wait_past_the_callers_deadline_is_deadline_exceeded_and_the_s
     let t = TestApp::start(
         Backend::Memory,
         "deadline",
-        &["--upstream-latency-ms", "1500"],
+        &["--upstream-latency", "1500ms"],
     )
     .await;
     let id = trace_id("deadline");

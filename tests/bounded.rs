@@ -288,7 +288,7 @@ async fn a_delivery_whose_record_vanished_is_dead_lettered_not_retried_forever()
 async fn a_step_longer_than_the_nats_ack_wait_runs_once() {
     // The ack wait is 1 s; the step takes 3 s. In-progress acks keep the delivery.
     let backends = Backends::connect_with(Backend::Nats, "bounded-slow", |config| {
-        config.ack_wait_ms = 1_000;
+        config.ack_wait = Duration::from_secs(1);
     })
     .await;
     let probe = Arc::new(Probe::default());

@@ -404,7 +404,7 @@ impl Broker {
 
 async fn nats(prefix: &str) -> NatsTransport {
     let config = TransportConfig {
-        ack_wait_ms: 2_000,
+        ack_wait: Duration::from_secs(2),
         ..TransportConfig::with_prefix(prefix)
     };
     NatsTransport::connect(NATS_URL, config)
@@ -416,7 +416,7 @@ async fn nats(prefix: &str) -> NatsTransport {
 
 async fn rabbitmq(prefix: &str) -> RabbitMqTransport {
     let config = TransportConfig {
-        ack_wait_ms: 2_000,
+        ack_wait: Duration::from_secs(2),
         ..TransportConfig::with_prefix(prefix)
     };
     RabbitMqTransport::connect(RABBITMQ_URL, config)
@@ -1437,7 +1437,7 @@ async fn an_async_saga_whose_consumer_died_mid_step_is_recovered_rabbitmq() {
 /// recovered message again with the *same* id (`sweeper::recover` -> `Runtime::publish`), so
 /// JetStream drops it as a duplicate (its duplicate window is minutes). The saga then waits
 /// for the dead consumer's unacked delivery to be redelivered after the ack wait
-/// (`TransportConfig::ack_wait_ms`: 2 s here, 30 s by default), not `lease` + `sweep_interval`
+/// (`TransportConfig::ack_wait`: 2 s here, 30 s by default), not `lease` + `sweep_interval`
 /// as on the other transports. (The same drop hits every re-publication of the sweeper on
 /// NATS, e.g. a queued message whose publisher died after a confirm was lost.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -629,7 +629,7 @@ mod connect_errors {
 
     fn quick() -> TransportConfig {
         TransportConfig {
-            connect_timeout_ms: 1_000,
+            connect_timeout: Duration::from_secs(1),
             ..TransportConfig::default()
         }
     }

@@ -21,7 +21,7 @@ pub struct ClusterConfig {
     pub broker_url: String,
     pub redis_url: String,
     pub topic_prefix: String,
-    pub upstream_latency_ms: u64,
+    pub upstream_latency: Duration,
     pub replicas: usize,
     /// `RUST_LOG` of the children.
     pub rust_log: String,
@@ -99,8 +99,8 @@ impl Cluster {
                 .args(["--redis-url", &config.redis_url])
                 .args(["--topic-prefix", &config.topic_prefix])
                 .args([
-                    "--upstream-latency-ms",
-                    &config.upstream_latency_ms.to_string(),
+                    "--upstream-latency",
+                    &humantime::format_duration(config.upstream_latency).to_string(),
                 ])
                 .args(["--order-listen", &format!("127.0.0.1:{order_port}")])
                 .args(["--payment-listen", &format!("127.0.0.1:{payment_port}")])

@@ -89,9 +89,9 @@ struct Args {
     /// Orchestrator replicas.
     #[arg(long, default_value_t = 2)]
     replicas: usize,
-    /// Latency of each upstream call (`--upstream-latency-ms` of the example).
-    #[arg(long, default_value_t = 150)]
-    upstream_latency_ms: u64,
+    /// Latency of each upstream call (`--upstream-latency` of the example).
+    #[arg(long, default_value = "150ms", value_parser = humantime::parse_duration)]
+    upstream_latency: Duration,
     /// Share of HandleSyncBooking (the rest is half async, half throttled).
     #[arg(long, default_value_t = 0.1)]
     sync_share: f64,
@@ -323,7 +323,7 @@ async fn run_all(args: Args) -> ExitCode {
             broker_url: String::new(),
             redis_url: String::new(),
             topic_prefix: String::new(),
-            upstream_latency_ms: args.upstream_latency_ms,
+            upstream_latency: args.upstream_latency,
             replicas: args.replicas.max(1),
             rust_log: args.child_log.clone(),
             extra_args: args.example_args.clone(),

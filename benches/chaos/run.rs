@@ -185,7 +185,7 @@ pub async fn run_once(
         config.load.clone(),
         started,
     );
-    let latency = Duration::from_millis(config.cluster.upstream_latency_ms);
+    let latency = config.cluster.upstream_latency;
     let targets = Targets {
         bookings: &bookings,
         board: &board,

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use booking::app::{self, App, Options};
+use booking::saga::{Booked, Booking};
 use booking_proto::order::order_service_client::OrderServiceClient;
 use booking_proto::order::{GetOrderRequest, GetOrdersByTraceIdRequest, Order, OrderStatus};
 use booking_proto::payment::payment_service_client::PaymentServiceClient;
@@ -15,11 +17,9 @@ use sagaflow::{Saga, SagaContext, SagaError};
 use tonic::Request;
 use tonic::transport::Channel;
 
-use crate::app::{self, App, Options};
 use crate::common::backends::{
     REDIS_URL, START_NATS, START_RABBITMQ, START_REDIS, delete_redis_keys, unique_prefix,
 };
-use crate::saga::{Booked, Booking};
 
 /// The longest a test waits for a saga to end (generous: a loaded 2-core CI machine).
 pub const WAIT: Duration = Duration::from_secs(30);

@@ -72,7 +72,7 @@ impl Backends {
     ) -> Self {
         let prefix = unique_prefix(name);
         let mut config = TransportConfig {
-            ack_wait_ms: 2_000,
+            ack_wait: Duration::from_secs(2),
             ..TransportConfig::with_prefix(&prefix)
         };
         tune(&mut config);

@@ -83,7 +83,7 @@ impl Harness {
     pub async fn open(kind: Kind, test: &str) -> Self {
         let mut config = TransportConfig::with_prefix(unique_prefix(kind, test));
         // Short ack wait so NATS redelivers what an aborted subscriber left within the test.
-        config.ack_wait_ms = 2_000;
+        config.ack_wait = Duration::from_secs(2);
         config.connection_name = format!("sagaflow-{}", config.topic_prefix);
         let connection_name = config.connection_name.clone();
         match kind {

@@ -85,7 +85,7 @@ async fn confirmed_messages_survive_a_server_kill() {
         .unwrap();
     let url = server.url();
     let config = TransportConfig {
-        ack_wait_ms: 2_000,
+        ack_wait: Duration::from_secs(2),
         ..TransportConfig::with_prefix("kill")
     };
     let transport = connect(&url, &config).await;
@@ -138,7 +138,7 @@ async fn confirmed_messages_survive_a_server_kill_under_a_running_subscriber() {
         .unwrap();
     let url = server.url();
     let config = TransportConfig {
-        ack_wait_ms: 2_000,
+        ack_wait: Duration::from_secs(2),
         ..TransportConfig::with_prefix("kill-live")
     };
     let transport = connect(&url, &config).await;
@@ -185,7 +185,7 @@ async fn confirmed_messages_survive_a_server_kill_right_after_publishing() {
         .unwrap();
     let url = server.url();
     let config = TransportConfig {
-        ack_wait_ms: 2_000,
+        ack_wait: Duration::from_secs(2),
         ..TransportConfig::with_prefix("kill-early")
     };
     let transport = connect(&url, &config).await;
@@ -234,7 +234,7 @@ async fn a_recreated_consumer_delivers_what_the_stream_kept() {
         .unwrap();
     let url = server.url();
     let config = TransportConfig {
-        ack_wait_ms: 2_000,
+        ack_wait: Duration::from_secs(2),
         ..TransportConfig::with_prefix("lost-consumer")
     };
     let transport = connect(&url, &config).await;
@@ -288,7 +288,7 @@ async fn a_recreated_consumer_delivers_what_the_stream_kept() {
 async fn a_handler_longer_than_the_ack_wait_runs_once() {
     crate::run(crate::Kind::Nats, "long_handler", |h| async move {
         let config = TransportConfig {
-            ack_wait_ms: 1_000,
+            ack_wait: Duration::from_secs(1),
             ..h.transport.config().clone()
         };
         let transport = NatsTransport::connect(harness::NATS_URL, config)
@@ -346,7 +346,7 @@ async fn the_server_stops_one_delivery_past_max_deliveries() {
         earlier.shutdown(Duration::from_secs(10)).await;
         let config = TransportConfig {
             max_deliveries: 2,
-            ack_wait_ms: 1_500,
+            ack_wait: Duration::from_millis(1500),
             ..h.transport.config().clone()
         };
         let transport = NatsTransport::connect(harness::NATS_URL, config)

@@ -27,13 +27,13 @@ fn config(test: &str) -> TransportConfig {
     let prefix = format!("conformance-rabbitmq-{test}-{}-{nanos}", std::process::id());
     TransportConfig {
         connection_name: format!("sagaflow-{prefix}"),
-        confirm_timeout_ms: 1_000,
+        confirm_timeout: Duration::from_secs(1),
         ..TransportConfig::with_prefix(prefix)
     }
 }
 
 /// A publish whose confirm never comes (the broker stopped reading the publisher's socket)
-/// fails after `confirm_timeout_ms` with `TransportError::Publish` naming the topic.
+/// fails after `confirm_timeout` with `TransportError::Publish` naming the topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfirmed_publish_times_out_naming_the_topic() {
     let proxy = Proxy::start(upstream()).await;
@@ -151,7 +151,7 @@ async fn concurrent_callers_share_one_reconnection() {
     const CALLERS: usize = 8;
     let proxy = Proxy::start(upstream()).await;
     let mut config = config("single-flight");
-    config.connect_timeout_ms = 300;
+    config.connect_timeout = Duration::from_millis(300);
     let transport = RabbitMqTransport::connect(&proxy.amqp_url(), config)
         .await
         .unwrap();

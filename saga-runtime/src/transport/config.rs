@@ -1,4 +1,6 @@
 //! [`TransportConfig`]: topic prefix, concurrency per topic, limits; shared by every transport.
+//!
+//! Durations deserialize from human-readable strings (`"5s"`, `"250ms"`, `"2m"`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,15 +12,18 @@ use super::SubscribeOptions;
 /// How a transport names topics and how many deliveries a subscriber handles at once.
 ///
 /// Deserializable so an application config can hold it (the Go framework's `topic_prefix` and
-/// per-topic `concurrency`). Every field has a default:
+/// per-topic `concurrency`; durations as `"5s"`, `"250ms"`). Every field has a default:
 ///
 /// ```
+/// # use std::time::Duration;
 /// # use saga_runtime::transport::TransportConfig;
 /// let config: TransportConfig = serde_json::from_str(
-///     r#"{ "topic_prefix": "shop", "concurrency": { "booking.create_payment": 4 } }"#,
+///     r#"{ "topic_prefix": "shop", "concurrency": { "booking.create_payment": 4 }, "ack_wait": "2s" }"#,
 /// ).unwrap();
 /// assert_eq!(config.concurrency_for("booking.create_payment"), 4);
 /// assert_eq!(config.concurrency_for("booking.create_order"), config.default_concurrency);
+/// assert_eq!(config.ack_wait, Duration::from_secs(2));
+/// assert_eq!(config.connect_timeout, Duration::from_secs(5));
 /// ```
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -36,22 +41,24 @@ pub struct TransportConfig {
     /// 8 MiB.
     pub max_payload: usize,
     /// How long `connect` may take before it fails with
-    /// [`TransportError::Connect`](super::TransportError::Connect), in milliseconds.
-    /// Default 5000.
-    pub connect_timeout_ms: u64,
-    /// RabbitMQ only: how long a publish waits for the broker's publisher confirm, in
-    /// milliseconds, before it fails with
+    /// [`TransportError::Connect`](super::TransportError::Connect). Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// RabbitMQ only: how long a publish waits for the broker's publisher confirm before it
+    /// fails with
     /// [`TransportError::Publish`](super::TransportError::Publish) naming the topic (the
     /// broker may be blocking publishers on a resource alarm, or be overloaded). The message
     /// may still have been taken: at-least-once, a retried publish may duplicate it. NATS
-    /// bounds its publish acks by the client's request timeout. Default 10000.
-    pub confirm_timeout_ms: u64,
+    /// bounds its publish acks by the client's request timeout. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
     /// NATS only: how long the server waits for an ack before it redelivers a delivery
-    /// (what a crashed or aborted subscriber left unsettled), in milliseconds. A running
-    /// handler is not redelivered however long it takes: the subscriber sends an in-progress
-    /// ack every third of this. RabbitMQ redelivers as soon as the consumer's channel closes;
-    /// memory at once. Default 5000 (a dead replica's deliveries come back within ~5 s).
-    pub ack_wait_ms: u64,
+    /// (what a crashed or aborted subscriber left unsettled). A running handler is not
+    /// redelivered however long it takes: the subscriber sends an in-progress ack every third
+    /// of this. RabbitMQ redelivers as soon as the consumer's channel closes; memory at once.
+    /// Default 5 s (a dead replica's deliveries come back within ~5 s).
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
     /// The most deliveries of one message the engine handles: a delivery whose
     /// [`delivery_count`](super::Delivery::delivery_count) is over this is dead-lettered by
     /// the engine instead of handled (a poison message cannot loop forever). Transports count
@@ -75,9 +82,9 @@ impl Default for TransportConfig {
             default_concurrency: 16,
             concurrency: HashMap::new(),
             max_payload: 8 * 1024 * 1024,
-            connect_timeout_ms: 5_000,
-            confirm_timeout_ms: 10_000,
-            ack_wait_ms: 5_000,
+            connect_timeout: Duration::from_secs(5),
+            confirm_timeout: Duration::from_secs(10),
+            ack_wait: Duration::from_secs(5),
             max_deliveries: 100,
             connection_name: "sagaflow".to_owned(),
         }
@@ -110,21 +117,6 @@ impl TransportConfig {
             group: group.into(),
             concurrency: self.concurrency_for(topic),
         }
-    }
-
-    /// The connect timeout as a [`Duration`].
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-
-    /// The RabbitMQ publisher-confirm timeout as a [`Duration`].
-    pub fn confirm_timeout(&self) -> Duration {
-        Duration::from_millis(self.confirm_timeout_ms)
-    }
-
-    /// The NATS ack wait as a [`Duration`].
-    pub fn ack_wait(&self) -> Duration {
-        Duration::from_millis(self.ack_wait_ms)
     }
 
     /// `topic` under the prefix: `{topic_prefix}.{topic}`.
@@ -186,6 +178,22 @@ mod tests {
         assert_eq!(config.concurrency_for("zero"), 1);
         assert_eq!(config.subscribe_options("a", "g").concurrency, 3);
         assert_eq!(config.physical_topic("a"), "p.a");
+    }
+
+    #[test]
+    fn durations_are_human_readable_and_the_old_millisecond_keys_are_refused() {
+        let config: TransportConfig = serde_json::from_str(
+            r#"{ "connect_timeout": "250ms", "confirm_timeout": "1m", "ack_wait": "2s 500ms" }"#,
+        )
+        .expect("human-readable durations");
+        assert_eq!(config.connect_timeout, Duration::from_millis(250));
+        assert_eq!(config.confirm_timeout, Duration::from_secs(60));
+        assert_eq!(config.ack_wait, Duration::from_millis(2_500));
+        let old = serde_json::from_str::<TransportConfig>(r#"{ "ack_wait_ms": 2000 }"#)
+            .expect_err("unknown field");
+        assert!(old.to_string().contains("ack_wait_ms"), "{old}");
+        serde_json::from_str::<TransportConfig>(r#"{ "ack_wait": 2000 }"#)
+            .expect_err("a bare number has no unit");
     }
 
     #[test]

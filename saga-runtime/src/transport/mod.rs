@@ -29,7 +29,7 @@
 //!   per-consumer prefetch; NATS as the consumer's `max_ack_pending`, **a cap shared by every
 //!   replica of the group**.
 //! - **Redelivery of unsettled deliveries**: immediately for memory, when the subscriber's
-//!   channel closes for RabbitMQ, after the ack wait ([`TransportConfig::ack_wait_ms`]) for
+//!   channel closes for RabbitMQ, after the ack wait ([`TransportConfig::ack_wait`]) for
 //!   NATS.
 //! - **Ordering** is not guaranteed (concurrency, redelivery).
 //! - **Bounded delivery**: [`Delivery::delivery_count`] counts nacks and redeliveries; the

@@ -41,7 +41,7 @@
 //! (and a `Nats-Msg-Id` derived from the original's, `{id}/dead-letter`), then the original
 //! is terminated (`+TERM`). What a handler
 //! never settled (crash, abort) is redelivered after the ack wait
-//! ([`TransportConfig::ack_wait_ms`], 5 s by default). While a handler runs, the subscriber
+//! ([`TransportConfig::ack_wait`], 5 s by default). While a handler runs, the subscriber
 //! sends an in-progress ack (`+WPI`) every third of the ack wait, which restarts the server's
 //! ack timer: a handler may take longer than the ack wait without being redelivered, while a
 //! dead replica's deliveries come back within one ack wait.
@@ -172,9 +172,9 @@ impl NatsTransport {
     /// Connects to `url` (`nats://127.0.0.1:4222`) and creates (or reuses) the prefix's
     /// stream. Fails with [`TransportError::Connect`] naming the address when the URL is bad,
     /// the server does not answer within
-    /// [`connect_timeout_ms`](TransportConfig::connect_timeout_ms), or JetStream is off.
+    /// [`connect_timeout`](TransportConfig::connect_timeout), or JetStream is off.
     pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
-        let timeout = config.connect_timeout();
+        let timeout = config.connect_timeout;
         let address = redact(url);
         let connect_error = |reason: String| TransportError::Connect {
             broker: BROKER,
@@ -274,7 +274,7 @@ impl Inner {
             // Never `New`: a consumer re-created after its state was lost must deliver the
             // backlog the stream kept (module docs).
             deliver_policy: DeliverPolicy::All,
-            ack_wait: self.config.ack_wait(),
+            ack_wait: self.config.ack_wait,
             max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
             // One past the engine's bound, so the engine sees (and dead-letters) the
             // delivery over it before the server gives up on the message.
@@ -500,7 +500,7 @@ struct NatsPending {
 impl Pending for NatsPending {
     /// A third of the ack wait: two signals may be lost before the server redelivers.
     fn progress_interval(&self) -> Option<Duration> {
-        Some(self.inner.config.ack_wait() / 3)
+        Some(self.inner.config.ack_wait / 3)
     }
 
     async fn progress(&self) {

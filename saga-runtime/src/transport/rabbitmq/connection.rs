@@ -186,7 +186,7 @@ async fn bounded<T>(
     config: &TransportConfig,
     attempt: impl Future<Output = Result<T, lapin::Error>>,
 ) -> Result<T, String> {
-    let timeout = config.connect_timeout();
+    let timeout = config.connect_timeout;
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(opened)) => Ok(opened),
         Ok(Err(e)) => Err(e.to_string()),

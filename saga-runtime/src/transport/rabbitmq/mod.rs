@@ -19,11 +19,11 @@
 //! channel, publishes from many tasks pipelined on it). The consumer connection carries one
 //! channel per subscription, its acks and the topology declarations. When a memory or disk
 //! alarm makes the broker block publishing connections, publishes wait (and fail after
-//! [`TransportConfig::confirm_timeout_ms`]) while consumers keep settling deliveries.
+//! [`TransportConfig::confirm_timeout`]) while consumers keep settling deliveries.
 //!
 //! # Delivery
 //! Messages are persistent (delivery mode 2); every publish waits for its publisher confirm,
-//! at most [`TransportConfig::confirm_timeout_ms`] (then [`TransportError::Publish`] naming
+//! at most [`TransportConfig::confirm_timeout`] (then [`TransportError::Publish`] naming
 //! the topic; the message may still have been taken). A
 //! [`MESSAGE_ID_HEADER`](super::MESSAGE_ID_HEADER) is also set
 //! as the AMQP `message_id` (RabbitMQ does not deduplicate). Consumers use manual acks and
@@ -106,7 +106,7 @@ impl RabbitMqTransport {
     /// connection with its confirm channel (declaring the prefix's exchange) and the consumer
     /// connection. Fails with [`TransportError::Connect`] (naming the address,
     /// without the password) when the URL is bad or the broker does not answer within
-    /// [`connect_timeout_ms`](TransportConfig::connect_timeout_ms).
+    /// [`connect_timeout`](TransportConfig::connect_timeout).
     pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
         let address = redact(url);
         let connect_error = |reason: String| TransportError::Connect {

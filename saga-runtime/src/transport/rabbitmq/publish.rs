@@ -52,7 +52,7 @@ impl Inner {
         payload: &[u8],
         mandatory: bool,
     ) -> Result<(), String> {
-        let timeout = self.config.confirm_timeout();
+        let timeout = self.config.confirm_timeout;
         let mut last_error = String::new();
         for _ in 0..2 {
             let publisher = self.publisher().await.map_err(|e| e.to_string())?;

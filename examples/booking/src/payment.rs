@@ -14,7 +14,7 @@ use booking_proto::payment::{
     Payment, PaymentStatus, Payments,
 };
 use booking_proto::upstream::{GetLoadRequest, LoadStats};
-use saga_runtime::grpc::TraceIdPolicy;
+use sagaflow::grpc::TraceIdPolicy;
 use tonic::{Request, Response, Status};
 
 use crate::ledger::{Ledger, Record};

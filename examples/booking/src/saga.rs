@@ -38,6 +38,7 @@ pub struct Booked {
 }
 
 /// The saga type: holds the clients of the upstream services its steps call.
+#[derive(Debug)]
 pub struct Booking {
     orders: OrderServiceClient<Channel>,
     payments: PaymentServiceClient<Channel>,

@@ -66,7 +66,7 @@ pub enum TraceIds {
 /// The booking example: Order and Payment gRPC services and the saga orchestrator's
 /// `pb.BookingService`, in one process or one role per process.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "booking", version, about)]
+#[command(name = "booking", version)]
 pub struct Options {
     /// What this process runs.
     #[arg(long, value_enum, default_value = "all", env = "BOOKING_ROLE")]
@@ -155,9 +155,9 @@ pub struct Options {
     /// it again.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s", env = "BOOKING_REQUEUE_AFTER")]
     pub requeue_after: Duration,
-    /// Latency added to each upstream call, in milliseconds (overload demo).
-    #[arg(long, default_value_t = 0, env = "BOOKING_UPSTREAM_LATENCY_MS")]
-    pub upstream_latency_ms: u64,
+    /// Latency added to each upstream call (overload demo; `20ms`, `0s` for none).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s", env = "BOOKING_UPSTREAM_LATENCY")]
+    pub upstream_latency: Duration,
 }
 
 fn default_pod_id() -> String {
@@ -195,7 +195,6 @@ pub enum Broker {
 
 impl Broker {
     /// Deletes the topology of the prefix on the broker (after the consumers stopped).
-    #[allow(dead_code)]
     pub async fn delete_topology(&self) -> Result<(), TransportError> {
         match self {
             Broker::None => Ok(()),
@@ -225,13 +224,11 @@ impl App {
     }
 
     /// The broker connection, to delete the topology once [`App::shutdown`] returned.
-    #[allow(dead_code)]
     pub fn broker(&self) -> Broker {
         self.broker.clone()
     }
 
     /// Stops everything now (the tests use it; the binary waits for a signal instead).
-    #[allow(dead_code)]
     pub async fn shutdown(self) -> Result<(), Box<dyn Error>> {
         for server in self.servers {
             server.shutdown().await?;
@@ -250,7 +247,7 @@ fn server() -> GrpcServer {
 /// Starts what `options.role` says and returns once every server listens.
 pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
     let load = LoadConfig {
-        latency: Duration::from_millis(options.upstream_latency_ms),
+        latency: options.upstream_latency,
         capacity: options.upstream_capacity,
     };
     let mut app = App {

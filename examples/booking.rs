@@ -9,26 +9,13 @@
 //! ```
 //!
 //! Flags switch to RabbitMQ or NATS and Redis and run one role per process
-//! (`cargo run --example booking -- --help`).
-
-mod app;
-mod ledger;
-mod order;
-mod payment;
-mod saga;
-mod service;
-mod upstream;
+//! (`cargo run --example booking -- --help`). The code lives in the `booking` crate
+//! (`examples/booking/`), which the tests and benches use as a library.
 
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let options = app::Options::parse();
-    let app = app::start(options).await?;
-    app.wait().await
+    booking::init_logging();
+    booking::run(booking::Options::parse()).await
 }

@@ -103,7 +103,7 @@ impl Drop for InFlight<'_> {
 pub fn idempotency_key<T>(request: &tonic::Request<T>) -> Option<String> {
     request
         .metadata()
-        .get(saga_runtime::grpc::IDEMPOTENCY_KEY_HEADER)
+        .get(sagaflow::grpc::IDEMPOTENCY_KEY_HEADER)
         .and_then(|value| value.to_str().ok())
         .map(str::trim)
         .filter(|key| !key.is_empty())

@@ -13,7 +13,7 @@ use booking_proto::order::{
     OrderStatus, Orders,
 };
 use booking_proto::upstream::{GetLoadRequest, LoadStats};
-use saga_runtime::grpc::TraceIdPolicy;
+use sagaflow::grpc::TraceIdPolicy;
 use tonic::{Request, Response, Status};
 
 use crate::ledger::{Ledger, Record};
