@@ -320,7 +320,8 @@ impl Rig {
         };
         let waiters: Waiters = Arc::default();
         let hook_waiters = Arc::clone(&waiters);
-        let orchestrator = Orchestrator::new(Arc::new(BenchBooking), transport, store, config)
+        let orchestrator = Orchestrator::builder(Arc::new(BenchBooking), transport, store)
+            .config(config)
             .on_complete(move |completion| {
                 let waiter = hook_waiters
                     .lock()
@@ -331,7 +332,8 @@ impl Rig {
                         let _ = waiter.send(completion.result.is_ok());
                     }
                 }
-            });
+            })
+            .build();
         let consumers = orchestrator.serve().await.expect("saga consumers start");
         let rig = Self {
             orchestrator,

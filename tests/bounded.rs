@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::backends::{Backend, Backends};
-use sagaflow::engine::{Orchestrator, OrchestratorConfig, step_topic};
+use sagaflow::engine::{Orchestrator, OrchestratorBuilder, OrchestratorConfig, step_topic};
 use sagaflow::transport::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, SubscribeOptions, Subscription,
     dead_letter_topic,
@@ -111,15 +111,19 @@ fn config() -> OrchestratorConfig {
 }
 
 fn orchestrator(backends: &Backends, probe: &Arc<Probe>) -> Orchestrator<Grower> {
+    builder(backends, probe).build()
+}
+
+fn builder(backends: &Backends, probe: &Arc<Probe>) -> OrchestratorBuilder<Grower> {
     let saga = Arc::new(Grower {
         probe: Arc::clone(probe),
     });
-    Orchestrator::new(
+    Orchestrator::builder(
         saga,
         Arc::clone(&backends.transport),
         Arc::clone(&backends.store),
-        config(),
     )
+    .config(config())
 }
 
 fn cx(id: &str) -> SagaContext {
@@ -201,13 +205,15 @@ async fn a_panicking_completion_hook_is_caught_and_called_once() {
     let backends = Backends::connect(Backend::Memory, "bounded-hook").await;
     let probe = Arc::new(Probe::default());
     let hooked = Arc::clone(&probe);
-    let orchestrator = orchestrator(&backends, &probe).on_complete(move |_| {
-        let hooked = Arc::clone(&hooked);
-        async move {
-            hooked.hooks.fetch_add(1, Ordering::SeqCst);
-            panic!("boom in the hook");
-        }
-    });
+    let orchestrator = builder(&backends, &probe)
+        .on_complete(move |_| {
+            let hooked = Arc::clone(&hooked);
+            async move {
+                hooked.hooks.fetch_add(1, Ordering::SeqCst);
+                panic!("boom in the hook");
+            }
+        })
+        .build();
     let consumers = orchestrator.serve().await.expect("serve");
     for id in ["hook-1", "hook-2"] {
         let len = orchestrator

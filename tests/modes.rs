@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::backends::{Backend, Backends};
 use sagaflow::engine::{
-    Envelope, FORMAT_VERSION, Orchestrator, OrchestratorConfig, Rollback, Started,
+    Envelope, FORMAT_VERSION, Orchestrator, OrchestratorBuilder, OrchestratorConfig, Rollback,
+    Started,
 };
 use sagaflow::error::{Rejection, SagaFailure, StuckAt};
 use sagaflow::store::{Custody, Mode, SagaRecord, SagaStatus, fingerprint};
@@ -143,15 +144,23 @@ fn orchestrator(
     probe: &Arc<Probe>,
     config: OrchestratorConfig,
 ) -> Orchestrator<TripSaga> {
+    builder(backends, probe, config).build()
+}
+
+fn builder(
+    backends: &Backends,
+    probe: &Arc<Probe>,
+    config: OrchestratorConfig,
+) -> OrchestratorBuilder<TripSaga> {
     let saga = Arc::new(TripSaga {
         probe: Arc::clone(probe),
     });
-    Orchestrator::new(
+    Orchestrator::builder(
         saga,
         Arc::clone(&backends.transport),
         Arc::clone(&backends.store),
-        config,
     )
+    .config(config)
 }
 
 fn quick_config() -> OrchestratorConfig {
@@ -176,13 +185,14 @@ async fn happy_and_fault_in_each_mode(backend: Backend) {
     let backends = Backends::connect(backend, "modes-each").await;
     let probe = Arc::new(Probe::default());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let orchestrator =
-        orchestrator(&backends, &probe, quick_config()).on_complete(move |completion| {
+    let orchestrator = builder(&backends, &probe, quick_config())
+        .on_complete(move |completion| {
             let done_tx = done_tx.clone();
             async move {
                 let _ = done_tx.send(completion);
             }
-        });
+        })
+        .build();
     let consumers = orchestrator.serve().await.expect("consumers start");
 
     // Sync.

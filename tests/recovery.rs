@@ -26,7 +26,8 @@ use common::backends::{
 };
 use futures_util::future::{BoxFuture, join_all};
 use sagaflow::engine::{
-    Envelope, FORMAT_VERSION, Orchestrator, OrchestratorConfig, Routing, Started,
+    Envelope, FORMAT_VERSION, Orchestrator, OrchestratorBuilder, OrchestratorConfig, Routing,
+    Started,
 };
 use sagaflow::store::{
     Advance, Begin, Claim, Claimed, Custody, Hold, MemoryStore, Mode, Outcome, RedisConfig,
@@ -475,14 +476,14 @@ impl Replica {
     ) -> Self {
         let hooked: Hooked = Arc::default();
         let sink = Arc::clone(&hooked);
-        let orchestrator = Orchestrator::new(
+        let orchestrator = Orchestrator::builder(
             Arc::new(Shop {
                 probe: Arc::clone(probe),
             }),
             Arc::clone(transport),
             Arc::clone(&store),
-            config,
         )
+        .config(config)
         .on_complete(move |completion| {
             let sink = Arc::clone(&sink);
             async move {
@@ -492,7 +493,8 @@ impl Replica {
                     .or_default()
                     .push(completion.result);
             }
-        });
+        })
+        .build();
         let consumers = orchestrator.serve().await.expect("consumers start");
         Self {
             orchestrator,
@@ -566,14 +568,14 @@ impl Doomed {
         let transport = &transport;
         let hooked: Hooked = Arc::default();
         let sink = Arc::clone(&hooked);
-        let orchestrator = Orchestrator::new(
+        let orchestrator = Orchestrator::builder(
             Arc::new(Shop {
                 probe: Arc::clone(probe),
             }),
             Arc::clone(transport),
             store,
-            config,
         )
+        .config(config)
         .on_complete(move |completion| {
             let sink = Arc::clone(&sink);
             async move {
@@ -583,7 +585,8 @@ impl Doomed {
                     .or_default()
                     .push(completion.result);
             }
-        });
+        })
+        .build();
         Self {
             runtime,
             orchestrator,
@@ -1633,7 +1636,7 @@ fn behind_an_outage(
     trace_id: &str,
     probe: &Arc<Probe>,
     transport: &Arc<dyn Transport>,
-) -> (Arc<dyn SagaStore>, Orchestrator<Shop>) {
+) -> (Arc<dyn SagaStore>, OrchestratorBuilder<Shop>) {
     let inner: Arc<dyn SagaStore> = Arc::new(MemoryStore::default());
     let store = Arc::new(Outage {
         inner: Arc::clone(&inner),
@@ -1642,14 +1645,14 @@ fn behind_an_outage(
         })),
         lose_reply: AtomicBool::new(false),
     });
-    let orchestrator = Orchestrator::new(
+    let orchestrator = Orchestrator::builder(
         Arc::new(Shop {
             probe: Arc::clone(probe),
         }),
         Arc::clone(transport),
         store,
-        config("w"),
-    );
+    )
+    .config(config("w"));
     (inner, orchestrator)
 }
 
@@ -1663,6 +1666,7 @@ async fn a_sync_writer_whose_final_write_failed_reports_the_recorded_outcome() {
     let probe = Arc::new(Probe::default());
     let transport = memory_transport("rec-outage");
     let (store, orchestrator) = behind_an_outage(id, &probe, &transport);
+    let orchestrator = orchestrator.build();
     let result = bounded("the caller", orchestrator.run_sync(&cx(id), order(id))).await;
     let record = store.get(id).await.expect("get").expect("record");
     assert_eq!(
@@ -1689,16 +1693,18 @@ async fn an_async_writer_whose_final_write_failed_reports_the_recorded_outcome()
     let (store, orchestrator) = behind_an_outage(id, &probe, &transport);
     let hooked: Hooked = Arc::default();
     let sink = Arc::clone(&hooked);
-    let orchestrator = orchestrator.on_complete(move |completion| {
-        let sink = Arc::clone(&sink);
-        async move {
-            sink.lock()
-                .expect("lock")
-                .entry(completion.trace_id)
-                .or_default()
-                .push(completion.result);
-        }
-    });
+    let orchestrator = orchestrator
+        .on_complete(move |completion| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock()
+                    .expect("lock")
+                    .entry(completion.trace_id)
+                    .or_default()
+                    .push(completion.result);
+            }
+        })
+        .build();
     let consumers = orchestrator.serve().await.expect("consumers start");
     orchestrator.start(&cx(id), order(id)).await.expect("start");
     let outcome = bounded("the outcome", orchestrator.outcome(&cx(id))).await;

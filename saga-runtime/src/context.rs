@@ -1,5 +1,6 @@
 //! [`SagaContext`]: what a step or compensation knows about the saga it runs in.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +21,17 @@ pub struct SagaContext {
 }
 
 impl SagaContext {
-    /// A context for the saga `saga` with trace id `trace_id`, positioned before any step.
+    /// A context for saga `S` with trace id `trace_id` (the `x-request-id`, which is also the
+    /// saga id), positioned before any step. The saga name is `S`'s own.
+    pub fn for_saga<S: crate::Saga>(trace_id: impl Into<Arc<str>>) -> Self {
+        Self::new(S::description().name, trace_id)
+    }
+
+    /// A context labelled `saga` with trace id `trace_id`, positioned before any step.
+    ///
+    /// The label cannot disagree with the saga that runs: every engine entry point runs a
+    /// saga under its own name ([`SagaDescription::name`](crate::SagaDescription::name)),
+    /// whatever label the context was built with. Prefer [`SagaContext::for_saga`].
     pub fn new(saga: &'static str, trace_id: impl Into<Arc<str>>) -> Self {
         Self {
             trace_id: trace_id.into(),
@@ -55,6 +66,18 @@ impl SagaContext {
             attempt,
             metadata: Arc::clone(&self.metadata),
             deadline: self.deadline,
+        }
+    }
+
+    /// This context under saga `S`'s own name (borrowed when it already has it).
+    pub(crate) fn of_saga<S: crate::Saga>(&self) -> Cow<'_, Self> {
+        let name = S::description().name;
+        if self.saga == name {
+            Cow::Borrowed(self)
+        } else {
+            let mut named = self.clone();
+            named.saga = name;
+            Cow::Owned(named)
         }
     }
 

@@ -4,12 +4,12 @@
 use booking_proto::pb::BookingRequest;
 use booking_proto::pb::booking_service_client::BookingServiceClient;
 use futures_util::StreamExt;
+use saga_runtime::error::Rejection;
 use saga_runtime::error::StuckAt;
 use saga_runtime::grpc::{
     ERROR_DOMAIN, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, TraceIdPolicy, outgoing_request,
     saga_context, status_from_saga_error, step_error_from_status, trace_id_from_status,
 };
-use saga_runtime::error::Rejection;
 use saga_runtime::store::{StoreError, StoreErrorKind};
 use saga_runtime::transport::TransportError;
 use saga_runtime::{SagaContext, SagaError, StepError};

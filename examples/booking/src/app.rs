@@ -307,14 +307,15 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
             requeue_after: options.requeue_after,
             ..OrchestratorConfig::default()
         };
-        let orchestrator = Orchestrator::new(saga, transport, store, config).on_complete(
-            |completion| async move {
+        let orchestrator = Orchestrator::builder(saga, transport, store)
+            .config(config)
+            .on_complete(|completion| async move {
                 match completion.result {
                     Ok(booked) => info!(trace_id = %completion.trace_id, ?booked, "saga completed"),
                     Err(error) => info!(trace_id = %completion.trace_id, %error, "saga failed"),
                 }
-            },
-        );
+            })
+            .build();
         app.consumers = Some(orchestrator.serve().await?);
         let policy = match options.trace_ids {
             TraceIds::Require => TraceIdPolicy::Require,

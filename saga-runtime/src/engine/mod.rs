@@ -33,6 +33,7 @@
 //! with the delay), and the attempt count lives in the store, so it survives redeliveries and
 //! replica deaths.
 
+mod builder;
 mod completion;
 mod config;
 mod consumer;
@@ -48,6 +49,7 @@ mod sync;
 mod topics;
 mod transition;
 
+pub use builder::OrchestratorBuilder;
 pub use completion::{Completion, CompletionHook};
 pub use config::{OrchestratorConfig, Rollback, Routing};
 pub use consumer::ConsumerService;

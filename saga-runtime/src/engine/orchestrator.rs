@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tracing::{error, info};
 
-use super::completion::{Completion, CompletionHook};
+use super::builder::OrchestratorBuilder;
+use super::completion::CompletionHook;
 use super::config::{OrchestratorConfig, Routing};
 use super::consumer::ConsumerService;
 use super::driver::drive;
@@ -70,38 +71,37 @@ impl<S: Saga> fmt::Debug for Orchestrator<S> {
 }
 
 impl<S: Saga> Orchestrator<S> {
-    /// An orchestrator of `saga` over `transport` and `store`.
+    /// An orchestrator of `saga` over `transport` and `store` with `config` and no completion
+    /// hook; [`Orchestrator::builder`] sets a hook.
     pub fn new(
         saga: Arc<S>,
         transport: Arc<dyn Transport>,
         store: Arc<dyn SagaStore>,
         config: OrchestratorConfig,
     ) -> Self {
-        Self {
-            rt: Arc::new(Runtime::new(saga, transport, store, config)),
-        }
+        Self::builder(saga, transport, store).config(config).build()
     }
 
-    /// Sets the completion hook (async and throttled modes).
-    ///
-    /// # Panics
-    /// When the orchestrator was cloned already (a clone would not see the hook): set the hook
-    /// right after [`Orchestrator::new`].
-    pub fn on_complete<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(Completion<S>) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let hook: CompletionHook<S> = Arc::new(move |completion| Box::pin(hook(completion)));
-        match Arc::get_mut(&mut self.rt) {
-            Some(rt) => rt.hook = Some(hook),
-            None => panic!(
-                "Orchestrator::on_complete on saga `{}` after the orchestrator was cloned or served: \
-                 set the completion hook right after Orchestrator::new",
-                S::description().name
-            ),
-        }
-        self
+    /// A builder of an orchestrator of `saga` over `transport` and `store`: set the config
+    /// and the completion hook, then [`build`](OrchestratorBuilder::build).
+    pub fn builder(
+        saga: Arc<S>,
+        transport: Arc<dyn Transport>,
+        store: Arc<dyn SagaStore>,
+    ) -> OrchestratorBuilder<S> {
+        OrchestratorBuilder::new(saga, transport, store)
+    }
+
+    pub(super) fn assemble(
+        saga: Arc<S>,
+        transport: Arc<dyn Transport>,
+        store: Arc<dyn SagaStore>,
+        config: OrchestratorConfig,
+        hook: Option<CompletionHook<S>>,
+    ) -> Self {
+        let mut rt = Runtime::new(saga, transport, store, config);
+        rt.hook = hook;
+        Self { rt: Arc::new(rt) }
     }
 
     /// The saga definition.
@@ -131,8 +131,9 @@ impl<S: Saga> Orchestrator<S> {
         cx: &SagaContext,
         input: S::Input,
     ) -> Result<S::Output, SagaError> {
+        let owned = cx.of_saga::<S>().into_owned();
+        let cx = &owned.clone();
         let this = self.clone();
-        let owned = cx.clone();
         detached(cx, async move { this.run_sync_here(&owned, input).await }).await
     }
 
@@ -171,6 +172,7 @@ impl<S: Saga> Orchestrator<S> {
     /// hook and the store receive the outcome. Starting an existing id with the same input
     /// starts nothing and returns [`Started::Existing`].
     pub async fn start(&self, cx: &SagaContext, input: S::Input) -> Result<Started, SagaError> {
+        let cx = &*cx.of_saga::<S>();
         if let Some(existing) = self.admit(cx, input, Mode::Async, None).await? {
             return Ok(Started::Existing(existing.status));
         }
@@ -186,6 +188,7 @@ impl<S: Saga> Orchestrator<S> {
         cx: &SagaContext,
         input: S::Input,
     ) -> Result<S::Output, SagaError> {
+        let cx = &*cx.of_saga::<S>();
         let route = match self.rt.config.throttled_routing {
             Routing::Shared => None,
             Routing::PodAffine => Some(self.rt.config.pod_id.clone()),
@@ -212,7 +215,7 @@ impl<S: Saga> Orchestrator<S> {
 
     /// Waits for the outcome of `cx.trace_id()` from any replica, until the context's deadline.
     pub async fn outcome(&self, cx: &SagaContext) -> Result<S::Output, SagaError> {
-        self.rt.outcome(cx).await
+        self.rt.outcome(&cx.of_saga::<S>()).await
     }
 
     /// Starts this replica's part: the consumers of every topic of the saga (each step topic
@@ -294,8 +297,9 @@ impl<S: Saga> Orchestrator<S> {
         mode: Mode,
         route: Option<String>,
     ) -> Result<Option<SagaRecord>, SagaError> {
+        let owned = cx.of_saga::<S>().into_owned();
+        let cx = &owned.clone();
         let this = self.clone();
-        let owned = cx.clone();
         detached(cx, async move {
             let token = this.rt.token();
             let custody = Custody::queued(&token, this.rt.config.requeue_after);

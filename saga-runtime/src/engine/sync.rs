@@ -54,6 +54,7 @@ impl SyncEngine {
         state: S::State,
         failure: Option<FailedStep>,
     ) -> Result<S::Output, SagaError> {
+        let cx = &*cx.of_saga::<S>();
         match Progress::<S>::at(cx, state, failure) {
             Progress::Running { state, failure } => {
                 drive(saga, cx, &self.policies, state, failure, 1, &mut InPlace).await
