@@ -19,6 +19,7 @@ pub mod error;
 pub mod retry;
 pub mod saga;
 pub mod store;
+pub mod testing;
 pub mod transport;
 
 #[cfg(feature = "grpc")]

@@ -62,6 +62,7 @@ impl<S: Saga> Runtime<S> {
             store,
             policies: Policies {
                 compensation: config.compensation_retry,
+                skip_backoff: false,
             },
             hook: None,
             step_slots: slots(config.max_concurrent_steps),

@@ -33,6 +33,15 @@ impl SyncEngine {
         self
     }
 
+    /// The same engine retrying at once instead of backing off: every policy keeps its number
+    /// of attempts, but nothing waits between them. For tests (the
+    /// [`testing`](crate::testing) kit uses it); never in production, where backoff is what
+    /// gives a struggling upstream room to recover.
+    pub fn without_backoff(mut self) -> Self {
+        self.policies.skip_backoff = true;
+        self
+    }
+
     /// Runs `saga` from its first step on `input`. Returns the output, or the error that
     /// names the failed step and says whether every compensation finished.
     pub async fn run<S: Saga>(

@@ -21,12 +21,15 @@ pub(crate) struct TransitionFailure {
 pub(crate) struct Policies {
     /// The policy of every compensation (they must finish: retried persistently).
     pub(crate) compensation: RetryPolicy,
+    /// Retry at once instead of backing off (tests): the same attempts, no waiting.
+    pub(crate) skip_backoff: bool,
 }
 
 impl Default for Policies {
     fn default() -> Self {
         Self {
             compensation: RetryPolicy::COMPENSATION,
+            skip_backoff: false,
         }
     }
 }
@@ -129,7 +132,12 @@ pub(crate) fn retry_delay<S: Saga>(
     let retries_every_error =
         matches!(cursor, Cursor::Compensate(_)) || step.kind == StepKind::Retriable;
     if error.is_retryable() || retries_every_error {
-        policy.delay_after(attempt)
+        let delay = policy.delay_after(attempt)?;
+        Some(if policies.skip_backoff {
+            Duration::ZERO
+        } else {
+            delay
+        })
     } else {
         None
     }
