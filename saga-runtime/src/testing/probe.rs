@@ -1,7 +1,6 @@
 //! [`Probed`]: the saga under test, wrapped so that every transition is recorded and faults
 //! are injected, with the same state, effects and description as the saga itself.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use super::fault::{Effect, Fault};
@@ -43,37 +42,35 @@ impl<S: Saga> Saga for Probed<S> {
         S::cursor(state)
     }
 
-    fn execute<'a>(
+    async fn execute<'a>(
         &'a self,
         cx: &'a SagaContext,
         state: &'a Self::State,
-    ) -> impl Future<Output = Result<Self::Effect, StepError>> + Send + 'a {
-        async move {
-            let compensation = matches!(S::cursor(state), Cursor::Compensate(_));
-            let fault = self.fault_for(cx.step(), compensation);
-            let (result, injected) = match fault {
-                Some(Effect::Refuse(error)) => (Err(error), true),
-                Some(Effect::LoseReply) => match self.inner.execute(cx, state).await {
-                    Ok(_) => (
-                        Err(StepError::ambiguous(format!(
-                            "injected: the reply of `{}` was lost after it took effect",
-                            cx.step()
-                        ))),
-                        true,
-                    ),
-                    Err(error) => (Err(error), false),
-                },
-                None => (self.inner.execute(cx, state).await, false),
-            };
-            self.log.lock().expect("log lock").push(Transition {
-                step: cx.step(),
-                compensation,
-                attempt: cx.attempt(),
-                error: result.as_ref().err().cloned(),
-                injected,
-            });
-            result
-        }
+    ) -> Result<Self::Effect, StepError> {
+        let compensation = matches!(S::cursor(state), Cursor::Compensate(_));
+        let fault = self.fault_for(cx.step(), compensation);
+        let (result, injected) = match fault {
+            Some(Effect::Refuse(error)) => (Err(error), true),
+            Some(Effect::LoseReply) => match self.inner.execute(cx, state).await {
+                Ok(_) => (
+                    Err(StepError::ambiguous(format!(
+                        "injected: the reply of `{}` was lost after it took effect",
+                        cx.step()
+                    ))),
+                    true,
+                ),
+                Err(error) => (Err(error), false),
+            },
+            None => (self.inner.execute(cx, state).await, false),
+        };
+        self.log.lock().expect("log lock").push(Transition {
+            step: cx.step(),
+            compensation,
+            attempt: cx.attempt(),
+            error: result.as_ref().err().cloned(),
+            injected,
+        });
+        result
     }
 
     fn apply(state: Self::State, effect: Self::Effect) -> Self::State {
