@@ -636,6 +636,19 @@ mod connect_errors {
 
     fn assert_connect_error(error: TransportError, broker: &str, address: &str) {
         let text = error.to_string();
+        let report = sagaflow::error::Report(&error).to_string();
+        assert!(
+            !report.contains("secret"),
+            "password leaked through a cause: {report}"
+        );
+        assert!(
+            std::error::Error::source(&error).is_some(),
+            "the client library's error is the source: {report}"
+        );
+        assert_eq!(
+            error.kind(),
+            sagaflow::transport::TransportErrorKind::Connect
+        );
         match error {
             TransportError::Connect {
                 broker: b,

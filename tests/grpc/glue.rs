@@ -299,6 +299,7 @@ fn saga_errors(trace_id: &str) -> Vec<(SagaError, Code, &'static str, Option<&'s
                 source: TransportError::Publish {
                     topic: "booking.create_order".into(),
                     reason: format!("RabbitMQ at {INTERNAL_ADDRESS}: confirm timed out"),
+                    source: None,
                 },
             },
             Code::Unavailable,

@@ -51,7 +51,7 @@ async fn an_unconfirmed_publish_times_out_naming_the_topic() {
     let elapsed = started.elapsed();
     println!("rabbitmq: unconfirmed publish failed after {elapsed:?} (confirm timeout 1 s)");
     match outcome {
-        Err(TransportError::Publish { topic, reason }) => {
+        Err(TransportError::Publish { topic, reason, .. }) => {
             assert_eq!(topic, "orders.created");
             assert!(reason.contains("no publisher confirm within"), "{reason}");
         }

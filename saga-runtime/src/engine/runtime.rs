@@ -134,6 +134,7 @@ impl<S: Saga> Runtime<S> {
                     "a finished saga [trace id {}] has no next topic",
                     cx.trace_id()
                 ),
+                source: None,
             });
         };
         let mut message = Message {

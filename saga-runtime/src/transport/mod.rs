@@ -63,6 +63,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+
+use crate::error::{Cause, Report, cause};
 use futures_util::future::BoxFuture;
 
 /// Message headers (the trace id at least, under [`TRACE_ID_HEADER`]).
@@ -216,8 +218,10 @@ pub struct SubscribeOptions {
 }
 
 /// A transport failure. Every variant says which broker address or topic it is about;
-/// [`TransportError::kind`] gives a copyable kind to match on.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+/// [`TransportError::kind`] gives a copyable kind to match on, and the client library's error,
+/// when there is one, is the [`source`](std::error::Error::source) (log the whole chain with
+/// [`Report`](crate::error::Report)).
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
     /// The broker could not be reached within the connect timeout.
@@ -227,16 +231,22 @@ pub enum TransportError {
         broker: &'static str,
         /// The URL or address tried (without credentials).
         address: String,
-        /// Why.
+        /// What failed.
         reason: String,
+        /// The client library's error.
+        #[source]
+        source: Option<Cause>,
     },
     /// The broker did not confirm a publish.
     #[error("publish to topic `{topic}` not confirmed: {reason}")]
     Publish {
         /// The logical topic.
         topic: String,
-        /// Why.
+        /// What failed.
         reason: String,
+        /// The client library's error.
+        #[source]
+        source: Option<Cause>,
     },
     /// The payload is over the transport's limit.
     #[error("message for topic `{topic}` is {size} bytes, over the limit of {limit} bytes")]
@@ -253,12 +263,104 @@ pub enum TransportError {
     Subscribe {
         /// The logical topic.
         topic: String,
-        /// Why.
+        /// What failed.
         reason: String,
+        /// The client library's error.
+        #[source]
+        source: Option<Cause>,
     },
     /// The transport is shut down.
     #[error("transport is closed")]
     Closed,
+}
+
+/// Two transport errors are equal when they are the same variant with the same fields and
+/// causes that read the same.
+impl PartialEq for TransportError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind() == other.kind() && Report(self).to_string() == Report(other).to_string()
+    }
+}
+
+/// Why a transport operation failed, inside the transports: what it was doing and, when a
+/// client library reported it, that error (which becomes the [`TransportError`]'s source).
+#[derive(Clone, Debug)]
+pub(crate) struct Reason {
+    text: String,
+    cause: Option<Cause>,
+}
+
+impl Reason {
+    /// `text`, caused by the client library's `error`.
+    pub(crate) fn caused_by(
+        text: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            text: text.into(),
+            cause: Some(cause(error)),
+        }
+    }
+
+    /// `text`, caused by a boxed client library error.
+    pub(crate) fn caused_by_boxed(
+        text: impl Into<String>,
+        error: Box<dyn std::error::Error + Send + Sync + 'static>,
+    ) -> Self {
+        Self {
+            text: text.into(),
+            cause: Some(Cause::from(error)),
+        }
+    }
+
+    /// The same reason with `context` in front of its text.
+    pub(crate) fn context(mut self, context: impl fmt::Display) -> Self {
+        self.text = format!("{context}: {}", self.text);
+        self
+    }
+
+    /// A [`TransportError::Connect`] to `broker` at `address` for this reason.
+    pub(crate) fn connect(self, broker: &'static str, address: &str) -> TransportError {
+        TransportError::Connect {
+            broker,
+            address: address.to_string(),
+            reason: self.text,
+            source: self.cause,
+        }
+    }
+
+    /// A [`TransportError::Publish`] to `topic` for this reason.
+    pub(crate) fn publish(self, topic: &str) -> TransportError {
+        TransportError::Publish {
+            topic: topic.to_string(),
+            reason: self.text,
+            source: self.cause,
+        }
+    }
+
+    /// A [`TransportError::Subscribe`] to `topic` for this reason.
+    pub(crate) fn subscribe(self, topic: &str) -> TransportError {
+        TransportError::Subscribe {
+            topic: topic.to_string(),
+            reason: self.text,
+            source: self.cause,
+        }
+    }
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Self {
+        Self { text, cause: None }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            Some(cause) => write!(f, "{}: {cause}", self.text),
+            None => f.write_str(&self.text),
+        }
+    }
 }
 
 impl TransportError {

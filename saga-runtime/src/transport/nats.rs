@@ -84,7 +84,8 @@ use super::config::{check_size, redact};
 use super::dispatch::{self, Pending, Source};
 use super::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, MESSAGE_ID_HEADER, Message,
-    SubscribeOptions, Subscription, Transport, TransportConfig, TransportError, dead_letter_topic,
+    Reason, SubscribeOptions, Subscription, Transport, TransportConfig, TransportError,
+    dead_letter_topic,
 };
 
 const BROKER: &str = "NATS";
@@ -176,11 +177,7 @@ impl NatsTransport {
     pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
         let timeout = config.connect_timeout;
         let address = redact(url);
-        let connect_error = |reason: String| TransportError::Connect {
-            broker: BROKER,
-            address: address.clone(),
-            reason,
-        };
+        let connect_error = |reason: Reason| reason.connect(BROKER, &address);
         let stream_name = sanitize(&config.topic_prefix);
         let attempt = async {
             let client = async_nats::ConnectOptions::new()
@@ -188,7 +185,7 @@ impl NatsTransport {
                 .connection_timeout(timeout)
                 .connect(url)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Reason::caused_by("cannot connect", e))?;
             let max_payload = client.server_info().max_payload;
             let jetstream = jetstream::new(client);
             let stream = jetstream
@@ -200,16 +197,18 @@ impl NatsTransport {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| format!("cannot create JetStream stream `{stream_name}`: {e}"))?;
-            Ok::<_, String>((jetstream, stream, max_payload))
+                .map_err(|e| {
+                    Reason::caused_by(format!("cannot create JetStream stream `{stream_name}`"), e)
+                })?;
+            Ok::<_, Reason>((jetstream, stream, max_payload))
         };
         let (jetstream, stream, max_payload) = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(connected)) => connected,
             Ok(Err(reason)) => return Err(connect_error(reason)),
             Err(_) => {
-                return Err(connect_error(format!(
+                return Err(connect_error(Reason::from(format!(
                     "no answer within {timeout:?}; is the server running with JetStream (-js)?"
-                )));
+                ))));
             }
         };
         let max_payload = if max_payload == 0 {
@@ -247,10 +246,12 @@ impl NatsTransport {
             .delete_stream(&self.inner.stream_name)
             .await
             .map(drop)
-            .map_err(|e| TransportError::Connect {
-                broker: BROKER,
-                address: self.inner.address.clone(),
-                reason: format!("cannot delete stream `{}`: {e}", self.inner.stream_name),
+            .map_err(|e| {
+                Reason::caused_by(
+                    format!("cannot delete stream `{}`", self.inner.stream_name),
+                    e,
+                )
+                .connect(BROKER, &self.inner.address)
             })
     }
 }
@@ -265,7 +266,7 @@ impl Inner {
         group: &str,
         concurrency: usize,
         update: bool,
-    ) -> Result<PullConsumer, String> {
+    ) -> Result<PullConsumer, Reason> {
         let name = sanitize(&format!("{topic}__{group}"));
         let config = pull::Config {
             durable_name: Some(name.clone()),
@@ -281,13 +282,13 @@ impl Inner {
             max_deliver: i64::from(self.config.max_deliveries) + 1,
             ..Default::default()
         };
-        let error =
-            |e: &dyn fmt::Display| format!("{BROKER} at {}: consumer `{name}`: {e}", self.address);
+        let context = format!("{BROKER} at {}: consumer `{name}`", self.address);
+        let error = |e: async_nats::Error| Reason::caused_by_boxed(context.clone(), e);
         let consumer = self
             .stream
             .get_or_create_consumer(&name, config.clone())
             .await
-            .map_err(|e| error(&e))?;
+            .map_err(|e| error(e.into()))?;
         let current = &consumer.cached_info().config;
         if update
             && (current.max_ack_pending != config.max_ack_pending
@@ -296,8 +297,7 @@ impl Inner {
         {
             // Only the settings JetStream lets us change; the rest (deliver policy above all)
             // stays as the consumer was created.
-            let current =
-                pull::Config::try_from_consumer_config(current.clone()).map_err(|e| error(&e))?;
+            let current = pull::Config::try_from_consumer_config(current.clone()).map_err(error)?;
             let updated = pull::Config {
                 max_ack_pending: config.max_ack_pending,
                 ack_wait: config.ack_wait,
@@ -308,7 +308,7 @@ impl Inner {
                 .stream
                 .update_consumer(updated)
                 .await
-                .map_err(|e| error(&e));
+                .map_err(|e| error(e.into()));
         }
         Ok(consumer)
     }
@@ -318,7 +318,7 @@ impl Inner {
         topic: &str,
         group: &str,
         concurrency: usize,
-    ) -> Result<pull::Stream, String> {
+    ) -> Result<pull::Stream, Reason> {
         self.consumer(topic, group, concurrency, true)
             .await?
             .stream()
@@ -327,7 +327,12 @@ impl Inner {
             .expires(Duration::from_secs(10))
             .messages()
             .await
-            .map_err(|e| format!("{BROKER} at {}: pull on `{topic}`: {e}", self.address))
+            .map_err(|e| {
+                Reason::caused_by(
+                    format!("{BROKER} at {}: pull on `{topic}`", self.address),
+                    e,
+                )
+            })
     }
 
     async fn publish_raw(
@@ -335,14 +340,14 @@ impl Inner {
         subject: String,
         headers: HeaderMap,
         payload: bytes::Bytes,
-    ) -> Result<(), String> {
+    ) -> Result<(), Reason> {
         self.jetstream
             .publish_with_headers(subject, headers, payload)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Reason::caused_by("the publish was refused", e))?
             .await
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| Reason::caused_by("no publish ack", e))
     }
 }
 
@@ -365,9 +370,10 @@ impl Transport for NatsTransport {
                     message.payload,
                 )
                 .await
-                .map_err(|reason| TransportError::Publish {
-                    topic: topic.to_owned(),
-                    reason: format!("{BROKER} at {}: {reason}", self.inner.address),
+                .map_err(|reason| {
+                    reason
+                        .context(format_args!("{BROKER} at {}", self.inner.address))
+                        .publish(topic)
                 })
         })
     }
@@ -380,10 +386,7 @@ impl Transport for NatsTransport {
     ) -> BoxFuture<'a, Result<Subscription, TransportError>> {
         Box::pin(async move {
             let concurrency = options.concurrency.max(1);
-            let subscribe_error = |reason| TransportError::Subscribe {
-                topic: topic.to_owned(),
-                reason,
-            };
+            let subscribe_error = |reason: Reason| reason.subscribe(topic);
             // Dead letters of this group are kept by the same group on the dead-letter topic.
             self.inner
                 .consumer(

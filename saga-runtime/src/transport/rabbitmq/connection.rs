@@ -13,7 +13,7 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use super::topology;
-use crate::transport::TransportConfig;
+use crate::transport::{Reason, TransportConfig};
 
 /// Something a [`Link`] holds while it is usable.
 pub(super) trait Usable: Send + Sync + 'static {
@@ -67,7 +67,7 @@ pub(super) fn reconnect_backoff() -> ExponentialBuilder {
 /// connect timeout).
 const RECONNECT_ATTEMPTS: usize = 5;
 
-type Attempt<T> = Shared<BoxFuture<'static, Result<Arc<T>, String>>>;
+type Attempt<T> = Shared<BoxFuture<'static, Result<Arc<T>, Reason>>>;
 
 struct State<T> {
     current: Option<Arc<T>>,
@@ -117,10 +117,10 @@ impl<T: Usable> Link<T> {
     /// (with `open`, retried with backoff, [`RECONNECT_ATTEMPTS`] times) if none runs. The
     /// reconnection runs in its own task, so a caller that gives up does not cancel it for
     /// the others.
-    pub(super) async fn get<F, Fut>(self: &Arc<Self>, open: F) -> Result<Arc<T>, String>
+    pub(super) async fn get<F, Fut>(self: &Arc<Self>, open: F) -> Result<Arc<T>, Reason>
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, String>> + Send + 'static,
+        Fut: Future<Output = Result<T, Reason>> + Send + 'static,
     {
         let attempt = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -143,7 +143,7 @@ impl<T: Usable> Link<T> {
     fn start<F, Fut>(self: &Arc<Self>, generation: u64, open: F) -> Attempt<T>
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, String>> + Send + 'static,
+        Fut: Future<Output = Result<T, Reason>> + Send + 'static,
     {
         let link = self.clone();
         let role = self.role;
@@ -168,7 +168,7 @@ impl<T: Usable> Link<T> {
         });
         async move {
             task.await
-                .unwrap_or_else(|e| Err(format!("reconnection task failed: {e}")))
+                .unwrap_or_else(|e| Err(Reason::caused_by("the reconnection task failed", e)))
         }
         .boxed()
         .shared()
@@ -185,14 +185,14 @@ fn properties(config: &TransportConfig, role: &str) -> ConnectionProperties {
 async fn bounded<T>(
     config: &TransportConfig,
     attempt: impl Future<Output = Result<T, lapin::Error>>,
-) -> Result<T, String> {
+) -> Result<T, Reason> {
     let timeout = config.connect_timeout;
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(opened)) => Ok(opened),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
+        Ok(Err(e)) => Err(Reason::caused_by("cannot open the connection", e)),
+        Err(_) => Err(Reason::from(format!(
             "no answer within {timeout:?}; is the broker running?"
-        )),
+        ))),
     }
 }
 
@@ -201,7 +201,7 @@ async fn bounded<T>(
 pub(super) async fn open_publisher(
     url: &str,
     config: &TransportConfig,
-) -> Result<Publisher, String> {
+) -> Result<Publisher, Reason> {
     bounded(config, async {
         let connection = Connection::connect(url, properties(config, "publisher")).await?;
         let channel = connection.create_channel().await?;
@@ -221,7 +221,7 @@ pub(super) async fn open_publisher(
 pub(super) async fn open_consumers(
     url: &str,
     config: &TransportConfig,
-) -> Result<Consumers, String> {
+) -> Result<Consumers, Reason> {
     bounded(config, async {
         let connection = Connection::connect(url, properties(config, "consumer")).await?;
         Ok(Consumers { connection })

@@ -16,7 +16,7 @@ use super::publish::persistent;
 use super::{BROKER, Inner};
 use crate::transport::dispatch::{Pending, Source};
 use crate::transport::{
-    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Headers, dead_letter_topic,
+    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Headers, Reason, dead_letter_topic,
 };
 use backon::Retryable;
 
@@ -82,8 +82,11 @@ impl Inner {
         topic: &str,
         group: &str,
         concurrency: usize,
-    ) -> Result<(Channel, Consumer), String> {
-        let consumers = self.consumers().await.map_err(|e| e.to_string())?;
+    ) -> Result<(Channel, Consumer), Reason> {
+        let consumers = self
+            .consumers()
+            .await
+            .map_err(|e| Reason::caused_by("no consumer connection", e))?;
         let attached = async {
             let channel = consumers.connection.create_channel().await?;
             let queue = self
@@ -108,7 +111,7 @@ impl Inner {
         };
         attached
             .await
-            .map_err(|e| format!("{BROKER} at {}: {e}", self.address))
+            .map_err(|e| Reason::caused_by(format!("{BROKER} at {}", self.address), e))
     }
 }
 
@@ -250,7 +253,7 @@ impl RabbitPending {
 
     /// Publishes the counted copy straight back to the queue (default exchange): a nack
     /// without delay that still counts the delivery.
-    async fn publish_again(&self) -> Result<(), String> {
+    async fn publish_again(&self) -> Result<(), Reason> {
         self.inner
             .publish_raw(
                 "",
@@ -263,7 +266,7 @@ impl RabbitPending {
     }
 
     /// Publishes the counted copy to the retry queue of `delay` (dead-lettering back here).
-    async fn publish_delayed(&self, delay: Duration) -> Result<(), String> {
+    async fn publish_delayed(&self, delay: Duration) -> Result<(), Reason> {
         let millis = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX).max(1);
         let retry_queue = self
             .inner
@@ -282,7 +285,7 @@ impl RabbitPending {
             .await
     }
 
-    async fn publish_dead_letter(&self, reason: String) -> Result<(), String> {
+    async fn publish_dead_letter(&self, reason: String) -> Result<(), Reason> {
         let mut headers = self.copied_headers();
         headers.insert(
             DEAD_LETTER_REASON_HEADER.into(),

@@ -69,7 +69,8 @@ use self::topology::Declared;
 use super::config::{check_size, message_size, redact};
 use super::dispatch;
 use super::{
-    Handler, Message, SubscribeOptions, Subscription, Transport, TransportConfig, TransportError,
+    Handler, Message, Reason, SubscribeOptions, Subscription, Transport, TransportConfig,
+    TransportError,
 };
 
 const BROKER: &str = "RabbitMQ";
@@ -109,11 +110,7 @@ impl RabbitMqTransport {
     /// [`connect_timeout`](TransportConfig::connect_timeout).
     pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
         let address = redact(url);
-        let connect_error = |reason: String| TransportError::Connect {
-            broker: BROKER,
-            address: address.clone(),
-            reason,
-        };
+        let connect_error = |reason: Reason| reason.connect(BROKER, &address);
         let (publisher, consumers) =
             tokio::join!(open_publisher(url, &config), open_consumers(url, &config));
         let (publisher, consumers) = match (publisher, consumers) {
@@ -161,28 +158,25 @@ impl RabbitMqTransport {
     /// subscriptions first, since a running one declares its queues again when it notices.
     pub async fn delete_topology(&self) -> Result<(), TransportError> {
         let consumers = self.inner.consumers().await?;
-        let channel = consumers
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| self.inner.connect_error(e))?;
+        let channel = consumers.connection.create_channel().await.map_err(|e| {
+            Reason::caused_by("cannot open a channel", e).connect(BROKER, &self.inner.address)
+        })?;
         self.inner
             .declared
             .delete_all(&channel, &self.inner.config)
             .await
-            .map_err(|e| self.inner.connect_error(e))?;
+            .map_err(|e| {
+                Reason::caused_by("cannot delete the topology", e)
+                    .connect(BROKER, &self.inner.address)
+            })?;
         let _ = channel.close(200, "done".into()).await;
         Ok(())
     }
 }
 
 impl Inner {
-    fn connect_error(&self, reason: impl fmt::Display) -> TransportError {
-        TransportError::Connect {
-            broker: BROKER,
-            address: self.address.clone(),
-            reason: reason.to_string(),
-        }
+    fn connect_error(&self, reason: Reason) -> TransportError {
+        reason.connect(BROKER, &self.address)
     }
 
     /// The publisher connection, reconnecting (one attempt in flight, shared) if it dropped.
@@ -237,9 +231,10 @@ impl Transport for RabbitMqTransport {
                     false,
                 )
                 .await
-                .map_err(|reason| TransportError::Publish {
-                    topic: topic.to_owned(),
-                    reason: format!("{BROKER} at {}: {reason}", self.inner.address),
+                .map_err(|reason| {
+                    reason
+                        .context(format_args!("{BROKER} at {}", self.inner.address))
+                        .publish(topic)
                 })
         })
     }
@@ -257,10 +252,7 @@ impl Transport for RabbitMqTransport {
                 .inner
                 .attach(topic, &options.group, concurrency)
                 .await
-                .map_err(|reason| TransportError::Subscribe {
-                    topic: topic.to_owned(),
-                    reason,
-                })?;
+                .map_err(|reason| reason.subscribe(topic))?;
             let source = RabbitSource {
                 inner: self.inner.clone(),
                 topic: Arc::from(topic),

@@ -9,7 +9,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 
 use super::Inner;
-use crate::transport::{Headers, MESSAGE_ID_HEADER};
+use crate::transport::{Headers, MESSAGE_ID_HEADER, Reason};
 
 /// The headers as an AMQP table of long strings.
 pub(super) fn to_field_table(headers: &Headers) -> FieldTable {
@@ -51,11 +51,14 @@ impl Inner {
         properties: BasicProperties,
         payload: &[u8],
         mandatory: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Reason> {
         let timeout = self.config.confirm_timeout;
-        let mut last_error = String::new();
+        let mut last_error = None;
         for _ in 0..2 {
-            let publisher = self.publisher().await.map_err(|e| e.to_string())?;
+            let publisher = self
+                .publisher()
+                .await
+                .map_err(|e| Reason::caused_by("no publisher connection", e))?;
             let attempt = async {
                 publisher
                     .channel
@@ -80,24 +83,30 @@ impl Inner {
                     } else {
                         ""
                     };
-                    return Err(format!(
+                    return Err(Reason::from(format!(
                         "no publisher confirm within {timeout:?}{blocked}; the message may \
                          or may not have been taken"
-                    ));
+                    )));
                 }
             };
             match confirmation {
                 Ok(Confirmation::Ack(None)) => return Ok(()),
                 Ok(Confirmation::Ack(Some(_))) => {
-                    return Err(format!("unroutable: no queue bound for `{routing_key}`"));
+                    return Err(Reason::from(format!(
+                        "unroutable: no queue bound for `{routing_key}`"
+                    )));
                 }
-                Ok(Confirmation::Nack(_)) => return Err("the broker nacked the message".into()),
+                Ok(Confirmation::Nack(_)) => {
+                    return Err(Reason::from("the broker nacked the message".to_string()));
+                }
                 Ok(Confirmation::NotRequested) => {
-                    return Err("publisher confirms are not enabled".into());
+                    return Err(Reason::from(
+                        "publisher confirms are not enabled".to_string(),
+                    ));
                 }
-                Err(e) => last_error = e.to_string(),
+                Err(e) => last_error = Some(Reason::caused_by("the publish failed", e)),
             }
         }
-        Err(last_error)
+        Err(last_error.unwrap_or_else(|| Reason::from("the publish failed".to_string())))
     }
 }
