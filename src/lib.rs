@@ -1,11 +1,18 @@
-//! # sagaflow
-//!
-//! Compile-time checked sagas for Rust services. Put `#[saga]` on an inherent impl block and
-//! `#[step(...)]` on its async fns; the compiler proves the saga well formed and the runtime
-//! runs the one definition synchronously, through a message queue, or throttled.
-//!
-//! See the README for the DSL and the guarantees.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub use saga_macros::{saga, step};
-pub use saga_runtime::*;
+
+pub use saga_runtime::{
+    Cursor, Effect, ErrorKind, RetryPolicy, Saga, SagaContext, SagaDescription, SagaError,
+    StepDescription, StepError, StepKind, StepResult,
+};
+pub use saga_runtime::{engine, error, store, testing, transport};
+
+#[cfg(feature = "grpc")]
+pub use saga_runtime::grpc;
+
+/// Items the `#[saga]` expansion names by absolute path. Not a public API.
+#[doc(hidden)]
+pub use saga_runtime::__private;

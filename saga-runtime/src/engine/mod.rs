@@ -53,8 +53,10 @@ pub use builder::OrchestratorBuilder;
 pub use completion::{Completion, CompletionHook};
 pub use config::{OrchestratorConfig, Rollback, Routing};
 pub use consumer::ConsumerService;
+#[doc(hidden)]
 pub use envelope::{Envelope, FORMAT_VERSION};
 pub use orchestrator::{Orchestrator, Started};
+#[doc(hidden)]
 pub use progress::{FailedStep, Progress};
 pub use serve::Consumers;
 pub use sync::SyncEngine;
