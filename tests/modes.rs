@@ -707,6 +707,7 @@ async fn a_saga_stranded_before_its_first_message_is_recovered_by_the_sweeper() 
     let envelope = Envelope {
         v: FORMAT_VERSION,
         saga: name.to_string(),
+        version: 1,
         trace_id: "stranded".to_string(),
         seq: 0,
         metadata: Default::default(),

@@ -841,6 +841,7 @@ fn stranded_record(trace_id: &str, input: &Order, token: &str, lease: Duration) 
     let envelope = Envelope {
         v: FORMAT_VERSION,
         saga: name().to_string(),
+        version: 1,
         trace_id: trace_id.to_string(),
         seq: 0,
         metadata: BTreeMap::new(),

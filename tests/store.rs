@@ -362,6 +362,7 @@ both_backends!(
     concurrent_begins_start_once,
     advance_tracks_the_lifecycle,
     advance_to_a_failed_outcome,
+    a_stuck_saga_keeps_the_state_it_is_stuck_at,
     writes_without_record_find_it_missing,
     a_final_record_is_never_reopened,
     claim_is_fenced,
@@ -518,6 +519,40 @@ async fn advance_tracks_the_lifecycle(fx: &Fixture) {
 
     a.remove("life").await.expect("remove");
     assert_eq!(b.get("life").await.expect("get"), None);
+}
+
+async fn a_stuck_saga_keeps_the_state_it_is_stuck_at(fx: &Fixture) {
+    let a = fx.a();
+    let id = "stuck-keeps";
+    a.begin(record(id, &json!(id))).await.expect("begin");
+    let stuck_state = state(7);
+    let written = a
+        .advance(Advance {
+            trace_id: id,
+            saga: SAGA,
+            seq: 0,
+            token: OWNER,
+            status: SagaStatus::Failed {
+                error: SagaFailure::Stuck {
+                    stuck: StuckAt::Definition {
+                        written: 1,
+                        deployed: 2,
+                    },
+                    attempts: 1,
+                    last_error: StepError::fatal("does not decode"),
+                    failed_step: None,
+                },
+            },
+            state: Some(&stuck_state),
+            custody: Custody::held(OWNER, LONG),
+        })
+        .await
+        .expect("advance");
+    assert_eq!(written, Written::Done);
+    let got = get(&fx.b(), id).await;
+    assert!(got.status.is_final());
+    assert_eq!(got.state.as_deref(), Some(stuck_state.as_str()), "kept for an operator");
+    assert_eq!(got.owner, "", "nobody holds a final record");
 }
 
 async fn advance_to_a_failed_outcome(fx: &Fixture) {

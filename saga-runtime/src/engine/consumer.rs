@@ -20,7 +20,7 @@ use futures_util::future::BoxFuture;
 use tracing::{debug, error, warn};
 
 use super::driver::{Flow, Journal, drive};
-use super::envelope::{Envelope, decode};
+use super::envelope::{Envelope, EnvelopeError, decode};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status};
 use crate::error::Report;
@@ -101,6 +101,9 @@ fn backoff<S: Saga>(rt: &Runtime<S>, delivery_count: u32) -> Disposition {
 async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> Disposition {
     let envelope = match decode::<S>(&delivery.payload) {
         Ok(envelope) => envelope,
+        Err(reason @ EnvelopeError::Undecodable { .. }) => {
+            return undecodable(rt, topic, &delivery, reason).await;
+        }
         Err(reason) => {
             error!(topic, trace_id = delivery.trace_id(), %reason, "dead-lettering a message this consumer cannot process");
             return Disposition::DeadLetter {
@@ -133,7 +136,8 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
              the saga is recorded stuck at this transition",
             delivery.delivery_count
         );
-        return give_up(rt, &cx, topic, seq, &state, failure, reason).await;
+        let error = stuck_error::<S>(&cx, &state, failure, 1, reason.clone());
+        return give_up(rt, &cx, topic, seq, error, None, reason).await;
     }
     // Wait for a slot before claiming, so the lease does not run out in the queue.
     let _slot = match &rt.step_slots {
@@ -202,6 +206,40 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
     .await
 }
 
+/// A message whose state the deployed definition cannot read (a step was added, removed,
+/// reordered or retyped with the saga in flight): the saga is recorded stuck, naming both
+/// definition versions, with the message kept as its state, and the message is dead-lettered.
+/// Nothing is dropped: deploy a definition that reads it, then resume or replay it.
+async fn undecodable<S: Saga>(
+    rt: &Runtime<S>,
+    topic: &str,
+    delivery: &Delivery,
+    reason: EnvelopeError,
+) -> Disposition {
+    let EnvelopeError::Undecodable { head, deployed, .. } = &reason else {
+        unreachable!("called for undecodable states only")
+    };
+    let text = reason.to_string();
+    let raw = std::str::from_utf8(&delivery.payload).ok();
+    if head.trace_id.is_empty() || raw.is_none() {
+        error!(topic, %text, "dead-lettering a message whose state does not decode");
+        return Disposition::DeadLetter { reason: text };
+    }
+    let cx = SagaContext::for_saga::<S>(head.trace_id.as_str());
+    let error = SagaError::Stuck {
+        saga: cx.saga().to_string(),
+        trace_id: cx.trace_id().to_string(),
+        stuck: StuckAt::Definition {
+            written: head.version,
+            deployed: *deployed,
+        },
+        attempts: 1,
+        last_error: StepError::fatal(text.clone()),
+        failed_step: None,
+    };
+    give_up(rt, &cx, topic, head.seq, error, raw, text).await
+}
+
 /// A delivery whose saga has no record: nothing can fence it, so it is dead-lettered.
 fn missing(cx: &SagaContext, topic: &str) -> Disposition {
     let reason = format!(
@@ -216,13 +254,16 @@ fn missing(cx: &SagaContext, topic: &str) -> Disposition {
 /// Records the saga stuck at the delivery's transition and dead-letters the delivery with
 /// `reason`. A delivery whose saga moved on, ended or is held by a live run is only a stale
 /// copy: it is acked and dropped, not dead-lettered.
+///
+/// `kept` is the state the record keeps for an operator (the raw message of a state that does
+/// not decode), if any.
 async fn give_up<S: Saga>(
     rt: &Runtime<S>,
     cx: &SagaContext,
     topic: &str,
     seq: u64,
-    state: &S::State,
-    failure: Option<super::progress::FailedStep>,
+    error: SagaError,
+    kept: Option<&str>,
     reason: String,
 ) -> Disposition {
     let token = rt.token();
@@ -241,9 +282,29 @@ async fn give_up<S: Saga>(
     };
     error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering and recording the saga stuck");
     {
-        let error = stuck_error::<S>(cx, state, failure, attempt, reason.clone());
+        let error = match error {
+            SagaError::Stuck {
+                saga,
+                trace_id,
+                stuck,
+                last_error,
+                failed_step,
+                ..
+            } => SagaError::Stuck {
+                saga,
+                trace_id,
+                stuck,
+                attempts: attempt,
+                last_error,
+                failed_step,
+            },
+            other => other,
+        };
         let result: Result<S::Output, SagaError> = Err(error);
-        let advance = rt.final_advance(cx, seq, &token, &result);
+        let advance = Advance {
+            state: kept,
+            ..rt.final_advance(cx, seq, &token, &result)
+        };
         match rt.advance(advance).await {
             Ok(Written::Done) => rt.notify(cx, result).await,
             Ok(refused) => debug!(

@@ -23,6 +23,10 @@ pub struct Envelope<St> {
     pub v: u32,
     /// The saga's name.
     pub saga: String,
+    /// The version of the saga definition that wrote the state
+    /// ([`SagaDescription::version`](crate::SagaDescription::version)); 1 when absent.
+    #[serde(default = "first_version", rename = "ver")]
+    pub version: u32,
     /// The trace id (saga id).
     pub trace_id: String,
     /// The saga's sequence number this state is at: a consumer runs it only if the store's
@@ -41,12 +45,27 @@ pub struct Envelope<St> {
     pub state: St,
 }
 
+fn first_version() -> u32 {
+    1
+}
+
+/// The version of `S`'s deployed definition.
+pub(crate) fn deployed_version<S: Saga>() -> u32 {
+    S::description().version
+}
+
 /// Only the header fields, read first so a message of another version or saga is rejected
 /// with a precise reason before its state is decoded.
 #[derive(Debug, Deserialize)]
 pub(crate) struct EnvelopeHead {
     pub(crate) v: u32,
     pub(crate) saga: String,
+    #[serde(default = "first_version", rename = "ver")]
+    pub(crate) version: u32,
+    #[serde(default)]
+    pub(crate) trace_id: String,
+    #[serde(default)]
+    pub(crate) seq: u64,
 }
 
 /// Why a message cannot be processed; it is dead-lettered with this reason.
@@ -61,10 +80,22 @@ pub(crate) enum EnvelopeError {
         found: String,
         expected: &'static str,
     },
+    /// The header reads, the state does not: the definition changed under the saga.
+    #[error(
+        "the state of saga `{saga}` [trace id {}] was written by definition version {} and does not decode under the deployed version {deployed}: {error}; deploy a definition that reads it (bump `#[saga(version)]` only with a compatible state, see the README), then resume the saga",
+        head.trace_id, head.version
+    )]
+    Undecodable {
+        saga: &'static str,
+        head: EnvelopeHead,
+        deployed: u32,
+        error: serde_json::Error,
+    },
 }
 
 /// Decodes a message for saga `S`. The happy path parses once; when that fails, the header
-/// fields are read on their own to say precisely why (version, saga, or malformed).
+/// fields are read on their own to say precisely why (version, saga, a state the deployed
+/// definition cannot read, or malformed).
 pub(crate) fn decode<S: Saga>(payload: &[u8]) -> Result<Envelope<S::State>, EnvelopeError> {
     let expected = S::description().name;
     let full = serde_json::from_slice::<Envelope<S::State>>(payload);
@@ -72,6 +103,9 @@ pub(crate) fn decode<S: Saga>(payload: &[u8]) -> Result<Envelope<S::State>, Enve
         Ok(envelope) => EnvelopeHead {
             v: envelope.v,
             saga: envelope.saga.clone(),
+            version: envelope.version,
+            trace_id: String::new(),
+            seq: envelope.seq,
         },
         Err(_) => serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?,
     };
@@ -84,5 +118,10 @@ pub(crate) fn decode<S: Saga>(payload: &[u8]) -> Result<Envelope<S::State>, Enve
             expected,
         });
     }
-    full.map_err(EnvelopeError::Malformed)
+    full.map_err(|error| EnvelopeError::Undecodable {
+        saga: expected,
+        head,
+        deployed: deployed_version::<S>(),
+        error,
+    })
 }

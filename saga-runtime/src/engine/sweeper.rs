@@ -17,11 +17,11 @@ use tracing::{error, info, warn};
 use super::config::{Rollback, Routing};
 use super::driver::drive;
 use super::durable::Durable;
-use super::envelope::{Envelope, decode};
+use super::envelope::{Envelope, EnvelopeError, decode};
 use super::runtime::Runtime;
-use crate::error::Report;
-use crate::store::{Claim, Claimed, Custody, Mode, Written};
-use crate::{Saga, SagaContext, SagaError};
+use crate::error::{Report, StuckAt};
+use crate::store::{Advance, Claim, Claimed, Custody, Mode, Written};
+use crate::{Saga, SagaContext, SagaError, StepError};
 
 /// Most sagas claimed per sweep (the next sweep takes the rest).
 const BATCH: usize = 256;
@@ -86,6 +86,33 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                 envelope.seq
             );
             return unrecoverable(rt, &cx, seq, &token, reason).await;
+        }
+        Err(EnvelopeError::Undecodable { head, deployed, .. }) if head.version != deployed => {
+            let text = format!(
+                "the stored state was written by definition version {} and does not decode under the deployed version {deployed}; deploy a definition that reads it, then resume the saga",
+                head.version
+            );
+            error!(trace_id, %text, "recording the saga stuck; its record keeps the state");
+            let error = SagaError::Stuck {
+                saga: cx.saga().to_string(),
+                trace_id: cx.trace_id().to_string(),
+                stuck: StuckAt::Definition {
+                    written: head.version,
+                    deployed,
+                },
+                attempts: attempt,
+                last_error: StepError::fatal(text),
+                failed_step: None,
+            };
+            let result: Result<S::Output, SagaError> = Err(error);
+            let advance = Advance {
+                state: Some(stored.as_str()),
+                ..rt.final_advance(&cx, seq, &token, &result)
+            };
+            if let Ok(Written::Done) = rt.advance(advance).await {
+                rt.notify(&cx, result).await;
+            }
+            return;
         }
         Err(reason) => return unrecoverable(rt, &cx, seq, &token, reason.to_string()).await,
     };

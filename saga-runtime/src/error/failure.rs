@@ -12,6 +12,15 @@ pub enum StuckAt {
     Compensation(String),
     /// A retriable step (after the pivot, never compensated) kept failing.
     Step(String),
+    /// Its state does not decode under the deployed definition: a deploy added, removed,
+    /// reordered or retyped a step while the saga was in flight. The record keeps the state
+    /// (and the message is dead-lettered) until a definition that reads it is deployed.
+    Definition {
+        /// The definition version that wrote the state.
+        written: u32,
+        /// The definition version deployed when it failed to decode.
+        deployed: u32,
+    },
 }
 
 impl std::fmt::Display for StuckAt {
@@ -19,6 +28,10 @@ impl std::fmt::Display for StuckAt {
         match self {
             StuckAt::Compensation(step) => write!(f, "the compensation of step `{step}`"),
             StuckAt::Step(step) => write!(f, "retriable step `{step}`"),
+            StuckAt::Definition { written, deployed } => write!(
+                f,
+                "decoding its state (written by definition version {written}, deployed version {deployed})"
+            ),
         }
     }
 }

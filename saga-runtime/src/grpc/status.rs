@@ -112,9 +112,10 @@ pub fn status_from_saga_error(error: &SagaError) -> Status {
         }
         SagaError::Stuck { saga, stuck, .. } => {
             let step = match stuck {
-                StuckAt::Compensation(step) | StuckAt::Step(step) => step.as_str(),
+                StuckAt::Compensation(step) | StuckAt::Step(step) => Some(step.as_str()),
+                StuckAt::Definition { .. } => None,
             };
-            (Code::Internal, Some(saga), Some(step))
+            (Code::Internal, Some(saga), step)
         }
         SagaError::DeadlineExceeded { saga, .. } => (Code::DeadlineExceeded, Some(saga), None),
         SagaError::IdTaken { saga, .. } => (Code::AlreadyExists, Some(saga), None),

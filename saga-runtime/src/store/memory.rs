@@ -269,7 +269,8 @@ impl MemoryStore {
                 state
                     .leases
                     .remove(&(record.lease_until_ms, record.trace_id.clone()));
-                record.state = None;
+                // A stuck saga keeps the state it is stuck at, for an operator to resume.
+                record.state = advance.state.map(str::to_string);
                 record.owner.clear();
                 record.lease_until_ms = 0;
                 record.queued = false;

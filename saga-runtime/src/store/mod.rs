@@ -374,7 +374,8 @@ pub struct Advance<'a> {
     pub token: &'a str,
     /// Where the saga stands after the transition.
     pub status: SagaStatus,
-    /// The state to resume from (the next message's envelope); ignored for a final status.
+    /// The state to resume from (the next message's envelope); for a final status, the state
+    /// a stuck saga is stuck at (kept for an operator), or `None`.
     pub state: Option<&'a str>,
     /// Who holds the saga after the write (ignored for a final status).
     pub custody: Custody,
@@ -475,8 +476,10 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
 
     /// Records a transition if the writer still holds custody at `advance.seq`: the status,
     /// the state and the custody after it, sequence number plus one, attempts back to 0. A
-    /// final status clears the state, starts the finished time-to-live and wakes every watcher
-    /// of the id on every replica. A final record is never reopened.
+    /// final status keeps only the state it is given (a stuck saga keeps the state it is stuck
+    /// at, so it can be resumed; a completed or compensated one gives none), starts the
+    /// finished time-to-live and wakes every watcher of the id on every replica. A final
+    /// record is never reopened.
     fn advance<'a>(&'a self, advance: Advance<'a>) -> BoxFuture<'a, Result<Written, StoreError>>;
 
     /// Renews (or hands over to the broker, `custody.queued`) the custody that `hold.token`

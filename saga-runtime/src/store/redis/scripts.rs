@@ -115,7 +115,11 @@ local seq = tonumber(h[1]) + 1
 if ARGV[8] == '1' then
   redis.call('HSET', KEYS[1], 'status', ARGV[4], 'seq', seq, 'final', 1, 'owner', '',
     'until', 0, 'queued', 0, 'attempts', 0, 'updated', now)
-  redis.call('HDEL', KEYS[1], 'state')
+  if ARGV[5] == '' then
+    redis.call('HDEL', KEYS[1], 'state')
+  else
+    redis.call('HSET', KEYS[1], 'state', ARGV[5])
+  end
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('PUBLISH', KEYS[3], ARGV[4])
 else
