@@ -70,34 +70,45 @@
 //! variant must not clash with `Completed`, `Compensated` or another variant.
 
 mod attr;
+mod cfg;
 mod errors;
 mod expand;
 mod parse;
+mod select;
 mod signature;
 #[cfg(test)]
 mod tests;
+mod types;
 mod validate;
 
 use proc_macro::TokenStream;
+use quote::quote;
 
 /// Turns an inherent `impl Type { ... }` block whose async fns carry `#[step(...)]` into a
 /// saga: a serialisable state enum and an `impl Saga for Type`. See the crate docs for the DSL.
 #[proc_macro_attribute]
 pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
-    let item = proc_macro2::TokenStream::from(item);
-    match expand_saga(args.into(), item.clone()) {
-        Ok(tokens) => tokens.into(),
+    saga_tokens(args.into(), item.into()).into()
+}
+
+/// The whole output of `#[saga]`: the expansion, or the errors beside the user's item.
+fn saga_tokens(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    match expand_saga(args, item.clone()) {
+        Ok(tokens) => tokens,
         Err(error) => {
             let mut tokens = error.into_compile_error();
             tokens.extend(parse::fallback(item));
-            tokens.into()
+            tokens
         }
     }
 }
 
 /// Marks a step of a `#[saga]` impl block: `#[step(compensate = undo_fn)]`, `#[step(pivot)]`
-/// or `#[step(retriable)]`, plus `retry(...)` and `timeout_ms = n`. Inert: `#[saga]` consumes
-/// it; anywhere else it is a compile error.
+/// or `#[step(retriable)]`, plus `retry(...)`, `timeout_ms = n` and `output = T`. Inert:
+/// `#[saga]` consumes it; anywhere else it is a compile error.
 #[proc_macro_attribute]
 pub fn step(_args: TokenStream, item: TokenStream) -> TokenStream {
     let mut tokens = syn::Error::new(
@@ -109,14 +120,49 @@ pub fn step(_args: TokenStream, item: TokenStream) -> TokenStream {
     tokens.into()
 }
 
-/// parse -> validate -> expand; every error of the definition in one `syn::Error`.
+/// parse -> validate -> expand, once per cfg configuration (see `cfg`). Problems of the
+/// definition as a whole are one `syn::Error`; those of a configuration are emitted as
+/// `compile_error!`s under that configuration's `#[cfg]`, so a build reports exactly the
+/// problems of the flow it compiles, all of them.
 fn expand_saga(
     args: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
 ) -> syn::Result<proc_macro2::TokenStream> {
     let errors = errors::Errors::default();
     let def = parse::saga_def(args, item, &errors)?;
-    let flow = validate::flow(&def, &errors);
-    errors.finish()?;
-    Ok(expand::saga(&def, &flow))
+    let configs = select::configs(&def, &errors);
+    let mut expansions = proc_macro2::TokenStream::new();
+    let mut guarded_errors = proc_macro2::TokenStream::new();
+    for config in &configs {
+        let local = errors::Errors::default();
+        let instance = select::instance(&def, config, &local);
+        let flow = validate::flow(&instance, &local);
+        let guard = config.guard.as_ref().map(|g| quote!(#[cfg(#g)]));
+        match (local.finish(), &guard) {
+            (Ok(()), _) => expansions.extend(
+                expand::saga(&def, &flow)
+                    .into_iter()
+                    .map(|item| quote!(#guard #item)),
+            ),
+            (Err(error), None) => errors.push(error),
+            (Err(error), Some(_)) => guarded_errors.extend(
+                error
+                    .into_iter()
+                    .map(|e| e.into_compile_error())
+                    .map(|e| quote!(#guard #e)),
+            ),
+        }
+    }
+    let item = &def.item;
+    if let Err(error) = errors.finish() {
+        if guarded_errors.is_empty() {
+            return Err(error);
+        }
+        // Keep the errors of each configuration too, under their guards.
+        let error = error.into_compile_error();
+        return Ok(quote!(#error #guarded_errors #item));
+    }
+    // The DSL dictates that steps and compensations take their data by reference to the
+    // stored value (`&String`, `&Vec<T>`), so clippy's `ptr_arg` advice does not apply.
+    Ok(quote!(#[allow(clippy::ptr_arg)] #item #expansions #guarded_errors))
 }

@@ -11,11 +11,15 @@ use crate::validate::Kind;
 pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
     let Cx {
         krate,
-        ty,
+        self_ty,
         state,
         effect,
         flow,
+        ..
     } = cx;
+    let (impl_generics, _, where_clause) = cx.def.item.generics.split_for_impl();
+    let predicates = where_clause.into_iter().flat_map(|w| w.predicates.iter());
+    let guards = super::checks::guards(cx);
     let input_ty = &flow.input_ty;
     let output = flow
         .steps
@@ -30,7 +34,12 @@ pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
     let finish = finish(cx);
     let input = input(cx);
     quote! {
-        impl #krate::Saga for #ty {
+        #[allow(unused_lifetimes)]
+        impl #impl_generics #krate::Saga for #self_ty
+        where
+            #(#predicates,)*
+            #guards
+        {
             type Input = #input_ty;
             type Output = #output;
             type State = #state;
@@ -115,11 +124,11 @@ fn cursor(cx: &Cx<'_>) -> TokenStream {
 fn execute(cx: &Cx<'_>) -> TokenStream {
     let Cx {
         krate,
-        ty,
         state,
         effect,
         ..
     } = cx;
+    let ty = cx.description_name();
     let mut arms = Vec::new();
     for step in &cx.flow.steps {
         let variant = &step.variant;
@@ -130,9 +139,17 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
         bound.dedup_by(|a, b| a == b);
         let output = &step.output;
         let span = shape.ret.as_ref().map_or_else(|| name.span(), |r| r.span());
+        // The future's `Send` is asserted on the step's name; the output's type on its
+        // return type.
+        let run = quote_spanned! {name.span()=>
+            let __sagaflow_raw = #krate::saga::checks::step_future_must_be_send(
+                self.#name(__sagaflow_cx, #(#args),*),
+            ).await;
+        };
         let call = quote_spanned! {span=>
+            #run
             let __sagaflow_out: #krate::__private::Result<#output, #krate::StepError> =
-                self.#name(__sagaflow_cx, #(#args),*).await;
+                __sagaflow_raw;
         };
         arms.push(quote! {
             #state::#variant { #(#bound,)* .. } => {
@@ -154,9 +171,15 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
                 .ret
                 .as_ref()
                 .map_or_else(|| comp_name.span(), |r| r.span());
+            let run = quote_spanned! {comp_name.span()=>
+                let __sagaflow_raw = #krate::saga::checks::step_future_must_be_send(
+                    self.#comp_name(__sagaflow_cx, #arg),
+                ).await;
+            };
             let call = quote_spanned! {ret_span=>
+                #run
                 let __sagaflow_out: #krate::__private::Result<(), #krate::StepError> =
-                    self.#comp_name(__sagaflow_cx, #arg).await;
+                    __sagaflow_raw;
             };
             arms.push(quote! {
                 #state::#variant { #name: __sagaflow_output, .. } => {
