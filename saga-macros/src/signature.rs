@@ -3,7 +3,7 @@
 
 use syn::{FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Signature, Type};
 
-use crate::errors::{Errors, Keyed};
+use crate::errors::{Errors, Keyed, display};
 
 /// What a signature is checked as.
 #[derive(Clone, Copy)]
@@ -197,7 +197,7 @@ fn param(arg: &FnArg, what: &str, errors: &Errors) -> Option<Param> {
         ),
         ty => errors.spanned(
             ty,
-            format_args!("{what}: a data parameter must be a reference: write `&{}`; the saga state keeps its values for later steps and compensations", quote::quote!(#ty)),
+            format_args!("{what}: a data parameter must be a reference: write `&{}`; the saga state keeps its values for later steps and compensations", display(ty)),
         ),
     }
     Some(Param {
@@ -213,12 +213,12 @@ fn output_type(ret: &Type, what: &str, errors: &Errors) -> Option<Type> {
         return Some(ty);
     }
     let hint = match first_type_argument(ret) {
-        Some(t) => format!("`output = {}`", quote::quote!(#t)),
+        Some(t) => format!("`output = {}`", display(&t)),
         None => "`output = T`".to_string(),
     };
     errors.spanned(
         ret,
-        format_args!("{what}: cannot read the output type from `{}`: the macro reads `T` out of `StepResult<T>` or `Result<T, StepError>`; when the return type is spelled another way (a type alias), name the output in the attribute: add {hint} to `#[step(...)]`", quote::quote!(#ret)),
+        format_args!("{what}: cannot read the output type from `{}`: the macro reads `T` out of `StepResult<T>` or `Result<T, StepError>`; when the return type is spelled another way (a type alias), name the output in the attribute: add {hint} to `#[step(...)]`", display(ret)),
     );
     None
 }

@@ -3,7 +3,8 @@
 //! and concrete. The first problem of a type is reported, on its token; rustc checks the
 //! trait bounds (spanned on the same type by `expand::checks`).
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Ident, Lifetime, Type};
@@ -33,7 +34,7 @@ pub(crate) fn check_stored(
         found: None,
     };
     finder.visit_type(ty);
-    let Some((span, problem)) = finder.found else {
+    let Some((tokens, problem)) = finder.found else {
         return true;
     };
     let message = match problem {
@@ -44,7 +45,7 @@ pub(crate) fn check_stored(
         Problem::SelfType => format!("{what}: write the type's name instead of `Self`: it is stored in the saga state enum, outside this impl block"),
         Problem::Param(p) => format!("{what} uses the type parameter `{p}` of `impl {saga}<..>`: the saga state is one concrete type for every `{saga}<..>`, so it cannot depend on `{p}`; give the data a concrete type (keep `{p}` for what the steps call, such as clients)"),
     };
-    errors.at(span, message);
+    errors.spanned(tokens, message);
     false
 }
 
@@ -73,13 +74,13 @@ enum Problem {
 
 struct Finder<'a> {
     params: &'a [Ident],
-    found: Option<(Span, Problem)>,
+    found: Option<(TokenStream, Problem)>,
 }
 
 impl Finder<'_> {
-    fn report(&mut self, span: Span, problem: Problem) {
+    fn report(&mut self, tokens: TokenStream, problem: Problem) {
         if self.found.is_none() {
-            self.found = Some((span, problem));
+            self.found = Some((tokens, problem));
         }
     }
 }
@@ -90,9 +91,9 @@ impl<'ast> Visit<'ast> for Finder<'_> {
             return;
         }
         match ty {
-            Type::Reference(r) => self.report(r.and_token.span, Problem::Reference),
-            Type::ImplTrait(i) => self.report(i.impl_token.span, Problem::ImplTrait),
-            Type::Infer(i) => self.report(i.underscore_token.span, Problem::Infer),
+            Type::Reference(r) => self.report(r.to_token_stream(), Problem::Reference),
+            Type::ImplTrait(i) => self.report(i.to_token_stream(), Problem::ImplTrait),
+            Type::Infer(i) => self.report(i.to_token_stream(), Problem::Infer),
             // Fn pointers and trait objects own nothing of what they mention.
             Type::BareFn(_) | Type::TraitObject(_) | Type::Macro(_) => {}
             Type::Path(p) => {
@@ -100,9 +101,9 @@ impl<'ast> Visit<'ast> for Finder<'_> {
                     && let Some(first) = p.path.segments.first()
                 {
                     if first.ident == "Self" {
-                        self.report(first.ident.span(), Problem::SelfType);
+                        self.report(first.ident.to_token_stream(), Problem::SelfType);
                     } else if self.params.contains(&first.ident) {
-                        self.report(first.ident.span(), Problem::Param(first.ident.to_string()));
+                        self.report(first.ident.to_token_stream(), Problem::Param(first.ident.to_string()));
                     }
                 }
                 syn::visit::visit_type(self, ty);
@@ -117,13 +118,13 @@ impl<'ast> Visit<'ast> for Finder<'_> {
             && let Some(ident) = p.path.get_ident()
             && self.params.contains(ident)
         {
-            self.report(ident.span(), Problem::Param(ident.to_string()));
+            self.report(ident.to_token_stream(), Problem::Param(ident.to_string()));
         }
     }
 
     fn visit_lifetime(&mut self, lifetime: &'ast Lifetime) {
         if lifetime.ident != "static" {
-            self.report(lifetime.span(), Problem::Lifetime(lifetime.to_string()));
+            self.report(lifetime.to_token_stream(), Problem::Lifetime(lifetime.to_string()));
         }
     }
 }

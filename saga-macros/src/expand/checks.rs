@@ -12,17 +12,23 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::Cx;
+use crate::errors::respan;
 
 /// The never-called fn holding the spanned assertions.
 pub(super) fn checks(cx: &Cx<'_>) -> TokenStream {
     let Cx { krate, self_ty, .. } = cx;
     let (impl_generics, _, where_clause) = cx.def.item.generics.split_for_impl();
-    let saga = quote_spanned! {self_ty.span()=>
-        #krate::saga::checks::saga_type_is_shared_across_threads::<#self_ty>();
+    let checks = quote!(#krate::saga::checks);
+    let span = self_ty.span();
+    let path = respan(&checks, span);
+    let saga = quote_spanned! {span=>
+        #path::saga_type_is_shared_across_threads::<#self_ty>();
     };
     let data = cx.data_types().into_iter().map(|ty| {
-        quote_spanned! {ty.span()=>
-            #krate::saga::checks::stored_in_the_saga_state::<#ty>();
+        let span = ty.span();
+        let path = respan(&checks, span);
+        quote_spanned! {span=>
+            #path::stored_in_the_saga_state::<#ty>();
         }
     });
     quote! {

@@ -57,7 +57,7 @@ pub(super) fn state_enum(cx: &Cx<'_>) -> TokenStream {
     let ty = &cx.self_ty;
     let doc = format!(
         "The state of saga `{}`; named by the public alias `{}State`.",
-        quote!(#ty).to_string().replace(' ', ""),
+        crate::errors::display(ty),
         cx.ty
     );
     quote! {
@@ -127,7 +127,7 @@ pub(super) fn effect_enum(cx: &Cx<'_>) -> TokenStream {
     let ty = &cx.self_ty;
     let doc = format!(
         "The result of one transition of saga `{}`; generated, not a public API.",
-        quote!(#ty).to_string().replace(' ', "")
+        crate::errors::display(ty)
     );
     quote! {
         #[doc = #doc]

@@ -20,6 +20,7 @@ pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
     let (impl_generics, _, where_clause) = cx.def.item.generics.split_for_impl();
     let predicates = where_clause.into_iter().flat_map(|w| w.predicates.iter());
     let guards = super::checks::guards(cx);
+    let saga_trait = crate::errors::respan(quote!(#krate::Saga), self_ty.span());
     let input_ty = &flow.input_ty;
     let output = flow
         .steps
@@ -33,9 +34,13 @@ pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
     let rollback = rollback(cx);
     let finish = finish(cx);
     let input = input(cx);
+    // The header is spanned on the saga type, where rustc reports a second impl.
+    let header = quote_spanned! {self_ty.span()=>
+        impl #impl_generics #saga_trait for #self_ty
+    };
     quote! {
         #[allow(unused_lifetimes)]
-        impl #impl_generics #krate::Saga for #self_ty
+        #header
         where
             #(#predicates,)*
             #guards
@@ -141,15 +146,17 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
         let span = shape.ret.as_ref().map_or_else(|| name.span(), |r| r.span());
         // The future's `Send` is asserted on the step's name; the output's type on its
         // return type.
+        let send = crate::errors::respan(quote!(#krate::saga::checks::step_future_must_be_send), name.span());
         let run = quote_spanned! {name.span()=>
-            let __sagaflow_raw = #krate::saga::checks::step_future_must_be_send(
+            let __sagaflow_raw = #send(
                 self.#name(__sagaflow_cx, #(#args),*),
             ).await;
         };
+        let result = crate::errors::respan(quote!(#krate::__private::Result), span);
+        let error = crate::errors::respan(quote!(#krate::StepError), span);
         let call = quote_spanned! {span=>
             #run
-            let __sagaflow_out: #krate::__private::Result<#output, #krate::StepError> =
-                __sagaflow_raw;
+            let __sagaflow_out: #result<#output, #error> = __sagaflow_raw;
         };
         arms.push(quote! {
             #state::#variant { #(#bound,)* .. } => {
@@ -171,15 +178,17 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
                 .ret
                 .as_ref()
                 .map_or_else(|| comp_name.span(), |r| r.span());
+            let send = crate::errors::respan(quote!(#krate::saga::checks::step_future_must_be_send), comp_name.span());
             let run = quote_spanned! {comp_name.span()=>
-                let __sagaflow_raw = #krate::saga::checks::step_future_must_be_send(
+                let __sagaflow_raw = #send(
                     self.#comp_name(__sagaflow_cx, #arg),
                 ).await;
             };
+            let result = crate::errors::respan(quote!(#krate::__private::Result), ret_span);
+            let error = crate::errors::respan(quote!(#krate::StepError), ret_span);
             let call = quote_spanned! {ret_span=>
                 #run
-                let __sagaflow_out: #krate::__private::Result<(), #krate::StepError> =
-                    __sagaflow_raw;
+                let __sagaflow_out: #result<(), #error> = __sagaflow_raw;
             };
             arms.push(quote! {
                 #state::#variant { #name: __sagaflow_output, .. } => {
