@@ -21,18 +21,32 @@
 //! }
 //! ```
 //!
-//! - `#[saga]` goes on an inherent, non-generic `impl Type { ... }` block. Its one optional
-//!   argument, `#[saga(crate = path)]` (default `::sagaflow`), names the crate that re-exports
-//!   the runtime; the generated code names everything through it, never through your imports.
-//! - Steps are the fns marked `#[step(...)]`; they run in source order. A step is an
-//!   `async fn` taking `&self`, then the context (`&SagaContext`, any name), then zero or more
-//!   data parameters `name: &Type`, and returns `StepResult<T>` / `Result<T, StepError>`.
+//! - `#[saga]` goes on an inherent `impl Type { ... }` block. The type may be a path
+//!   (`impl travel::Trip`), have concrete type arguments (`impl Leg<u8>`), or be generic over
+//!   type and const parameters (`impl<C: Client> Booking<C>`) as long as the saga's data (its
+//!   input and outputs) does not use them: the state is one type for every `Booking<C>`. A
+//!   saga type must be `Send + Sync + 'static`, so it takes no lifetime parameter.
+//! - `#[saga(...)]` takes optional keys: `name = "travel"`, the saga's stable name for topics
+//!   and records, which survives a rename of the type (default: the type's name; `[A-Za-z0-9_-]`
+//!   only); `version = 2`, the definition's version (default 1; bump it when steps are added,
+//!   removed, reordered or retyped); `crate = path` (default `::sagaflow`), the crate that
+//!   re-exports the runtime: the generated code names everything through it, never through
+//!   your imports.
+//! - Steps are the fns marked `#[step(...)]`; they run in source order. A step is a safe
+//!   `async fn` taking `&self` (or `self: &Self`), then the context (`&SagaContext`, any name),
+//!   then zero or more data parameters `name: &Type`, and returns `StepResult<T>` /
+//!   `Result<T, StepError>`. Any other spelling of the return type (an alias such as
+//!   `type R<T> = StepResult<T>`) names the output with `output = T`; the macro does not guess.
 //! - Data flows by name. The first step's data parameter (at most one) is the saga INPUT and
 //!   its name is the input's name (a first step without one makes the input `input: ()`).
 //!   Every later data parameter is named after the input or an EARLIER step, whose output it
 //!   receives. rustc checks the types, with deref coercion: a `String` output may be received
 //!   as `&str`, a `Vec<T>` as `&[T]`. The input itself is stored, so it is written as the
 //!   owned type (`req: &String`, not `&str`).
+//! - The input and the outputs are stored in the state: owned (no reference, no lifetime but
+//!   `'static`), concrete (no `impl Trait`, no `Self`, no type parameter of the impl), and
+//!   `Debug + Serialize + DeserializeOwned + Send + Sync + 'static` (checked by rustc, on your
+//!   type).
 //! - The saga's output is the last step's output.
 //! - Each step is exactly one of: `compensate = fn_name` (compensatable), `pivot` (the point of
 //!   no return, never compensated), `retriable` (after the pivot, retried until it succeeds,
@@ -40,10 +54,18 @@
 //!   pivot, then retriable steps (which need a pivot before them).
 //! - Other keys: `retry(max_attempts = u32, initial_backoff_ms = u64, max_backoff_ms = u64)`,
 //!   every sub-key optional, defaulting to `RetryPolicy::DEFAULT` (compensatable and pivot
-//!   steps) or `RetryPolicy::PERSISTENT` (retriable steps); `timeout_ms = u64` per attempt.
-//! - A compensation is an `async fn name(&self, cx: &SagaContext, out: &T) -> StepResult<()>`
-//!   of the same block, `T` being its step's output. It stays a normal method, as do fns that
-//!   are neither steps nor compensations (helpers).
+//!   steps) or `RetryPolicy::PERSISTENT` (retriable steps); `timeout_ms = u64` per attempt;
+//!   `output = T`.
+//! - A compensation is a safe `async fn name(&self, cx: &SagaContext, out: &T) ->
+//!   StepResult<()>` of the same block, `T` being its step's output. It stays a normal method,
+//!   as do fns that are neither steps nor compensations (helpers).
+//! - Steps and compensations may carry `#[cfg(...)]`, and a step may be declared through
+//!   `#[cfg_attr(predicate, step(...))]`: a fn that is configured out is not in the flow. The
+//!   macro cannot evaluate a predicate, so it expands the saga once per combination of the
+//!   predicates the flow depends on (at most 5), each under its `#[cfg]`; rustc keeps the one
+//!   that holds, and reports the mistakes of that flow only.
+//! - Every step future and compensation future must be `Send` (no `std` lock guard held across
+//!   an `.await`): rustc says so on the step's name.
 //! - `#[saga]` consumes the inert `#[step]` attributes; `#[step]` anywhere else is an error.
 //!
 //! Every mistake is a compile error on the offending token, all of them in one build.
@@ -51,12 +73,12 @@
 //! # What it generates
 //!
 //! Beside the impl block (without its `#[step]` attributes):
-//! - `pub enum {Type}State`: `Debug + Serialize + Deserialize` (no `Clone`, so your types need
-//!   not be `Clone`), one struct variant per point of the flow, each carrying the input and
-//!   every output so far, fields named after them: `{Step}` before each step, `Completed`,
-//!   `Compensate{Step}` for each compensatable step, `Compensated`. Your input and output
-//!   types must therefore be `Debug + Serialize + DeserializeOwned + Send + Sync + 'static`.
-//! - a hidden `__{Type}Effect` enum (one variant per step output, plus `Compensated`);
+//! - the state enum, named by `pub type {Type}State`: `Debug + Serialize + Deserialize` (no
+//!   `Clone`, so your types need not be `Clone`), one struct variant per point of the flow,
+//!   each carrying the input and every output so far, fields named after them: `{Step}` before
+//!   each step, `Completed`, `Compensate{Step}` for each compensatable step, `Compensated`;
+//! - the effect enum (one variant per step output, plus `Compensated`), named by the hidden
+//!   `__{Type}Effect`;
 //! - `impl Saga for Type`. `<Type as Saga>::description().to_mermaid()` draws the flow.
 //!
 //! `Saga::apply` with an effect that does not belong to the state's cursor returns the state
@@ -65,9 +87,12 @@
 //! `Compensated`; after the pivot the saga only goes forward, so those states, like the
 //! compensation and final states, are returned unchanged.
 //!
-//! Names to avoid: the generated items are `{Type}State` and `__{Type}Effect` in the module of
-//! the impl block; a step must not share its name with the input, and its UpperCamelCase
-//! variant must not clash with `Completed`, `Compensated` or another variant.
+//! Names to avoid: `{Type}State` and `__{Type}Effect` in the module of the impl block (the
+//! enums themselves are private to the expansion, so a clash is one error on the alias, on the
+//! saga type; a generic saga's enums are `__{Type}State` and `__{Type}Effect`, beside the
+//! block); a step must not share its name with the input, and its UpperCamelCase variant must
+//! not clash with `Completed`, `Compensated` or another variant. A type takes one `#[saga]`
+//! block.
 
 mod attr;
 mod cfg;

@@ -19,7 +19,8 @@ pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
     } = cx;
     let (impl_generics, _, where_clause) = cx.def.item.generics.split_for_impl();
     let predicates = where_clause.into_iter().flat_map(|w| w.predicates.iter());
-    let guards = super::checks::guards(cx);
+    // Spanned on the saga type, with the header: rustc reports a second impl there.
+    let guards = crate::errors::respan(super::checks::guards(cx), self_ty.span());
     let saga_trait = crate::errors::respan(quote!(#krate::Saga), self_ty.span());
     let input_ty = &flow.input_ty;
     let output = flow
