@@ -103,3 +103,45 @@ pub(crate) fn list<I: Display>(items: impl IntoIterator<Item = I>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// A type (or any tokens) as the user would write it in a message: `Vec<Order>`, not
+/// `Vec < Order >`.
+pub(crate) fn display(tokens: impl ToTokens) -> String {
+    let text = tokens.to_token_stream().to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ' ' {
+            let prev = out.chars().last();
+            let next = chars.peek().copied();
+            let glue_before = matches!(prev, Some('<' | '&' | ':' | '(' | '[' | '\''));
+            let glue_after = matches!(next, Some('<' | '>' | ',' | ':' | ')' | ']' | ';'));
+            if glue_before || glue_after {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `tokens` with every token (and group) spanned at `span`: a path such as the crate's, put
+/// inside code spanned on a user's token, keeps rustc's diagnostic on that token.
+pub(crate) fn respan(tokens: impl ToTokens, span: Span) -> proc_macro2::TokenStream {
+    use proc_macro2::{Group, TokenTree};
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .map(|tree| match tree {
+            TokenTree::Group(group) => {
+                let mut new = Group::new(group.delimiter(), respan(group.stream(), span));
+                new.set_span(span);
+                TokenTree::Group(new)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
+}

@@ -1,11 +1,9 @@
 //! The shape of a step's or compensation's signature: `&self`, the context, the data
 //! parameters and the output type.
 
-use proc_macro2::Span;
-use syn::visit_mut::VisitMut;
 use syn::{FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Signature, Type};
 
-use crate::errors::Errors;
+use crate::errors::{Errors, Keyed, display};
 
 /// What a signature is checked as.
 #[derive(Clone, Copy)]
@@ -41,13 +39,25 @@ pub(crate) struct FnShape {
     pub(crate) data: Vec<Param>,
     /// The whole return type, for spans.
     pub(crate) ret: Option<Type>,
-    /// `T` of `StepResult<T>` / `Result<T, E>` (steps only).
+    /// `T` of `StepResult<T>` / `Result<T, E>`, or the `output = T` key (steps only).
     pub(crate) output: Option<Type>,
 }
 
-/// Reads `sig` as a `role`, recording every problem in `errors`.
-pub(crate) fn shape(sig: &Signature, role: Role<'_>, errors: &Errors) -> FnShape {
+/// Reads `sig` as a `role`, recording every problem in `errors`. `output` is the step's
+/// `output = T` key, if any.
+pub(crate) fn shape(
+    sig: &Signature,
+    role: Role<'_>,
+    output: Option<&Keyed<Type>>,
+    errors: &Errors,
+) -> FnShape {
     let what = role.describe(&sig.ident);
+    if let Some(unsafety) = &sig.unsafety {
+        errors.spanned(
+            unsafety,
+            format_args!("{what} cannot be an `unsafe fn`: the saga runtime calls it with no way to uphold a safety contract; make the fn safe and put the `unsafe` block inside it"),
+        );
+    }
     if sig.asyncness.is_none() {
         errors.spanned(
             sig.fn_token,
@@ -93,6 +103,7 @@ pub(crate) fn shape(sig: &Signature, role: Role<'_>, errors: &Errors) -> FnShape
         }
     };
     let output = match (role, &ret) {
+        (Role::Step, _) if output.is_some() => output.map(|k| k.value.clone()),
         (Role::Step, Some(ty)) => output_type(ty, &what, errors),
         _ => None,
     };
@@ -106,6 +117,14 @@ pub(crate) fn shape(sig: &Signature, role: Role<'_>, errors: &Errors) -> FnShape
 
 fn receiver(sig: &Signature, first: Option<&FnArg>, what: &str, errors: &Errors) {
     match first {
+        Some(FnArg::Receiver(r)) if r.colon_token.is_some() => {
+            if !is_ref_self(&r.ty) {
+                errors.spanned(
+                    r,
+                    format_args!("{what} takes `&self` (or `self: &Self`): the saga instance is shared by every saga it runs"),
+                );
+            }
+        }
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
         Some(FnArg::Receiver(r)) if r.mutability.is_some() && r.reference.is_some() => errors.spanned(
             r,
@@ -123,6 +142,18 @@ fn receiver(sig: &Signature, first: Option<&FnArg>, what: &str, errors: &Errors)
             sig.paren_token.span.join(),
             format_args!("{what} takes `&self` and the saga context: `async fn {}(&self, cx: &SagaContext, ...)`", sig.ident),
         ),
+    }
+}
+
+/// `&Self` (the type of `self: &Self`), with no `mut`.
+fn is_ref_self(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => {
+            matches!(&*r.elem, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self"))
+        }
+        Type::Group(g) => is_ref_self(&g.elem),
+        Type::Paren(p) => is_ref_self(&p.elem),
+        _ => false,
     }
 }
 
@@ -166,7 +197,7 @@ fn param(arg: &FnArg, what: &str, errors: &Errors) -> Option<Param> {
         ),
         ty => errors.spanned(
             ty,
-            format_args!("{what}: a data parameter must be a reference: write `&{}`; the saga state keeps its values for later steps and compensations", quote::quote!(#ty)),
+            format_args!("{what}: a data parameter must be a reference: write `&{}`; the saga state keeps its values for later steps and compensations", display(ty)),
         ),
     }
     Some(Param {
@@ -175,46 +206,45 @@ fn param(arg: &FnArg, what: &str, errors: &Errors) -> Option<Param> {
     })
 }
 
-/// `T` of `StepResult<T>` / `Result<T, E>`: the first generic argument of the last segment.
+/// `T` of `StepResult<T>` / `Result<T, E>` (any path ending so). Any other spelling, such as
+/// an alias, is not guessed at: the step says `output = T`.
 fn output_type(ret: &Type, what: &str, errors: &Errors) -> Option<Type> {
-    let found = match ret {
-        Type::Path(p) if p.qself.is_none() => {
-            p.path.segments.last().and_then(|seg| match &seg.arguments {
-                PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
-                    GenericArgument::Type(t) => Some(t.clone()),
-                    _ => None,
-                }),
-                _ => None,
-            })
-        }
-        _ => None,
-    };
-    let Some(mut ty) = found else {
-        errors.spanned(
-            ret,
-            format_args!("{what} must return `StepResult<T>` (or `Result<T, StepError>`); cannot read `T` from this type"),
-        );
-        return None;
-    };
-    let mut finder = SelfFinder(None);
-    finder.visit_type_mut(&mut ty);
-    if let Some(span) = finder.0 {
-        errors.at(
-            span,
-            format_args!("{what}: write the type's name instead of `Self`: the output is stored in the saga state enum, outside this impl block"),
-        );
-        return None;
+    if let Some(ty) = recognised(ret) {
+        return Some(ty);
     }
-    Some(ty)
+    let hint = match first_type_argument(ret) {
+        Some(t) => format!("`output = {}`", display(&t)),
+        None => "`output = T`".to_string(),
+    };
+    errors.spanned(
+        ret,
+        format_args!("{what}: cannot read the output type from `{}`: the macro reads `T` out of `StepResult<T>` or `Result<T, StepError>`; when the return type is spelled another way (a type alias), name the output in the attribute: add {hint} to `#[step(...)]`", display(ret)),
+    );
+    None
 }
 
-/// Finds a `Self` in a type.
-struct SelfFinder(Option<Span>);
-
-impl VisitMut for SelfFinder {
-    fn visit_ident_mut(&mut self, ident: &mut Ident) {
-        if ident == "Self" && self.0.is_none() {
-            self.0 = Some(ident.span());
+fn recognised(ret: &Type) -> Option<Type> {
+    match ret {
+        Type::Group(g) => recognised(&g.elem),
+        Type::Paren(p) => recognised(&p.elem),
+        Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            if last.ident != "StepResult" && last.ident != "Result" {
+                return None;
+            }
+            first_type_argument(ret)
         }
+        _ => None,
+    }
+}
+
+fn first_type_argument(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    match &p.path.segments.last()?.arguments {
+        PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+            GenericArgument::Type(t) => Some(t.clone()),
+            _ => None,
+        }),
+        _ => None,
     }
 }

@@ -10,8 +10,9 @@ use syn::ext::IdentExt;
 use syn::{Ident, Type};
 
 use crate::errors::{Errors, did_you_mean, list};
-use crate::parse::{SagaDef, Step};
+use crate::select::{Instance, Step};
 use crate::signature::{FnShape, Param, Role, shape};
+use crate::types::check_stored;
 
 /// Richardson's step kinds.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,11 +65,11 @@ impl FlowStep<'_> {
 }
 
 /// Checks `def`, recording every problem in `errors`.
-pub(crate) fn flow<'a>(def: &'a SagaDef, errors: &Errors) -> Flow<'a> {
+pub(crate) fn flow<'a>(def: &'a Instance<'_>, errors: &Errors) -> Flow<'a> {
     if def.steps.is_empty() {
         errors.spanned(
-            &def.item.self_ty,
-            format_args!("`#[saga]` found no step in `impl {}`: mark the async fns of the flow with `#[step(...)]`", def.ty),
+            &def.def.item.self_ty,
+            format_args!("`#[saga]` found no step in `impl {}`: mark the async fns of the flow with `#[step(...)]`", def.def.ty),
         );
     }
     let (input, input_ty) = input(def, errors);
@@ -90,6 +91,10 @@ pub(crate) fn flow<'a>(def: &'a SagaDef, errors: &Errors) -> Flow<'a> {
         };
         if index > 0 {
             data_flow(def, index, &input, errors);
+        }
+        if let Some(output) = &step.shape.output {
+            let what = format!("the output of step `{name}`");
+            check_stored(output, &what, &def.def.ty, &def.def.params, errors);
         }
         steps.push(FlowStep {
             step,
@@ -113,7 +118,7 @@ pub(crate) fn flow<'a>(def: &'a SagaDef, errors: &Errors) -> Flow<'a> {
 }
 
 /// The saga input: the first step's only data parameter, or `input: ()`.
-fn input(def: &SagaDef, errors: &Errors) -> (Ident, Type) {
+fn input(def: &Instance<'_>, errors: &Errors) -> (Ident, Type) {
     let Some(first) = def.steps.first() else {
         return (
             Ident::new("input", Span::call_site()),
@@ -131,11 +136,9 @@ fn input(def: &SagaDef, errors: &Errors) -> (Ident, Type) {
             syn::parse_quote!(()),
         ),
     };
-    if is_unsized(&input.1) {
-        errors.spanned(
-            &input.1,
-            "the saga input is stored in the saga state and must be an owned, sized type: write `&String` for `&str`, `&Vec<T>` for `&[T]`",
-        );
+    if first.shape.data.first().is_some_and(|p| matches!(p.ty, Type::Reference(_))) {
+        let what = format!("the saga input `{}`", input.0);
+        check_stored(&input.1, &what, &def.def.ty, &def.def.params, errors);
     }
     for extra in data {
         errors.spanned(
@@ -144,16 +147,6 @@ fn input(def: &SagaDef, errors: &Errors) -> (Ident, Type) {
         );
     }
     input
-}
-
-/// `str`, `[T]`, `dyn Trait`: types the state cannot own.
-fn is_unsized(ty: &Type) -> bool {
-    match ty {
-        Type::Slice(_) | Type::TraitObject(_) => true,
-        Type::Path(p) => p.qself.is_none() && p.path.is_ident("str"),
-        Type::Paren(p) => is_unsized(&p.elem),
-        _ => false,
-    }
 }
 
 /// The step's kind, after checking that exactly one of the three is given.
@@ -178,7 +171,7 @@ fn kind(step: &Step, errors: &Errors) -> Kind {
         Kind::Pivot
     } else if o.retriable.is_some() {
         Kind::Retriable
-    } else if o.compensate.is_some() {
+    } else if o.compensate.is_some() || o.broken {
         Kind::Compensatable
     } else {
         errors.spanned(
@@ -237,7 +230,7 @@ fn order(steps: &[FlowStep<'_>], errors: &Errors) {
 
 /// Resolves and checks the compensation `comp` of `step`.
 fn compensation(
-    def: &SagaDef,
+    def: &Instance<'_>,
     step: &Step,
     comp: &Ident,
     used: &mut BTreeMap<String, Ident>,
@@ -262,7 +255,7 @@ fn compensation(
         errors.spanned(comp, format_args!("compensation `{comp}` is already used by step `{first}`: each step needs its own compensation"));
         return None;
     }
-    let shape = shape(sig, Role::Compensation(name), errors);
+    let shape = shape(sig, Role::Compensation(name), None, errors);
     match shape.data.as_slice() {
         [_] => {}
         [] => errors.spanned(&sig.ident, format_args!("compensation `{comp}` receives the output of step `{name}` after the context: `async fn {comp}(&self, cx: &SagaContext, {name}: &T) -> StepResult<()>`")),
@@ -279,7 +272,7 @@ fn compensation(
 }
 
 /// Every data parameter of step `index` names the input or an earlier step.
-fn data_flow(def: &SagaDef, index: usize, input: &Ident, errors: &Errors) {
+fn data_flow(def: &Instance<'_>, index: usize, input: &Ident, errors: &Errors) {
     let Some((this, earlier)) = def.steps.get(..=index).and_then(<[Step]>::split_last) else {
         return;
     };

@@ -33,11 +33,16 @@ pub struct StepDescription {
     pub timeout: Option<Duration>,
 }
 
-/// A saga's static shape: its name and its steps in order.
+/// A saga's static shape: its name, its version and its steps in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SagaDescription {
-    /// The saga's name (its type name).
+    /// The saga's stable name: `#[saga(name = "...")]`, or the type's name by default. It names
+    /// the saga's topics and store records, so it must survive a rename of the type.
     pub name: &'static str,
+    /// The definition version: `#[saga(version = n)]`, 1 by default. Bump it when steps are
+    /// added, removed, reordered or retyped, since states stored by another version of the
+    /// definition do not describe the same flow.
+    pub version: u32,
     /// The name of the saga input (the first step's data parameter).
     pub input: &'static str,
     /// The steps, in the order they run.

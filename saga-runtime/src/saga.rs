@@ -86,3 +86,34 @@ pub trait Saga: Send + Sync + 'static {
     /// The saga input carried by every state.
     fn input(state: &Self::State) -> &Self::Input;
 }
+
+/// Compile-time checks that `#[saga]` generates, each called with the user's type or step so
+/// that rustc reports an unmet bound on the user's token, with the fn's name saying why the
+/// bound is needed. Not a public API: no stability promise.
+#[doc(hidden)]
+pub mod checks {
+    use std::fmt;
+    use std::future::Future;
+
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    /// The saga type runs every saga it is given, many at once, across threads.
+    pub fn saga_type_is_shared_across_threads<T: ?Sized + Send + Sync + 'static>() {}
+
+    /// A saga input or step output is kept in the saga state: serialised, stored, shipped and
+    /// resumed on any replica, printed in logs.
+    pub fn stored_in_the_saga_state<T>()
+    where
+        T: Serialize + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    {
+    }
+
+    /// A step or compensation runs on a multi-threaded executor, and may move between threads
+    /// at each `.await`: its future must be `Send`.
+    pub fn step_future_must_be_send<F: Future + Send>(
+        future: F,
+    ) -> impl Future<Output = F::Output> + Send {
+        future
+    }
+}

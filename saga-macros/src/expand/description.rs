@@ -10,7 +10,8 @@ use crate::validate::Kind;
 /// The body of `fn description()`: a `static` and a reference to it.
 pub(super) fn description(cx: &Cx<'_>) -> TokenStream {
     let krate = cx.krate;
-    let name = cx.ty.unraw().to_string();
+    let name = cx.description_name();
+    let version = cx.def.args.version;
     let input = cx.flow.input.unraw().to_string();
     let steps = cx.flow.steps.iter().map(|step| {
         let opts = &step.step.opts;
@@ -77,6 +78,7 @@ pub(super) fn description(cx: &Cx<'_>) -> TokenStream {
     quote! {
         static DESCRIPTION: #krate::SagaDescription = #krate::SagaDescription {
             name: #name,
+            version: #version,
             input: #input,
             steps: &[#(#steps),*],
         };

@@ -11,11 +11,17 @@ use crate::validate::Kind;
 pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
     let Cx {
         krate,
-        ty,
+        self_ty,
         state,
         effect,
         flow,
+        ..
     } = cx;
+    let (impl_generics, _, where_clause) = cx.def.item.generics.split_for_impl();
+    let predicates = where_clause.into_iter().flat_map(|w| w.predicates.iter());
+    // Spanned on the saga type, with the header: rustc reports a second impl there.
+    let guards = crate::errors::respan(super::checks::guards(cx), self_ty.span());
+    let saga_trait = crate::errors::respan(quote!(#krate::Saga), self_ty.span());
     let input_ty = &flow.input_ty;
     let output = flow
         .steps
@@ -29,8 +35,17 @@ pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
     let rollback = rollback(cx);
     let finish = finish(cx);
     let input = input(cx);
+    // The header is spanned on the saga type, where rustc reports a second impl.
+    let header = quote_spanned! {self_ty.span()=>
+        impl #impl_generics #saga_trait for #self_ty
+    };
     quote! {
-        impl #krate::Saga for #ty {
+        #[allow(unused_lifetimes)]
+        #header
+        where
+            #(#predicates,)*
+            #guards
+        {
             type Input = #input_ty;
             type Output = #output;
             type State = #state;
@@ -115,11 +130,11 @@ fn cursor(cx: &Cx<'_>) -> TokenStream {
 fn execute(cx: &Cx<'_>) -> TokenStream {
     let Cx {
         krate,
-        ty,
         state,
         effect,
         ..
     } = cx;
+    let ty = cx.description_name();
     let mut arms = Vec::new();
     for step in &cx.flow.steps {
         let variant = &step.variant;
@@ -130,9 +145,19 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
         bound.dedup_by(|a, b| a == b);
         let output = &step.output;
         let span = shape.ret.as_ref().map_or_else(|| name.span(), |r| r.span());
+        // The future's `Send` is asserted on the step's name; the output's type on its
+        // return type.
+        let send = crate::errors::respan(quote!(#krate::saga::checks::step_future_must_be_send), name.span());
+        let run = quote_spanned! {name.span()=>
+            let __sagaflow_raw = #send(
+                self.#name(__sagaflow_cx, #(#args),*),
+            ).await;
+        };
+        let result = crate::errors::respan(quote!(#krate::__private::Result), span);
+        let error = crate::errors::respan(quote!(#krate::StepError), span);
         let call = quote_spanned! {span=>
-            let __sagaflow_out: #krate::__private::Result<#output, #krate::StepError> =
-                self.#name(__sagaflow_cx, #(#args),*).await;
+            #run
+            let __sagaflow_out: #result<#output, #error> = __sagaflow_raw;
         };
         arms.push(quote! {
             #state::#variant { #(#bound,)* .. } => {
@@ -154,9 +179,17 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
                 .ret
                 .as_ref()
                 .map_or_else(|| comp_name.span(), |r| r.span());
+            let send = crate::errors::respan(quote!(#krate::saga::checks::step_future_must_be_send), comp_name.span());
+            let run = quote_spanned! {comp_name.span()=>
+                let __sagaflow_raw = #send(
+                    self.#comp_name(__sagaflow_cx, #arg),
+                ).await;
+            };
+            let result = crate::errors::respan(quote!(#krate::__private::Result), ret_span);
+            let error = crate::errors::respan(quote!(#krate::StepError), ret_span);
             let call = quote_spanned! {ret_span=>
-                let __sagaflow_out: #krate::__private::Result<(), #krate::StepError> =
-                    self.#comp_name(__sagaflow_cx, #arg).await;
+                #run
+                let __sagaflow_out: #result<(), #error> = __sagaflow_raw;
             };
             arms.push(quote! {
                 #state::#variant { #name: __sagaflow_output, .. } => {

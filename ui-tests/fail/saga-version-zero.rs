@@ -1,10 +1,10 @@
-// A saga cannot be generic.
+// Versions start at 1.
 use sagaflow::{saga, SagaContext, StepResult};
 
-pub struct Shop<T>(T);
+pub struct Shop;
 
-#[saga]
-impl<T: Send + Sync + 'static> Shop<T> {
+#[saga(version = 0)]
+impl Shop {
     #[step(pivot)]
     async fn charge(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
         Ok(u64::from(*req))

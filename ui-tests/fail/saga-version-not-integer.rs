@@ -1,0 +1,14 @@
+// A version is an integer, not a string.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga(name = "shop", version = "2")]
+impl Shop {
+    #[step(pivot)]
+    async fn charge(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+}
+
+fn main() {}

@@ -1,0 +1,22 @@
+// One type, two `#[saga]` blocks: a type is one saga.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga]
+impl Shop {
+    #[step(pivot)]
+    async fn charge(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+}
+
+#[saga]
+impl Shop {
+    #[step(pivot)]
+    async fn refund(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+}
+
+fn main() {}
