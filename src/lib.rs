@@ -16,3 +16,6 @@ pub use saga_runtime::grpc;
 /// Items the `#[saga]` expansion names by absolute path. Not a public API.
 #[doc(hidden)]
 pub use saga_runtime::__private;
+/// The compile-time checks the `#[saga]` expansion names (`saga::checks`). Not a public API.
+#[doc(hidden)]
+pub use saga_runtime::saga;

@@ -551,7 +551,11 @@ async fn a_stuck_saga_keeps_the_state_it_is_stuck_at(fx: &Fixture) {
     assert_eq!(written, Written::Done);
     let got = get(&fx.b(), id).await;
     assert!(got.status.is_final());
-    assert_eq!(got.state.as_deref(), Some(stuck_state.as_str()), "kept for an operator");
+    assert_eq!(
+        got.state.as_deref(),
+        Some(stuck_state.as_str()),
+        "kept for an operator"
+    );
     assert_eq!(got.owner, "", "nobody holds a final record");
 }
 
@@ -938,7 +942,7 @@ async fn a_final_advance_wakes_watchers_on_the_other_replica(fx: &Fixture) {
             seq: 0,
             token: OWNER,
             status: completed(json!({"woken": true})),
-            state: Some("ignored for a final status"),
+            state: None,
             custody: Custody::held(OWNER, LONG),
         })
         .await
@@ -952,7 +956,7 @@ async fn a_final_advance_wakes_watchers_on_the_other_replica(fx: &Fixture) {
     }
     fx.until_b_watches(0, 0).await;
     let record = get(&b, "wake").await;
-    assert_eq!(record.state, None, "the state is cleared");
+    assert_eq!(record.state, None, "a completed saga keeps no state");
     assert_eq!((record.owner.as_str(), record.lease_until_ms), ("", 0));
     assert!(!record.queued);
     // Its lease is gone from the index: past the begin lease, nothing to recover.

@@ -104,7 +104,12 @@ async fn assert_stuck_on_the_definition(
         message.contains("definition version 1") && message.contains("deployed version 2"),
         "{message}"
     );
-    let record = backends.store.get(id).await.expect("store").expect("record");
+    let record = backends
+        .store
+        .get(id)
+        .await
+        .expect("store")
+        .expect("record");
     assert!(
         matches!(
             &record.status,
@@ -160,7 +165,11 @@ async fn an_undecodable_message_is_dead_lettered_and_recorded_stuck(backend: Bac
     let message = version_1_message(id);
     backends
         .store
-        .begin(record(id, message.clone(), Custody::queued("v1-replica/0/0", WAIT)))
+        .begin(record(
+            id,
+            message.clone(),
+            Custody::queued("v1-replica/0/0", WAIT),
+        ))
         .await
         .expect("begin");
     backends
@@ -190,7 +199,11 @@ async fn an_undecodable_message_is_dead_lettered_and_recorded_stuck(backend: Bac
             && reason.contains(id),
         "the reason names both versions and the trace id: {reason}"
     );
-    assert_eq!(&letter.payload[..], message.as_bytes(), "the message is kept whole");
+    assert_eq!(
+        &letter.payload[..],
+        message.as_bytes(),
+        "the message is kept whole"
+    );
     assert_stuck_on_the_definition(&orchestrator, &backends, id, &message).await;
 
     dead_letters.shutdown(Duration::from_secs(1)).await;
@@ -240,5 +253,8 @@ async fn the_stable_name_and_version_come_from_the_attribute() {
     let description = Trip::description();
     assert_eq!(description.name, "trip");
     assert_eq!(description.version, 2);
-    assert_eq!(step_topic::<Trip>(0, None).as_deref(), Some("trip.book_flight"));
+    assert_eq!(
+        step_topic::<Trip>(0, None).as_deref(),
+        Some("trip.book_flight")
+    );
 }

@@ -147,7 +147,10 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
         let span = shape.ret.as_ref().map_or_else(|| name.span(), |r| r.span());
         // The future's `Send` is asserted on the step's name; the output's type on its
         // return type.
-        let send = crate::errors::respan(quote!(#krate::saga::checks::step_future_must_be_send), name.span());
+        let send = crate::errors::respan(
+            quote!(#krate::saga::checks::step_future_must_be_send),
+            name.span(),
+        );
         let run = quote_spanned! {name.span()=>
             let __sagaflow_raw = #send(
                 self.#name(__sagaflow_cx, #(#args),*),
@@ -179,7 +182,10 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
                 .ret
                 .as_ref()
                 .map_or_else(|| comp_name.span(), |r| r.span());
-            let send = crate::errors::respan(quote!(#krate::saga::checks::step_future_must_be_send), comp_name.span());
+            let send = crate::errors::respan(
+                quote!(#krate::saga::checks::step_future_must_be_send),
+                comp_name.span(),
+            );
             let run = quote_spanned! {comp_name.span()=>
                 let __sagaflow_raw = #send(
                     self.#comp_name(__sagaflow_cx, #arg),
