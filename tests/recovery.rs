@@ -26,8 +26,8 @@ use common::backends::{
 };
 use futures_util::future::{BoxFuture, join_all};
 use sagaflow::engine::{
-    Envelope, FORMAT_VERSION, Orchestrator, OrchestratorBuilder, OrchestratorConfig, Routing,
-    Started,
+    Completion, Envelope, FORMAT_VERSION, Orchestrator, OrchestratorBuilder, OrchestratorConfig,
+    Routing, Started,
 };
 use sagaflow::store::{
     Advance, Begin, Claim, Claimed, Custody, Hold, MemoryStore, Mode, Outcome, RedisConfig,
@@ -438,6 +438,20 @@ fn memory_transport(test: &str) -> Arc<dyn Transport> {
 /// The outcomes the completion hook of a replica received, per trace id.
 type Hooked = Arc<Mutex<HashMap<String, Vec<Result<Receipt, SagaError>>>>>;
 
+/// A completion hook that appends every outcome to `sink`, by trace id.
+fn record_into(
+    sink: Hooked,
+) -> impl Fn(Completion<Shop>) -> futures_util::future::Ready<()> + Send + Sync + 'static {
+    move |completion| {
+        sink.lock()
+            .expect("lock")
+            .entry(completion.trace_id)
+            .or_default()
+            .push(completion.result);
+        futures_util::future::ready(())
+    }
+}
+
 /// A replica on the test's runtime: its orchestrator, serving, with a completion hook.
 struct Replica {
     orchestrator: Orchestrator<Shop>,
@@ -484,16 +498,7 @@ impl Replica {
             Arc::clone(&store),
         )
         .config(config)
-        .on_complete(move |completion| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock()
-                    .expect("lock")
-                    .entry(completion.trace_id)
-                    .or_default()
-                    .push(completion.result);
-            }
-        })
+        .on_complete(record_into(sink))
         .build();
         let consumers = orchestrator.serve().await.expect("consumers start");
         Self {
@@ -576,16 +581,7 @@ impl Doomed {
             store,
         )
         .config(config)
-        .on_complete(move |completion| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock()
-                    .expect("lock")
-                    .entry(completion.trace_id)
-                    .or_default()
-                    .push(completion.result);
-            }
-        })
+        .on_complete(record_into(sink))
         .build();
         Self {
             runtime,
@@ -1694,18 +1690,7 @@ async fn an_async_writer_whose_final_write_failed_reports_the_recorded_outcome()
     let (store, orchestrator) = behind_an_outage(id, &probe, &transport);
     let hooked: Hooked = Arc::default();
     let sink = Arc::clone(&hooked);
-    let orchestrator = orchestrator
-        .on_complete(move |completion| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock()
-                    .expect("lock")
-                    .entry(completion.trace_id)
-                    .or_default()
-                    .push(completion.result);
-            }
-        })
-        .build();
+    let orchestrator = orchestrator.on_complete(record_into(sink)).build();
     let consumers = orchestrator.serve().await.expect("consumers start");
     orchestrator.start(&cx(id), order(id)).await.expect("start");
     let outcome = bounded("the outcome", orchestrator.outcome(&cx(id))).await;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::backends::{Backend, Backends};
-use sagaflow::engine::{Orchestrator, OrchestratorConfig, step_topic};
+use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig, step_topic};
 use sagaflow::error::{SagaFailure, StuckAt};
 use sagaflow::store::{Custody, Mode, SagaRecord, SagaStatus, fingerprint};
 use sagaflow::transport::{
@@ -74,6 +74,18 @@ fn quick() -> OrchestratorConfig {
     }
 }
 
+/// Version 2 serving on `backends`.
+async fn serve(backends: &Backends) -> (Orchestrator<Trip>, Consumers) {
+    let orchestrator = Orchestrator::new(
+        Arc::new(Trip),
+        Arc::clone(&backends.transport),
+        Arc::clone(&backends.store),
+        quick(),
+    );
+    let consumers = orchestrator.serve().await.expect("consumers start");
+    (orchestrator, consumers)
+}
+
 fn waiter(id: &str) -> SagaContext {
     SagaContext::for_saga::<Trip>(id).with_deadline(Some(Instant::now() + WAIT))
 }
@@ -132,13 +144,7 @@ async fn assert_stuck_on_the_definition(
 
 async fn an_undecodable_message_is_dead_lettered_and_recorded_stuck(backend: Backend) {
     let backends = Backends::connect(backend, "versions-message").await;
-    let orchestrator = Orchestrator::new(
-        Arc::new(Trip),
-        Arc::clone(&backends.transport),
-        Arc::clone(&backends.store),
-        quick(),
-    );
-    let consumers = orchestrator.serve().await.expect("consumers start");
+    let (orchestrator, consumers) = serve(&backends).await;
     let topic = step_topic::<Trip>(0, None).expect("a first step");
     let (tx, mut letters) = mpsc::unbounded_channel::<Delivery>();
     let dead_letters = backends
@@ -224,13 +230,7 @@ async fn an_undecodable_message_is_dead_lettered_and_recorded_stuck_nats_redis()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_records_an_undecodable_stored_state_stuck_and_keeps_it() {
     let backends = Backends::connect(Backend::Memory, "versions-sweeper").await;
-    let orchestrator = Orchestrator::new(
-        Arc::new(Trip),
-        Arc::clone(&backends.transport),
-        Arc::clone(&backends.store),
-        quick(),
-    );
-    let consumers = orchestrator.serve().await.expect("consumers start");
+    let (orchestrator, consumers) = serve(&backends).await;
     // A version 1 replica recorded the saga and died before publishing it.
     let id = "v1-stranded";
     let stored = version_1_message(id);

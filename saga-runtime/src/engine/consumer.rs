@@ -282,24 +282,10 @@ async fn give_up<S: Saga>(
     };
     error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering and recording the saga stuck");
     {
-        let error = match error {
-            SagaError::Stuck {
-                saga,
-                trace_id,
-                stuck,
-                last_error,
-                failed_step,
-                ..
-            } => SagaError::Stuck {
-                saga,
-                trace_id,
-                stuck,
-                attempts: attempt,
-                last_error,
-                failed_step,
-            },
-            other => other,
-        };
+        let mut error = error;
+        if let SagaError::Stuck { attempts, .. } = &mut error {
+            *attempts = attempt;
+        }
         let result: Result<S::Output, SagaError> = Err(error);
         let advance = Advance {
             state: kept,
