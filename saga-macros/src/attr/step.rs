@@ -46,6 +46,7 @@ pub(crate) fn step_opts(meta: &Meta, errors: &Errors) -> StepOpts {
         Meta::List(list) if matches!(list.delimiter, syn::MacroDelimiter::Paren(_)) => list.tokens.clone(),
         Meta::List(list) => {
             errors.spanned(&list.path, "`#[step]` takes its keys in parentheses: `#[step(pivot)]`");
+            opts.broken = true;
             return opts;
         }
         Meta::Path(_) => return opts,
@@ -54,6 +55,7 @@ pub(crate) fn step_opts(meta: &Meta, errors: &Errors) -> StepOpts {
                 nv,
                 "`#[step]` takes a list: `#[step(compensate = undo_fn)]`, `#[step(pivot)]` or `#[step(retriable)]`",
             );
+            opts.broken = true;
             return opts;
         }
     };
