@@ -60,7 +60,8 @@ impl Cx<'_> {
     pub(crate) fn data_types(&self) -> Vec<&Type> {
         let mut seen = Vec::new();
         let mut types = Vec::new();
-        let all = std::iter::once(&self.flow.input_ty).chain(self.flow.steps.iter().map(|s| &s.output));
+        let all =
+            std::iter::once(&self.flow.input_ty).chain(self.flow.steps.iter().map(|s| &s.output));
         for ty in all {
             let key = quote!(#ty).to_string();
             if !seen.contains(&key) {
@@ -190,7 +191,8 @@ fn aliases(cx: &Cx<'_>) -> (TokenStream, TokenStream) {
         return (state_alias, TokenStream::new());
     }
     let effect_alias = format_ident!("{}", effect, span = span);
-    let effect_doc = format!("The effect of one transition of saga `{ty_name}`; generated, not a public API.");
+    let effect_doc =
+        format!("The effect of one transition of saga `{ty_name}`; generated, not a public API.");
     (
         quote_spanned! {span=>
             #[doc = #doc]

@@ -6,9 +6,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
 use syn::punctuated::Punctuated;
-use syn::{
-    Attribute, GenericParam, Ident, ImplItem, Item, ItemImpl, Meta, Signature, Token, Type,
-};
+use syn::{Attribute, GenericParam, Ident, ImplItem, Item, ItemImpl, Meta, Signature, Token, Type};
 
 use crate::attr::{SagaArgs, saga_args};
 use crate::cfg::{Atoms, Cond};
@@ -150,7 +148,13 @@ fn take_step_attrs(attrs: &mut Vec<Attribute>, atoms: &mut Atoms) -> (Cond, Vec<
         } else if path.is_ident("cfg_attr")
             && let Meta::List(list) = &attr.meta
         {
-            match cfg_attr(list.tokens.clone(), Cond::TRUE, atoms, &mut exists, &mut steps) {
+            match cfg_attr(
+                list.tokens.clone(),
+                Cond::TRUE,
+                atoms,
+                &mut exists,
+                &mut steps,
+            ) {
                 Some(None) => continue,
                 Some(Some(tokens)) => list_tokens(&mut attr, tokens),
                 None => {}
@@ -172,7 +176,8 @@ fn cfg_attr(
     exists: &mut Cond,
     steps: &mut Vec<StepAttr>,
 ) -> Option<Option<TokenStream>> {
-    let args = syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, tokens).ok()?;
+    let args =
+        syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, tokens).ok()?;
     let mut args = args.into_iter();
     let predicate = args.next()?;
     let cond = outer.and(atoms.predicate(predicate.to_token_stream()));

@@ -109,11 +109,19 @@ fn malformed_input_is_an_error_never_a_panic() {
 fn raw_parser_messages_are_replaced() {
     let item = quote!(impl B { #[step(compensate)] async fn a(&self, cx: &SagaContext) -> StepResult<u8> {} });
     let errors = errors_of(quote!(), item);
-    assert!(errors.iter().any(|e| e.contains("compensate = cancel_order")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("compensate = cancel_order")),
+        "{errors:?}"
+    );
     let item = quote!(impl B { #[step(pivot timeout_ms = 3)] async fn a(&self, cx: &SagaContext) -> StepResult<u8> {} });
     let errors = errors_of(quote!(), item);
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("separate the entries with `,`"), "{errors:?}");
+    assert!(
+        errors[0].contains("separate the entries with `,`"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -163,8 +171,23 @@ fn a_cfg_on_a_step_expands_per_configuration() {
         }
     };
     let tokens = saga_tokens(quote!(), item).to_string();
-    assert_eq!(tokens.matches("impl :: sagaflow :: Saga for Booking").count(), 2, "{tokens}");
-    assert!(tokens.contains("# [cfg (any (all (feature = \"b\")))]"), "{tokens}");
-    assert!(tokens.contains("# [cfg (any (all (not (feature = \"b\"))))]"), "{tokens}");
-    assert!(!tokens.contains("cfg_attr"), "an emptied cfg_attr is removed: {tokens}");
+    assert_eq!(
+        tokens
+            .matches("impl :: sagaflow :: Saga for Booking")
+            .count(),
+        2,
+        "{tokens}"
+    );
+    assert!(
+        tokens.contains("# [cfg (any (all (feature = \"b\")))]"),
+        "{tokens}"
+    );
+    assert!(
+        tokens.contains("# [cfg (any (all (not (feature = \"b\"))))]"),
+        "{tokens}"
+    );
+    assert!(
+        !tokens.contains("cfg_attr"),
+        "an emptied cfg_attr is removed: {tokens}"
+    );
 }

@@ -26,7 +26,12 @@ pub(crate) fn check_stored(
         } else {
             problem
         };
-        errors.at(span, format_args!("{what} is stored in the saga state and must be an owned, sized type: {problem}"));
+        errors.at(
+            span,
+            format_args!(
+                "{what} is stored in the saga state and must be an owned, sized type: {problem}"
+            ),
+        );
         return false;
     }
     let mut finder = Finder {
@@ -38,12 +43,24 @@ pub(crate) fn check_stored(
         return true;
     };
     let message = match problem {
-        Problem::Reference => format!("{what} is stored in the saga state, which outlives every borrow: write an owned type instead of a reference (`String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T`)"),
-        Problem::Lifetime(l) => format!("{what} borrows for `{l}`, but it is stored in the saga state, which outlives every borrow: use an owned type (only `'static` may appear)"),
-        Problem::ImplTrait => format!("{what} cannot be an `impl Trait`: it is stored in the saga state (serialised, then resumed on another instance), which needs the concrete type; name it"),
-        Problem::Infer => format!("{what} must be written out: `_` cannot stand for a type stored in the saga state"),
-        Problem::SelfType => format!("{what}: write the type's name instead of `Self`: it is stored in the saga state enum, outside this impl block"),
-        Problem::Param(p) => format!("{what} uses the type parameter `{p}` of `impl {saga}<..>`: the saga state is one concrete type for every `{saga}<..>`, so it cannot depend on `{p}`; give the data a concrete type (keep `{p}` for what the steps call, such as clients)"),
+        Problem::Reference => format!(
+            "{what} is stored in the saga state, which outlives every borrow: write an owned type instead of a reference (`String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T`)"
+        ),
+        Problem::Lifetime(l) => format!(
+            "{what} borrows for `{l}`, but it is stored in the saga state, which outlives every borrow: use an owned type (only `'static` may appear)"
+        ),
+        Problem::ImplTrait => format!(
+            "{what} cannot be an `impl Trait`: it is stored in the saga state (serialised, then resumed on another instance), which needs the concrete type; name it"
+        ),
+        Problem::Infer => format!(
+            "{what} must be written out: `_` cannot stand for a type stored in the saga state"
+        ),
+        Problem::SelfType => format!(
+            "{what}: write the type's name instead of `Self`: it is stored in the saga state enum, outside this impl block"
+        ),
+        Problem::Param(p) => format!(
+            "{what} uses the type parameter `{p}` of `impl {saga}<..>`: the saga state is one concrete type for every `{saga}<..>`, so it cannot depend on `{p}`; give the data a concrete type (keep `{p}` for what the steps call, such as clients)"
+        ),
     };
     errors.spanned(tokens, message);
     false
@@ -53,7 +70,9 @@ pub(crate) fn check_stored(
 fn unsized_top(ty: &Type) -> Option<(Span, &'static str)> {
     match ty {
         Type::Slice(_) => Some((ty.span(), "write `Vec<T>` for `[T]`")),
-        Type::TraitObject(_) => Some((ty.span(), "a `dyn Trait` has no size; name a concrete type")),
+        Type::TraitObject(_) => {
+            Some((ty.span(), "a `dyn Trait` has no size; name a concrete type"))
+        }
         Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => {
             Some((ty.span(), "write `String` for `str`"))
         }
@@ -103,7 +122,10 @@ impl<'ast> Visit<'ast> for Finder<'_> {
                     if first.ident == "Self" {
                         self.report(first.ident.to_token_stream(), Problem::SelfType);
                     } else if self.params.contains(&first.ident) {
-                        self.report(first.ident.to_token_stream(), Problem::Param(first.ident.to_string()));
+                        self.report(
+                            first.ident.to_token_stream(),
+                            Problem::Param(first.ident.to_string()),
+                        );
                     }
                 }
                 syn::visit::visit_type(self, ty);
@@ -124,7 +146,10 @@ impl<'ast> Visit<'ast> for Finder<'_> {
 
     fn visit_lifetime(&mut self, lifetime: &'ast Lifetime) {
         if lifetime.ident != "static" {
-            self.report(lifetime.to_token_stream(), Problem::Lifetime(lifetime.to_string()));
+            self.report(
+                lifetime.to_token_stream(),
+                Problem::Lifetime(lifetime.to_string()),
+            );
         }
     }
 }

@@ -136,7 +136,12 @@ fn input(def: &Instance<'_>, errors: &Errors) -> (Ident, Type) {
             syn::parse_quote!(()),
         ),
     };
-    if first.shape.data.first().is_some_and(|p| matches!(p.ty, Type::Reference(_))) {
+    if first
+        .shape
+        .data
+        .first()
+        .is_some_and(|p| matches!(p.ty, Type::Reference(_)))
+    {
         let what = format!("the saga input `{}`", input.0);
         check_stored(&input.1, &what, &def.def.ty, &def.def.params, errors);
     }

@@ -19,17 +19,26 @@ pub(crate) fn parse_list(
     let parser = |input: ParseStream<'_>| {
         while !input.is_empty() {
             if input.peek(Token![,]) {
-                errors.at(input.span(), format_args!("empty entry in `{what}`: remove the extra `,`"));
+                errors.at(
+                    input.span(),
+                    format_args!("empty entry in `{what}`: remove the extra `,`"),
+                );
                 input.parse::<Token![,]>()?;
                 continue;
             }
             let Ok(key) = input.call(Ident::parse_any) else {
-                errors.at(input.span(), format_args!("expected a key in `{what}`, like `{}`", example(what)));
+                errors.at(
+                    input.span(),
+                    format_args!("expected a key in `{what}`, like `{}`", example(what)),
+                );
                 skip(input)?;
                 continue;
             };
             if input.peek(Token![::]) {
-                errors.spanned(&key, format_args!("keys of `{what}` are plain names, not paths"));
+                errors.spanned(
+                    &key,
+                    format_args!("keys of `{what}` are plain names, not paths"),
+                );
                 skip(input)?;
             } else if let Err(error) = entry(&key, input) {
                 errors.push(error);
@@ -43,7 +52,9 @@ pub(crate) fn parse_list(
             } else {
                 errors.at(
                     input.span(),
-                    format_args!("unexpected tokens after `{key}` in `{what}`: separate the entries with `,`"),
+                    format_args!(
+                        "unexpected tokens after `{key}` in `{what}`: separate the entries with `,`"
+                    ),
                 );
                 skip(input)?;
                 input.parse::<Option<Token![,]>>()?;
@@ -76,7 +87,12 @@ pub(crate) fn skip(input: ParseStream<'_>) -> syn::Result<()> {
 
 /// A key without a value (`pivot`): a value given anyway is reported and skipped (the key
 /// still counts, so that nothing else is reported about it).
-pub(crate) fn flag(key: &Ident, input: ParseStream<'_>, usage: &str, errors: &Errors) -> syn::Result<()> {
+pub(crate) fn flag(
+    key: &Ident,
+    input: ParseStream<'_>,
+    usage: &str,
+    errors: &Errors,
+) -> syn::Result<()> {
     if input.peek(Token![=]) || input.peek(syn::token::Paren) {
         errors.spanned(key, format_args!("`{key}` takes no value: write `{usage}`"));
         skip(input)?;
@@ -86,11 +102,19 @@ pub(crate) fn flag(key: &Ident, input: ParseStream<'_>, usage: &str, errors: &Er
 
 /// The `=` of `key = value`. Reports a missing `=` or a missing value with `usage`
 /// (`compensate = cancel_order`) and skips the entry; `false` then.
-pub(crate) fn eq(key: &Ident, input: ParseStream<'_>, usage: &str, errors: &Errors) -> syn::Result<bool> {
+pub(crate) fn eq(
+    key: &Ident,
+    input: ParseStream<'_>,
+    usage: &str,
+    errors: &Errors,
+) -> syn::Result<bool> {
     if input.peek(Token![=]) {
         let eq: Token![=] = input.parse()?;
         if input.is_empty() || input.peek(Token![,]) {
-            errors.spanned(eq, format_args!("missing value after `{key} =`: write `{usage}`"));
+            errors.spanned(
+                eq,
+                format_args!("missing value after `{key} =`: write `{usage}`"),
+            );
             return Ok(false);
         }
         return Ok(true);
@@ -98,16 +122,27 @@ pub(crate) fn eq(key: &Ident, input: ParseStream<'_>, usage: &str, errors: &Erro
     if input.is_empty() || input.peek(Token![,]) {
         errors.spanned(key, format_args!("`{key}` needs a value: write `{usage}`"));
     } else if input.peek(syn::token::Paren) {
-        errors.spanned(key, format_args!("`{key}` takes `= value`, not a list: write `{usage}`"));
+        errors.spanned(
+            key,
+            format_args!("`{key}` takes `= value`, not a list: write `{usage}`"),
+        );
     } else {
-        errors.at(input.span(), format_args!("expected `=` after `{key}`: write `{usage}`"));
+        errors.at(
+            input.span(),
+            format_args!("expected `=` after `{key}`: write `{usage}`"),
+        );
     }
     skip(input)?;
     Ok(false)
 }
 
 /// The parenthesised list of `key(...)`; anything else is reported with `usage` and skipped.
-pub(crate) fn list(key: &Ident, input: ParseStream<'_>, usage: &str, errors: &Errors) -> syn::Result<Option<TokenStream>> {
+pub(crate) fn list(
+    key: &Ident,
+    input: ParseStream<'_>,
+    usage: &str,
+    errors: &Errors,
+) -> syn::Result<Option<TokenStream>> {
     if input.peek(syn::token::Paren) {
         let content;
         syn::parenthesized!(content in input);
@@ -135,7 +170,10 @@ pub(crate) fn value<T>(
     match parse(input) {
         Ok(value) => Ok(Some(value)),
         Err(_) => {
-            errors.at(fork.span(), format_args!("`{key}` expects {what}: write `{usage}`"));
+            errors.at(
+                fork.span(),
+                format_args!("`{key}` expects {what}: write `{usage}`"),
+            );
             skip(input)?;
             Ok(None)
         }
@@ -143,12 +181,26 @@ pub(crate) fn value<T>(
 }
 
 /// An integer literal that fits `T` (`key = 20`); `None` after reporting the problem.
-pub(crate) fn int<T>(key: &Ident, input: ParseStream<'_>, usage: &str, errors: &Errors) -> syn::Result<Option<T>>
+pub(crate) fn int<T>(
+    key: &Ident,
+    input: ParseStream<'_>,
+    usage: &str,
+    errors: &Errors,
+) -> syn::Result<Option<T>>
 where
     T: std::str::FromStr,
     T::Err: std::fmt::Display,
 {
-    let Some(expr) = value(key, input, usage, errors, |i| i.parse::<Expr>(), "an integer")? else {
+    // Written for `u32` and `u64`, whose `type_name` is the keyword users write.
+    let Some(expr) = value(
+        key,
+        input,
+        usage,
+        errors,
+        |i| i.parse::<Expr>(),
+        "an integer",
+    )?
+    else {
         return Ok(None);
     };
     if let Expr::Lit(lit) = &expr
@@ -156,12 +208,19 @@ where
     {
         return match int.base10_parse::<T>() {
             Ok(n) => Ok(Some(n)),
-            Err(error) => {
-                errors.spanned(int, format_args!("`{key}`: {error}"));
+            Err(_) => {
+                let ty = std::any::type_name::<T>();
+                errors.spanned(
+                    int,
+                    format_args!("`{key}` does not fit its type, `{ty}`: write a smaller number"),
+                );
                 Ok(None)
             }
         };
     }
-    errors.spanned(expr, format_args!("`{key}` expects a non-negative integer literal: write `{usage}`"));
+    errors.spanned(
+        expr,
+        format_args!("`{key}` expects a non-negative integer literal: write `{usage}`"),
+    );
     Ok(None)
 }

@@ -29,14 +29,22 @@ pub(crate) fn saga_args(args: TokenStream, errors: &Errors) -> SagaArgs {
         match key.to_string().as_str() {
             "crate" => {
                 let usage = "crate = ::sagaflow";
-                if let Some(path) = value(key, input, usage, errors, |i| i.parse::<Path>(), "a path")? {
+                if let Some(path) =
+                    value(key, input, usage, errors, |i| i.parse::<Path>(), "a path")?
+                {
                     set_once(errors, &mut krate, key, path, what);
                 }
             }
             "name" => {
                 let usage = "name = \"travel\"";
-                if let Some(lit) = value(key, input, usage, errors, |i| i.parse::<LitStr>(), "a string literal")?
-                    && check_name(&lit, errors)
+                if let Some(lit) = value(
+                    key,
+                    input,
+                    usage,
+                    errors,
+                    |i| i.parse::<LitStr>(),
+                    "a string literal",
+                )? && check_name(&lit, errors)
                 {
                     set_once(errors, &mut name, key, lit, what);
                 }

@@ -7,7 +7,14 @@ use super::list::{eq, flag, int, list, parse_list, skip, value};
 use crate::errors::{Errors, Keyed, did_you_mean, list as list_keys, set_once};
 
 /// The keys `#[step(...)]` accepts.
-const STEP_KEYS: &[&str] = &["compensate", "pivot", "retriable", "retry", "timeout_ms", "output"];
+const STEP_KEYS: &[&str] = &[
+    "compensate",
+    "pivot",
+    "retriable",
+    "retry",
+    "timeout_ms",
+    "output",
+];
 /// The keys `retry(...)` accepts.
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_backoff_ms", "max_backoff_ms"];
 const WHAT: &str = "#[step(...)]";
@@ -43,9 +50,14 @@ pub(crate) struct StepOpts {
 pub(crate) fn step_opts(meta: &Meta, errors: &Errors) -> StepOpts {
     let mut opts = StepOpts::default();
     let tokens = match meta {
-        Meta::List(list) if matches!(list.delimiter, syn::MacroDelimiter::Paren(_)) => list.tokens.clone(),
+        Meta::List(list) if matches!(list.delimiter, syn::MacroDelimiter::Paren(_)) => {
+            list.tokens.clone()
+        }
         Meta::List(list) => {
-            errors.spanned(&list.path, "`#[step]` takes its keys in parentheses: `#[step(pivot)]`");
+            errors.spanned(
+                &list.path,
+                "`#[step]` takes its keys in parentheses: `#[step(pivot)]`",
+            );
             opts.broken = true;
             return opts;
         }
@@ -59,11 +71,18 @@ pub(crate) fn step_opts(meta: &Meta, errors: &Errors) -> StepOpts {
             return opts;
         }
     };
-    parse_list(tokens, WHAT, errors, |key, input| step_key(key, input, &mut opts, errors));
+    parse_list(tokens, WHAT, errors, |key, input| {
+        step_key(key, input, &mut opts, errors)
+    });
     opts
 }
 
-fn step_key(key: &Ident, input: ParseStream<'_>, opts: &mut StepOpts, errors: &Errors) -> syn::Result<()> {
+fn step_key(
+    key: &Ident,
+    input: ParseStream<'_>,
+    opts: &mut StepOpts,
+    errors: &Errors,
+) -> syn::Result<()> {
     match key.to_string().as_str() {
         "compensate" => {
             let usage = "compensate = cancel_order";
@@ -85,7 +104,9 @@ fn step_key(key: &Ident, input: ParseStream<'_>, opts: &mut StepOpts, errors: &E
                     Expr::Lit(lit) if matches!(lit.lit, Lit::Str(_)) => {
                         "write the compensation's name without quotes, like `compensate = cancel_order`"
                     }
-                    _ => "expected the name of an async fn of this impl block, like `compensate = cancel_order`",
+                    _ => {
+                        "expected the name of an async fn of this impl block, like `compensate = cancel_order`"
+                    }
                 };
                 errors.spanned(expr, message);
                 return Ok(());
@@ -109,11 +130,15 @@ fn step_key(key: &Ident, input: ParseStream<'_>, opts: &mut StepOpts, errors: &E
                 set_once(errors, &mut opts.retry, key, (), WHAT);
                 // Still check the second list, into a throwaway.
                 let mut other = StepOpts::default();
-                parse_list(tokens, "retry(...)", errors, |k, i| retry_key(k, i, &mut other, errors));
+                parse_list(tokens, "retry(...)", errors, |k, i| {
+                    retry_key(k, i, &mut other, errors)
+                });
                 return Ok(());
             }
             set_once(errors, &mut opts.retry, key, (), WHAT);
-            parse_list(tokens, "retry(...)", errors, |k, i| retry_key(k, i, opts, errors));
+            parse_list(tokens, "retry(...)", errors, |k, i| {
+                retry_key(k, i, opts, errors)
+            });
         }
         "timeout_ms" => {
             if let Some(ms) = int::<u64>(key, input, "timeout_ms = 2000", errors)? {
@@ -125,7 +150,14 @@ fn step_key(key: &Ident, input: ParseStream<'_>, opts: &mut StepOpts, errors: &E
         }
         "output" => {
             let usage = "output = Order";
-            if let Some(ty) = value(key, input, usage, errors, |i| i.parse::<Type>(), "the step's output type")? {
+            if let Some(ty) = value(
+                key,
+                input,
+                usage,
+                errors,
+                |i| i.parse::<Type>(),
+                "the step's output type",
+            )? {
                 set_once(errors, &mut opts.output, key, ty, WHAT);
             }
         }
@@ -138,7 +170,12 @@ fn step_key(key: &Ident, input: ParseStream<'_>, opts: &mut StepOpts, errors: &E
     Ok(())
 }
 
-fn retry_key(key: &Ident, input: ParseStream<'_>, opts: &mut StepOpts, errors: &Errors) -> syn::Result<()> {
+fn retry_key(
+    key: &Ident,
+    input: ParseStream<'_>,
+    opts: &mut StepOpts,
+    errors: &Errors,
+) -> syn::Result<()> {
     const WHAT: &str = "retry(...)";
     match key.to_string().as_str() {
         "max_attempts" => {

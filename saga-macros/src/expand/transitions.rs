@@ -37,12 +37,11 @@ pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
     let input = input(cx);
     // The header is spanned on the saga type, where rustc reports a second impl.
     let header = quote_spanned! {self_ty.span()=>
-        impl #impl_generics #saga_trait for #self_ty
+        impl #impl_generics #saga_trait for #self_ty where
     };
     quote! {
         #[allow(unused_lifetimes)]
         #header
-        where
             #(#predicates,)*
             #guards
         {
@@ -147,7 +146,10 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
         let span = shape.ret.as_ref().map_or_else(|| name.span(), |r| r.span());
         // The future's `Send` is asserted on the step's name; the output's type on its
         // return type.
-        let send = crate::errors::respan(quote!(#krate::saga::checks::step_future_must_be_send), name.span());
+        let send = crate::errors::respan(
+            quote!(#krate::saga::checks::step_future_must_be_send),
+            name.span(),
+        );
         let run = quote_spanned! {name.span()=>
             let __sagaflow_raw = #send(
                 self.#name(__sagaflow_cx, #(#args),*),
@@ -179,7 +181,10 @@ fn execute(cx: &Cx<'_>) -> TokenStream {
                 .ret
                 .as_ref()
                 .map_or_else(|| comp_name.span(), |r| r.span());
-            let send = crate::errors::respan(quote!(#krate::saga::checks::step_future_must_be_send), comp_name.span());
+            let send = crate::errors::respan(
+                quote!(#krate::saga::checks::step_future_must_be_send),
+                comp_name.span(),
+            );
             let run = quote_spanned! {comp_name.span()=>
                 let __sagaflow_raw = #send(
                     self.#comp_name(__sagaflow_cx, #arg),
