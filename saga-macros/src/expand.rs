@@ -185,7 +185,7 @@ fn aliases(cx: &Cx<'_>) -> (TokenStream, TokenStream) {
     if !cx.def.item.generics.params.is_empty() {
         let state_alias = quote_spanned! {span=>
             #[doc = #doc]
-            #[allow(private_interfaces)]
+            #[allow(private_interfaces, dead_code)]
             pub type #alias = #state;
         };
         return (state_alias, TokenStream::new());
@@ -196,13 +196,13 @@ fn aliases(cx: &Cx<'_>) -> (TokenStream, TokenStream) {
     (
         quote_spanned! {span=>
             #[doc = #doc]
-            #[allow(private_interfaces)]
+            #[allow(private_interfaces, dead_code)]
             pub type #alias = <#self_ty as #krate::Saga>::State;
         },
         quote_spanned! {span=>
             #[doc = #effect_doc]
             #[doc(hidden)]
-            #[allow(private_interfaces, non_camel_case_types)]
+            #[allow(private_interfaces, non_camel_case_types, dead_code)]
             pub type #effect_alias = <#self_ty as #krate::Saga>::Effect;
         },
     )

@@ -191,6 +191,7 @@ where
     T: std::str::FromStr,
     T::Err: std::fmt::Display,
 {
+    // Written for `u32` and `u64`, whose `type_name` is the keyword users write.
     let Some(expr) = value(
         key,
         input,
@@ -207,8 +208,12 @@ where
     {
         return match int.base10_parse::<T>() {
             Ok(n) => Ok(Some(n)),
-            Err(error) => {
-                errors.spanned(int, format_args!("`{key}`: {error}"));
+            Err(_) => {
+                let ty = std::any::type_name::<T>();
+                errors.spanned(
+                    int,
+                    format_args!("`{key}` does not fit its type, `{ty}`: write a smaller number"),
+                );
                 Ok(None)
             }
         };

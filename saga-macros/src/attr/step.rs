@@ -58,6 +58,7 @@ pub(crate) fn step_opts(meta: &Meta, errors: &Errors) -> StepOpts {
                 &list.path,
                 "`#[step]` takes its keys in parentheses: `#[step(pivot)]`",
             );
+            opts.broken = true;
             return opts;
         }
         Meta::Path(_) => return opts,
@@ -66,6 +67,7 @@ pub(crate) fn step_opts(meta: &Meta, errors: &Errors) -> StepOpts {
                 nv,
                 "`#[step]` takes a list: `#[step(compensate = undo_fn)]`, `#[step(pivot)]` or `#[step(retriable)]`",
             );
+            opts.broken = true;
             return opts;
         }
     };

@@ -37,12 +37,11 @@ pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
     let input = input(cx);
     // The header is spanned on the saga type, where rustc reports a second impl.
     let header = quote_spanned! {self_ty.span()=>
-        impl #impl_generics #saga_trait for #self_ty
+        #[allow(unused_lifetimes)]
+        impl #impl_generics #saga_trait for #self_ty where
     };
     quote! {
-        #[allow(unused_lifetimes)]
         #header
-        where
             #(#predicates,)*
             #guards
         {

@@ -1,0 +1,14 @@
+// `crate` names the crate that re-exports sagaflow: `crate = path`.
+use sagaflow::{saga, SagaContext, StepResult};
+
+pub struct Shop;
+
+#[saga(crate)]
+impl Shop {
+    #[step(pivot)]
+    async fn charge(&self, _cx: &SagaContext, req: &u32) -> StepResult<u64> {
+        Ok(u64::from(*req))
+    }
+}
+
+fn main() {}
