@@ -1437,7 +1437,7 @@ async fn an_async_saga_whose_consumer_died_mid_step_is_recovered_rabbitmq() {
 /// recovered message again with the *same* id (`sweeper::recover` -> `Runtime::publish`), so
 /// JetStream drops it as a duplicate (its duplicate window is minutes). The saga then waits
 /// for the dead consumer's unacked delivery to be redelivered after the ack wait
-/// (`TransportConfig::ack_wait`: 2 s here, 30 s by default), not `lease` + `sweep_interval`
+/// (`TransportConfig::ack_wait`: 2 s here, 5 s by default), not `lease` + `sweep_interval`
 /// as on the other transports. (The same drop hits every re-publication of the sweeper on
 /// NATS, e.g. a queued message whose publisher died after a confirm was lost.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1653,10 +1653,10 @@ fn behind_an_outage(
     (inner, orchestrator)
 }
 
-/// Fails today: `Runtime::advance` (saga-runtime/src/engine/runtime.rs) retries the failed
-/// write, gets `Finished`, reads the record, finds it final at `seq + 1` and counts that as its
-/// own write applied (`r.status.is_final()` is accepted whoever wrote it). The sync caller then
-/// gets its own `Ok` while the store (and every other caller of the id) says compensated.
+/// Regression: `Runtime::advance` once retried the failed write, got `Finished`, read the
+/// record final at `seq + 1` and counted that as its own write applied (whoever wrote it), so
+/// the sync caller got its own `Ok` while the store said compensated. A retried final write
+/// now adopts only its own status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_writer_whose_final_write_failed_reports_the_recorded_outcome() {
     let id = "outage-sync";
@@ -1754,11 +1754,11 @@ async fn a_writer_whose_final_reply_was_lost_reports_its_outcome() {
 // (j) A throttled saga routed to its pod's own topics (pod-affine) whose pod died is finished by
 // another pod.
 
-/// Fails today: the sweeper republishes the recovered saga with the route stored in its
+/// Regression: the sweeper once republished the recovered saga with the route stored in its
 /// envelope (`{topic}.a`, the dead pod's topics), which only pod `a` consumes
 /// (`sweeper::recover` -> `Runtime::publish(.., route, ..)`). With a shared store the saga is
 /// recovered into a queue nobody reads, re-published every `requeue_after`, and never ends
-/// (unless a pod named `a` comes back).
+/// (unless a pod named `a` came back). It now carries it on the recovering pod's topics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_affine_saga_whose_pod_died_is_finished_by_another_pod() {
     let stores = Stores::redis("rec-affine");
