@@ -40,11 +40,7 @@ pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
         #[allow(unused_lifetimes)]
         impl #impl_generics #saga_trait for #self_ty where
     };
-    quote! {
-        #header
-            #(#predicates,)*
-            #guards
-        {
+    let body = quote! {
             type Input = #input_ty;
             type Output = #output;
             type State = #state;
@@ -87,7 +83,15 @@ pub(super) fn saga_impl(cx: &Cx<'_>, description: TokenStream) -> TokenStream {
             fn input(__sagaflow_state: &Self::State) -> &Self::Input {
                 #input
             }
-        }
+    };
+    // The braces too: rustc reports a second impl on the span of the whole header and body.
+    let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body);
+    body.set_span(self_ty.span());
+    quote! {
+        #header
+            #(#predicates,)*
+            #guards
+        #body
     }
 }
 
