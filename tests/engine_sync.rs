@@ -411,3 +411,27 @@ async fn a_saga_stopped_after_step_k_and_resumed_from_json_on_a_new_instance_end
         }
     }
 }
+
+/// A step that reports the saga name its context carries.
+struct Named;
+
+#[saga]
+impl Named {
+    #[step(pivot)]
+    async fn who(&self, cx: &SagaContext, _input: &u8) -> StepResult<String> {
+        Ok(cx.saga().to_string())
+    }
+}
+
+#[tokio::test]
+async fn a_context_labelled_with_another_saga_runs_under_the_sagas_own_name() {
+    let engine = SyncEngine::new();
+    let mislabelled = SagaContext::new("Pong", "label-1");
+    assert_eq!(
+        engine.run(&Named, &mislabelled, 1).await.expect("runs"),
+        "Named"
+    );
+    let built = SagaContext::for_saga::<Named>("label-2");
+    assert_eq!(built.saga(), "Named");
+    assert_eq!(engine.run(&Named, &built, 1).await.expect("runs"), "Named");
+}
