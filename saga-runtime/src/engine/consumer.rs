@@ -20,11 +20,10 @@ use futures_util::future::BoxFuture;
 use tracing::{debug, error, warn};
 
 use super::driver::{Flow, Journal, drive};
-use super::envelope::{Envelope, EnvelopeError, decode};
+use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status};
-use crate::error::Report;
-use crate::error::StuckAt;
+use crate::error::{Report, StuckAt};
 use crate::store::{Advance, Claimed, Custody, Written};
 use crate::transport::{Delivery, Disposition, TransportError};
 use crate::{Saga, SagaContext, SagaError, StepError};
@@ -136,8 +135,8 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
              the saga is recorded stuck at this transition",
             delivery.delivery_count
         );
-        let error = stuck_error::<S>(&cx, &state, failure, 1, reason.clone());
-        return give_up(rt, &cx, topic, seq, error, None, reason).await;
+        let stuck = |attempts| stuck_error::<S>(&cx, &state, failure, attempts, reason.clone());
+        return give_up(rt, &cx, topic, seq, stuck, None, reason.clone()).await;
     }
     // Wait for a slot before claiming, so the lease does not run out in the queue.
     let _slot = match &rt.step_slots {
@@ -226,18 +225,9 @@ async fn undecodable<S: Saga>(
         return Disposition::DeadLetter { reason: text };
     }
     let cx = SagaContext::for_saga::<S>(head.trace_id.as_str());
-    let error = SagaError::Stuck {
-        saga: cx.saga().to_string(),
-        trace_id: cx.trace_id().to_string(),
-        stuck: StuckAt::Definition {
-            written: head.version,
-            deployed: *deployed,
-        },
-        attempts: 1,
-        last_error: StepError::fatal(text.clone()),
-        failed_step: None,
-    };
-    give_up(rt, &cx, topic, head.seq, error, raw, text).await
+    let (written, deployed) = (head.version, *deployed);
+    let stuck = |attempts| stuck_on_definition(&cx, written, deployed, attempts, text.clone());
+    give_up(rt, &cx, topic, head.seq, stuck, raw, text.clone()).await
 }
 
 /// A delivery whose saga has no record: nothing can fence it, so it is dead-lettered.
@@ -255,14 +245,14 @@ fn missing(cx: &SagaContext, topic: &str) -> Disposition {
 /// `reason`. A delivery whose saga moved on, ended or is held by a live run is only a stale
 /// copy: it is acked and dropped, not dead-lettered.
 ///
-/// `kept` is the state the record keeps for an operator (the raw message of a state that does
-/// not decode), if any.
+/// `stuck` builds the outcome from the attempt count of the claim; `kept` is the state the
+/// record keeps for an operator (the raw message of a state that does not decode), if any.
 async fn give_up<S: Saga>(
     rt: &Runtime<S>,
     cx: &SagaContext,
     topic: &str,
     seq: u64,
-    error: SagaError,
+    stuck: impl FnOnce(u32) -> SagaError,
     kept: Option<&str>,
     reason: String,
 ) -> Disposition {
@@ -282,11 +272,7 @@ async fn give_up<S: Saga>(
     };
     error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering and recording the saga stuck");
     {
-        let mut error = error;
-        if let SagaError::Stuck { attempts, .. } = &mut error {
-            *attempts = attempt;
-        }
-        let result: Result<S::Output, SagaError> = Err(error);
+        let result: Result<S::Output, SagaError> = Err(stuck(attempt));
         let advance = Advance {
             state: kept,
             ..rt.final_advance(cx, seq, &token, &result)

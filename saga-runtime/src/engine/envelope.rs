@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::progress::FailedStep;
-use crate::Saga;
+use crate::error::StuckAt;
+use crate::{Saga, SagaContext, SagaError, StepError};
 
 /// The message format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 2;
@@ -49,13 +50,8 @@ fn first_version() -> u32 {
     1
 }
 
-/// The version of `S`'s deployed definition.
-pub(crate) fn deployed_version<S: Saga>() -> u32 {
-    S::description().version
-}
-
-/// Only the header fields, read first so a message of another version or saga is rejected
-/// with a precise reason before its state is decoded.
+/// Only the header fields, read when the whole message does not decode, to say precisely why
+/// (version, saga, or a state the deployed definition cannot read).
 #[derive(Debug, Deserialize)]
 pub(crate) struct EnvelopeHead {
     pub(crate) v: u32,
@@ -93,35 +89,56 @@ pub(crate) enum EnvelopeError {
     },
 }
 
-/// Decodes a message for saga `S`. The happy path parses once; when that fails, the header
-/// fields are read on their own to say precisely why (version, saga, a state the deployed
-/// definition cannot read, or malformed).
+/// Decodes a message for saga `S`. The happy path parses once and checks the header fields in
+/// place; when that fails, the header is read on its own to say precisely why.
 pub(crate) fn decode<S: Saga>(payload: &[u8]) -> Result<Envelope<S::State>, EnvelopeError> {
-    let expected = S::description().name;
-    let full = serde_json::from_slice::<Envelope<S::State>>(payload);
-    let head = match &full {
-        Ok(envelope) => EnvelopeHead {
-            v: envelope.v,
-            saga: envelope.saga.clone(),
-            version: envelope.version,
-            trace_id: String::new(),
-            seq: envelope.seq,
-        },
-        Err(_) => serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?,
+    let description = S::description();
+    let error = match serde_json::from_slice::<Envelope<S::State>>(payload) {
+        Ok(envelope) => {
+            check_header(envelope.v, &envelope.saga, description.name)?;
+            return Ok(envelope);
+        }
+        Err(error) => error,
     };
-    if head.v != FORMAT_VERSION {
-        return Err(EnvelopeError::Version { found: head.v });
+    let head: EnvelopeHead = serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?;
+    check_header(head.v, &head.saga, description.name)?;
+    Err(EnvelopeError::Undecodable {
+        saga: description.name,
+        head,
+        deployed: description.version,
+        error,
+    })
+}
+
+/// A message of another format version or another saga is refused before its state matters.
+fn check_header(v: u32, saga: &str, expected: &'static str) -> Result<(), EnvelopeError> {
+    if v != FORMAT_VERSION {
+        return Err(EnvelopeError::Version { found: v });
     }
-    if head.saga != expected {
+    if saga != expected {
         return Err(EnvelopeError::UnknownSaga {
-            found: head.saga,
+            found: saga.to_string(),
             expected,
         });
     }
-    full.map_err(|error| EnvelopeError::Undecodable {
-        saga: expected,
-        head,
-        deployed: deployed_version::<S>(),
-        error,
-    })
+    Ok(())
+}
+
+/// The outcome of a saga whose state, written by definition version `written`, does not decode
+/// under the deployed version `deployed`: stuck, with `text` as its last error.
+pub(crate) fn stuck_on_definition(
+    cx: &SagaContext,
+    written: u32,
+    deployed: u32,
+    attempts: u32,
+    text: String,
+) -> SagaError {
+    SagaError::Stuck {
+        saga: cx.saga().to_string(),
+        trace_id: cx.trace_id().to_string(),
+        stuck: StuckAt::Definition { written, deployed },
+        attempts,
+        last_error: StepError::fatal(text),
+        failed_step: None,
+    }
 }

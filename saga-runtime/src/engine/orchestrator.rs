@@ -13,8 +13,7 @@ use super::driver::drive;
 use super::durable::Durable;
 use super::runtime::{Runtime, decode_outcome, store_error};
 use super::serve::{self, Consumers};
-use crate::error::Rejection;
-use crate::error::Report;
+use crate::error::{Rejection, Report};
 use crate::store::{Begin, Custody, Mode, SagaRecord, SagaStatus, SagaStore, fingerprint};
 use crate::transport::{Delivery, Disposition, Transport, TransportError};
 use crate::{Saga, SagaContext, SagaError};
@@ -131,10 +130,10 @@ impl<S: Saga> Orchestrator<S> {
         cx: &SagaContext,
         input: S::Input,
     ) -> Result<S::Output, SagaError> {
-        let owned = cx.of_saga::<S>().into_owned();
-        let cx = &owned.clone();
+        let cx = cx.of_saga::<S>();
+        let owned = cx.clone().into_owned();
         let this = self.clone();
-        detached(cx, async move { this.run_sync_here(&owned, input).await }).await
+        detached(&cx, async move { this.run_sync_here(&owned, input).await }).await
     }
 
     async fn run_sync_here(

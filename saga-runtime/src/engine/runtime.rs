@@ -98,7 +98,7 @@ impl<S: Saga> Runtime<S> {
         let envelope = Envelope {
             v: FORMAT_VERSION,
             saga: S::description().name.to_string(),
-            version: super::envelope::deployed_version::<S>(),
+            version: S::description().version,
             trace_id: cx.trace_id().to_string(),
             seq,
             metadata: cx.metadata().clone(),

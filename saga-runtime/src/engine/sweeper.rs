@@ -17,11 +17,11 @@ use tracing::{error, info, warn};
 use super::config::{Rollback, Routing};
 use super::driver::drive;
 use super::durable::Durable;
-use super::envelope::{Envelope, EnvelopeError, decode};
+use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::runtime::Runtime;
-use crate::error::{Report, StuckAt};
+use crate::error::Report;
 use crate::store::{Advance, Claim, Claimed, Custody, Mode, Written};
-use crate::{Saga, SagaContext, SagaError, StepError};
+use crate::{Saga, SagaContext, SagaError};
 
 /// Most sagas claimed per sweep (the next sweep takes the rest).
 const BATCH: usize = 256;
@@ -93,17 +93,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                 head.version
             );
             error!(trace_id, %text, "recording the saga stuck; its record keeps the state");
-            let error = SagaError::Stuck {
-                saga: cx.saga().to_string(),
-                trace_id: cx.trace_id().to_string(),
-                stuck: StuckAt::Definition {
-                    written: head.version,
-                    deployed,
-                },
-                attempts: attempt,
-                last_error: StepError::fatal(text),
-                failed_step: None,
-            };
+            let error = stuck_on_definition(&cx, head.version, deployed, attempt, text);
             let result: Result<S::Output, SagaError> = Err(error);
             let advance = Advance {
                 state: Some(stored.as_str()),

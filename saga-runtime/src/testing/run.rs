@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::error::StuckAt;
-use crate::{Saga, SagaError, StepError, StepKind};
+use crate::{Saga, SagaError, StepError};
 
 /// One attempt of one step or compensation, as it happened under test.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,7 +175,7 @@ pub(super) fn expected_compensations<S: Saga>(step: &str) -> Vec<&'static str> {
     S::description().steps[..index]
         .iter()
         .rev()
-        .filter(|s| s.kind == StepKind::Compensatable && s.compensation.is_some())
+        .filter(|s| s.compensation.is_some())
         .map(|s| s.name)
         .collect()
 }
