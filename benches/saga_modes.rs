@@ -256,6 +256,9 @@ impl SagaStore for CountingStore {
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.ops.time("store.remove", self.inner.remove(trace_id)))
     }
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.ping()
+    }
 }
 
 #[derive(Debug)]
@@ -285,6 +288,12 @@ impl Transport for CountingTransport {
         handler: Arc<dyn Handler>,
     ) -> BoxFuture<'a, Result<Subscription, TransportError>> {
         self.inner.subscribe(topic, options, handler)
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        self.inner.ping()
     }
 }
 

@@ -8,10 +8,12 @@ pub use saga_runtime::{
     Cursor, Effect, ErrorKind, RetryPolicy, Saga, SagaContext, SagaDescription, SagaError,
     StepDescription, StepError, StepKind, StepResult,
 };
-pub use saga_runtime::{engine, error, store, testing, transport};
+pub use saga_runtime::{engine, error, observe, store, testing, transport};
 
 #[cfg(feature = "grpc")]
 pub use saga_runtime::grpc;
+#[cfg(feature = "otel")]
+pub use saga_runtime::otel;
 
 /// Items the `#[saga]` expansion names by absolute path. Not a public API.
 #[doc(hidden)]

@@ -1005,6 +1005,10 @@ impl Transport for Recorder {
         });
         self.inner.subscribe(topic, options, logged)
     }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        self.inner.ping()
+    }
 }
 
 /// The same, for real: A's `start` records the saga, then dies while publishing its first
@@ -1615,6 +1619,10 @@ impl SagaStore for Outage {
 
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         self.inner.remove(trace_id)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.ping()
     }
 }
 

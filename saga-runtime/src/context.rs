@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::observe::Observed;
+
 /// Per-transition context handed to every step and compensation.
 ///
 /// Cheap to build: the trace id and the metadata are shared, not copied, between the
@@ -18,6 +20,8 @@ pub struct SagaContext {
     attempt: u32,
     metadata: Arc<BTreeMap<String, String>>,
     deadline: Option<Instant>,
+    /// The orchestrator observing this saga (spans, metrics), set by the engine.
+    observed: Option<Observed>,
 }
 
 impl SagaContext {
@@ -41,6 +45,7 @@ impl SagaContext {
             attempt: 1,
             metadata: Arc::default(),
             deadline: None,
+            observed: None,
         }
     }
 
@@ -66,7 +71,19 @@ impl SagaContext {
             attempt,
             metadata: Arc::clone(&self.metadata),
             deadline: self.deadline,
+            observed: self.observed.clone(),
         }
+    }
+
+    /// The same context, observed by an orchestrator (the engine's spans and metrics).
+    pub(crate) fn with_observed(mut self, observed: Observed) -> Self {
+        self.observed = Some(observed);
+        self
+    }
+
+    /// The orchestrator observing this saga, if the engine set one.
+    pub(crate) fn observed(&self) -> Option<&Observed> {
+        self.observed.as_ref()
     }
 
     /// This context under saga `S`'s own name (borrowed when it already has it).

@@ -16,6 +16,7 @@ pub mod context;
 pub mod description;
 pub mod engine;
 pub mod error;
+pub mod observe;
 pub mod retry;
 pub mod saga;
 pub mod store;
@@ -24,6 +25,8 @@ pub mod transport;
 
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(feature = "otel")]
+pub mod otel;
 
 pub use context::SagaContext;
 pub use description::{SagaDescription, StepDescription, StepKind};

@@ -24,6 +24,7 @@ use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status};
 use crate::error::{Report, StuckAt};
+use crate::observe;
 use crate::store::{Advance, Claimed, Custody, Written};
 use crate::transport::{Delivery, Disposition, TransportError};
 use crate::{Saga, SagaContext, SagaError, StepError};
@@ -139,14 +140,16 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
         return give_up(rt, &cx, topic, seq, stuck, None, reason.clone()).await;
     }
     // Wait for a slot before claiming, so the lease does not run out in the queue.
+    let queued = rt.step_slots.as_ref().map(|_| rt.observe.queued());
     let _slot = match &rt.step_slots {
         Some(slots) => Arc::clone(slots).acquire_owned().await.ok(),
         None => None,
     };
+    drop(queued);
     let token = rt.token();
     let claim = rt.delivery_claim(&cx, seq, &token);
-    let attempt = match rt.store.claim(claim).await {
-        Ok(Claimed::Won { attempt, .. }) => attempt,
+    let (attempt, mode) = match rt.store.claim(claim).await {
+        Ok(Claimed::Won { attempt, mode, .. }) => (attempt, mode),
         Ok(Claimed::Stale { current }) => {
             debug!(
                 topic,
@@ -186,6 +189,7 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
             return backoff(rt, delivery.delivery_count);
         }
     };
+    let cx = rt.observe.attach(cx, Some(mode));
     let mut relay = Relay {
         rt,
         token,
@@ -258,8 +262,8 @@ async fn give_up<S: Saga>(
 ) -> Disposition {
     let token = rt.token();
     let claim = rt.delivery_claim(cx, seq, &token);
-    let attempt = match rt.store.claim(claim).await {
-        Ok(Claimed::Won { attempt, .. }) => attempt,
+    let (attempt, mode) = match rt.store.claim(claim).await {
+        Ok(Claimed::Won { attempt, mode, .. }) => (attempt, Some(mode)),
         Ok(Claimed::Missing) => return missing(cx, topic),
         Ok(other) => {
             debug!(topic, trace_id = cx.trace_id(), ?other, %reason, "a stale copy past the delivery bound dropped");
@@ -278,7 +282,10 @@ async fn give_up<S: Saga>(
             ..rt.final_advance(cx, seq, &token, &result)
         };
         match rt.advance(advance).await {
-            Ok(Written::Done) => rt.notify(cx, result).await,
+            Ok(Written::Done) => {
+                observe::ended(&rt.observe.attach(cx.clone(), mode), &result);
+                rt.notify(cx, result).await
+            }
             Ok(refused) => debug!(
                 topic,
                 trace_id = cx.trace_id(),
@@ -354,7 +361,7 @@ impl<S: Saga> Relay<'_, S> {
     ) -> Disposition {
         let advance = self.rt.final_advance(cx, self.seq, &self.token, &result);
         match self.rt.advance(advance).await {
-            Ok(Written::Done) => {}
+            Ok(Written::Done) => observe::ended(cx, &result),
             Ok(refused) => return self.refused(cx, refused),
             Err(e) => {
                 warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot record the outcome; the transition runs again later");

@@ -79,7 +79,10 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
                 let result = done.into_outcome(cx);
                 let advance = self.rt.final_advance(cx, self.seq, &self.token, &result);
                 return Flow::Stop(match self.rt.advance(advance).await {
-                    Ok(Written::Done) => result,
+                    Ok(Written::Done) => {
+                        crate::observe::ended(cx, &result);
+                        result
+                    }
                     Ok(refused) => self.lost(cx, refused).await,
                     Err(e) => {
                         // The outcome is not recorded: the lease lapses and recovery runs the

@@ -58,6 +58,6 @@ pub use envelope::{Envelope, FORMAT_VERSION};
 pub use orchestrator::{Orchestrator, Started};
 #[doc(hidden)]
 pub use progress::{FailedStep, Progress};
-pub use serve::Consumers;
+pub use serve::{Consumers, ConsumersProbe};
 pub use sync::SyncEngine;
 pub use topics::{all_topics, rollback_topic, step_topic, topic_for};

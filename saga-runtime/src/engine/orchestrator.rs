@@ -18,6 +18,7 @@ use crate::store::{Begin, Custody, Mode, SagaRecord, SagaStatus, SagaStore, fing
 use crate::transport::{Delivery, Disposition, Transport, TransportError};
 use crate::{Saga, SagaContext, SagaError};
 use tower::Layer;
+use tracing::Instrument;
 
 /// Runs one saga definition in the three modes:
 /// - [`Orchestrator::run_sync`]: in the caller's task, compensations inline or queued
@@ -113,6 +114,21 @@ impl<S: Saga> Orchestrator<S> {
         &self.rt.store
     }
 
+    /// The transport.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.rt.transport
+    }
+
+    /// A [`HealthMonitor`](crate::observe::HealthMonitor) of this orchestrator's store and
+    /// transport; add the consumers with
+    /// [`watch_consumers`](crate::observe::HealthMonitor::watch_consumers).
+    pub fn health_monitor(&self) -> crate::observe::HealthMonitor {
+        crate::observe::HealthMonitor::new(
+            Arc::clone(&self.rt.store),
+            Arc::clone(&self.rt.transport),
+        )
+    }
+
     /// The settings.
     pub fn config(&self) -> &OrchestratorConfig {
         &self.rt.config
@@ -130,10 +146,11 @@ impl<S: Saga> Orchestrator<S> {
         cx: &SagaContext,
         input: S::Input,
     ) -> Result<S::Output, SagaError> {
-        let cx = cx.of_saga::<S>();
-        let owned = cx.clone().into_owned();
+        let (owned, span) = self.rt.observe.enter::<S>(cx, Mode::Sync, "sync");
+        let cx = owned.clone();
         let this = self.clone();
-        detached(&cx, async move { this.run_sync_here(&owned, input).await }).await
+        let work = async move { this.run_sync_here(&owned, input).await };
+        detached(&cx, work).instrument(span).await
     }
 
     async fn run_sync_here(
@@ -141,6 +158,7 @@ impl<S: Saga> Orchestrator<S> {
         cx: &SagaContext,
         input: S::Input,
     ) -> Result<S::Output, SagaError> {
+        let _in_flight = self.rt.observe.in_flight();
         let token = self.rt.token();
         let custody = self.rt.held(&token);
         let state = match self.begin(cx, input, Mode::Sync, None, custody).await? {
@@ -171,8 +189,9 @@ impl<S: Saga> Orchestrator<S> {
     /// hook and the store receive the outcome. Starting an existing id with the same input
     /// starts nothing and returns [`Started::Existing`].
     pub async fn start(&self, cx: &SagaContext, input: S::Input) -> Result<Started, SagaError> {
-        let cx = &*cx.of_saga::<S>();
-        if let Some(existing) = self.admit(cx, input, Mode::Async, None).await? {
+        let (cx, span) = self.rt.observe.enter::<S>(cx, Mode::Async, "start");
+        let admitted = self.admit(&cx, input, Mode::Async, None);
+        if let Some(existing) = admitted.instrument(span).await? {
             return Ok(Started::Existing(existing.status));
         }
         Ok(Started::New)
@@ -187,7 +206,12 @@ impl<S: Saga> Orchestrator<S> {
         cx: &SagaContext,
         input: S::Input,
     ) -> Result<S::Output, SagaError> {
-        let cx = &*cx.of_saga::<S>();
+        let (cx, span) = self.rt.observe.enter::<S>(cx, Mode::Throttled, "throttled");
+        self.throttled(&cx, input).instrument(span).await
+    }
+
+    /// [`Self::run_throttled`] with `cx` entered.
+    async fn throttled(&self, cx: &SagaContext, input: S::Input) -> Result<S::Output, SagaError> {
         let route = match self.rt.config.throttled_routing {
             Routing::Shared => None,
             Routing::PodAffine => Some(self.rt.config.pod_id.clone()),
@@ -205,6 +229,7 @@ impl<S: Saga> Orchestrator<S> {
                 })?),
                 None => None,
             };
+        let _waiting_gauge = self.rt.observe.waiting();
         if let Some(existing) = self.admit(cx, input, Mode::Throttled, route).await? {
             return self.await_existing(cx, existing).await;
         }
@@ -276,7 +301,10 @@ impl<S: Saga> Orchestrator<S> {
             .await
             .map_err(|e| store_error(cx, &e))?
         {
-            Begin::Started => Ok(Admitted::New { state, payload }),
+            Begin::Started => {
+                self.rt.observe.metrics.started(mode);
+                Ok(Admitted::New { state, payload })
+            }
             Begin::Existing(record) => Ok(Admitted::Existing(Box::new(record))),
             Begin::Conflict(record) => Err(SagaError::IdTaken {
                 saga: record.saga,
@@ -359,13 +387,15 @@ async fn detached<T: Send + 'static>(
     cx: &SagaContext,
     work: impl std::future::Future<Output = Result<T, SagaError>> + Send + 'static,
 ) -> Result<T, SagaError> {
-    tokio::spawn(work).await.unwrap_or_else(|e| {
-        Err(SagaError::Panicked {
-            saga: cx.saga().to_string(),
-            trace_id: cx.trace_id().to_string(),
-            message: panic_message(e),
+    tokio::spawn(work.in_current_span())
+        .await
+        .unwrap_or_else(|e| {
+            Err(SagaError::Panicked {
+                saga: cx.saga().to_string(),
+                trace_id: cx.trace_id().to_string(),
+                message: panic_message(e),
+            })
         })
-    })
 }
 
 /// What a failed task says: its panic message, or that it was cancelled.

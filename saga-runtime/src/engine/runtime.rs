@@ -25,6 +25,7 @@ use super::topics::topic_for;
 use super::transition::{Policies, panic_message};
 use crate::error::Report;
 use crate::error::SagaFailure;
+use crate::observe::{Observer, TRACEPARENT_HEADER, outgoing_traceparent};
 use crate::store::{
     Advance, Claim, Custody, Hold, Outcome, SagaStatus, SagaStore, StoreError, Written,
 };
@@ -42,6 +43,8 @@ pub(super) struct Runtime<S: Saga> {
     pub(super) step_slots: Option<Arc<Semaphore>>,
     /// Throttled callers allowed to wait at once ([`OrchestratorConfig::max_waiting`]).
     pub(super) waiting_slots: Option<Arc<Semaphore>>,
+    /// This replica's spans and metric handles of the saga.
+    pub(super) observe: Arc<Observer>,
     /// Makes owner tokens unique per run: `{pod_id}/{boot}/{n}`.
     boot: u64,
     runs: AtomicU64,
@@ -56,7 +59,9 @@ impl<S: Saga> Runtime<S> {
     ) -> Self {
         let slots = |bound: Option<usize>| bound.map(|n| Arc::new(Semaphore::new(n.max(1))));
         let boot = crate::store::now_ms() ^ (u64::from(std::process::id()) << 40);
+        let observe = Observer::new(S::description(), &config.pod_id, transport.backend());
         Self {
+            observe,
             saga,
             transport,
             store,
@@ -150,7 +155,13 @@ impl<S: Saga> Runtime<S> {
             Some(token) => format!("{}/{seq}/{token}", cx.trace_id()),
         };
         message.headers.insert(MESSAGE_ID_HEADER.to_string(), id);
-        self.transport.publish(&topic, message).await
+        if let Some(traceparent) = outgoing_traceparent(cx) {
+            message
+                .headers
+                .insert(TRACEPARENT_HEADER.to_string(), traceparent);
+        }
+        let published = self.transport.publish(&topic, message).await;
+        published.inspect_err(|_| self.observe.metrics.publish_errors.increment(1))
     }
 
     /// Records a transition, retrying store failures for about a lease. A retry that finds the

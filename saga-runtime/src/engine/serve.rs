@@ -15,8 +15,9 @@ use super::runtime::Runtime;
 use super::sweeper;
 use super::topics::all_topics;
 use crate::Saga;
+use crate::observe::ObservedHandler;
 use crate::transport::{
-    Delivery, Disposition, ServiceHandler, SubscribeOptions, Subscription, TransportError,
+    Delivery, Disposition, Liveness, ServiceHandler, SubscribeOptions, Subscription, TransportError,
 };
 
 /// Subscribes to every topic of saga `S` for this replica, each consumer wrapped in `layer`,
@@ -46,17 +47,26 @@ where
                 concurrency: rt.transport.config().concurrency_for(&topic),
             };
             let service = layer.layer(ConsumerService::new(Arc::clone(rt), &topic));
-            let handler = Arc::new(ServiceHandler::new(service, rt.config.redelivery_delay));
-            subscriptions.push(rt.transport.subscribe(&topic, options, handler).await?);
+            let handler = ServiceHandler::new(service, rt.config.redelivery_delay);
+            let handler = Arc::new(ObservedHandler::new(handler, Arc::clone(&rt.observe), name));
+            let subscription = rt.transport.subscribe(&topic, options, handler).await;
+            let subscription =
+                subscription.inspect_err(|_| rt.observe.metrics.subscribe_errors.increment(1))?;
+            subscriptions.push(subscription);
         }
     }
     let stop = CancellationToken::new();
     let recoveries = TaskTracker::new();
-    let sweeper = tokio::spawn(sweeper::run(
-        Arc::clone(rt),
-        stop.clone(),
-        recoveries.clone(),
-    ));
+    let alive = Arc::new(());
+    let sweeper_liveness = match rt.config.sweep_interval {
+        Some(_) => Liveness::of(&alive),
+        None => Liveness::unknown(),
+    };
+    let sweep = sweeper::run(Arc::clone(rt), stop.clone(), recoveries.clone());
+    let sweeper = tokio::spawn(async move {
+        let _alive = alive;
+        sweep.await;
+    });
     info!(
         saga = name, pod = %pod, topics = subscriptions.len(),
         sweep_interval = ?rt.config.sweep_interval, lease = ?rt.config.lease,
@@ -64,6 +74,7 @@ where
     );
     Ok(Consumers {
         subscriptions,
+        sweeper_liveness,
         grace: rt.config.shutdown_grace,
         _stop_on_drop: stop.clone().drop_guard(),
         stop,
@@ -80,6 +91,7 @@ where
 #[must_use = "dropping `Consumers` stops the saga's consumers and sweeper at once; keep it alive and call `shutdown` when the replica stops"]
 pub struct Consumers {
     subscriptions: Vec<Subscription>,
+    sweeper_liveness: Liveness,
     grace: Duration,
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -88,6 +100,20 @@ pub struct Consumers {
 }
 
 impl Consumers {
+    /// A handle that tells whether these consumers still run, without holding them (for a
+    /// [`HealthMonitor`](crate::observe::HealthMonitor)).
+    pub fn probe(&self) -> ConsumersProbe {
+        ConsumersProbe {
+            stop: self.stop.clone(),
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(Subscription::liveness)
+                .collect(),
+            sweeper: self.sweeper_liveness.clone(),
+        }
+    }
+
     /// Stops the sweeper, stops taking messages and lets in-flight ones (and sync sagas being
     /// recovered) finish within the configured grace; returns how many deliveries were still
     /// in flight when it gave up (they will be redelivered; unfinished recoveries are resumed
@@ -113,5 +139,35 @@ impl Consumers {
         for subscription in self.subscriptions {
             subscription.abort();
         }
+    }
+}
+
+/// Whether a replica's [`Consumers`] still run: not shut down, aborted or dropped, every
+/// subscription still consuming and the recovery sweeper (if on) still sweeping. Cheap to
+/// clone; it never keeps the consumers alive.
+#[derive(Clone, Debug)]
+pub struct ConsumersProbe {
+    stop: CancellationToken,
+    subscriptions: Vec<Liveness>,
+    sweeper: Liveness,
+}
+
+impl ConsumersProbe {
+    /// `Ok` while they run; otherwise what stopped.
+    pub fn check(&self) -> Result<(), String> {
+        if self.stop.is_cancelled() {
+            return Err("the saga consumers were stopped".to_string());
+        }
+        let stopped = self.subscriptions.iter().filter(|s| !s.is_alive()).count();
+        if stopped > 0 {
+            return Err(format!(
+                "{stopped} of {} saga topic subscriptions stopped consuming",
+                self.subscriptions.len()
+            ));
+        }
+        if !self.sweeper.is_alive() {
+            return Err("the recovery sweeper stopped".to_string());
+        }
+        Ok(())
     }
 }

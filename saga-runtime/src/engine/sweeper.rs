@@ -20,8 +20,10 @@ use super::durable::Durable;
 use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::runtime::Runtime;
 use crate::error::Report;
+use crate::observe;
 use crate::store::{Advance, Claim, Claimed, Custody, Mode, Written};
 use crate::{Saga, SagaContext, SagaError};
+use tracing::Instrument;
 
 /// Most sagas claimed per sweep (the next sweep takes the rest).
 const BATCH: usize = 256;
@@ -48,7 +50,9 @@ pub(super) async fn run<S: Saga>(rt: Arc<Runtime<S>>, stop: CancellationToken, t
             if stop.is_cancelled() {
                 return;
             }
-            recover(&rt, &trace_id, &tasks).await;
+            recover(&rt, &trace_id, &tasks)
+                .instrument(observe::recovery_span(&rt.observe, saga, &trace_id))
+                .await;
         }
     }
 }
@@ -78,6 +82,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
         }
     };
     let cx = SagaContext::new(S::description().name, trace_id.to_string());
+    let cx = rt.observe.attach(cx, Some(mode));
     let envelope = match decode::<S>(stored.as_bytes()) {
         Ok(envelope) if envelope.seq == seq => envelope,
         Ok(envelope) => {
@@ -100,6 +105,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                 ..rt.final_advance(&cx, seq, &token, &result)
             };
             if let Ok(Written::Done) = rt.advance(advance).await {
+                observe::ended(&cx, &result);
                 rt.notify(&cx, result).await;
             }
             return;
@@ -141,7 +147,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
     match mode {
         Mode::Sync => {
             let rt = Arc::clone(rt);
-            tasks.spawn(async move {
+            tasks.spawn(tracing::Instrument::in_current_span(async move {
                 let mut journal = Durable {
                     rt: &rt,
                     token,
@@ -164,7 +170,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                     ok = result.is_ok(),
                     "recovered sync saga ended"
                 );
-            });
+            }));
         }
         Mode::Async | Mode::Throttled => {
             let requeue = Custody::queued(&token, rt.config.requeue_after);
@@ -203,13 +209,13 @@ async fn unrecoverable<S: Saga>(
         message: format!("cannot resume from the stored state: {reason}"),
     });
     let advance = rt.final_advance(cx, seq, token, &result);
-    if let Ok(refused) = rt.advance(advance).await
-        && refused != Written::Done
-    {
-        warn!(
+    match rt.advance(advance).await {
+        Ok(Written::Done) => observe::ended(cx, &result),
+        Ok(refused) => warn!(
             trace_id = cx.trace_id(),
             ?refused,
             "the saga moved on meanwhile"
-        );
+        ),
+        Err(_) => {}
     }
 }

@@ -6,7 +6,9 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 
+use crate::observe;
 use crate::{Cursor, RetryPolicy, Saga, SagaContext, StepDescription, StepError, StepKind};
 
 /// Why a transition gave up: its last error and how many attempts were made.
@@ -60,20 +62,26 @@ pub(crate) async fn attempt<S: Saga>(
         )));
     };
     let cx = base.at(step.name, matches!(cursor, Cursor::Compensate(_)), attempt);
+    let observed = observe::TransitionProbe::start(&cx, cursor);
     let run = AssertUnwindSafe(saga.execute(&cx, state)).catch_unwind();
-    let caught = match step.timeout {
-        Some(limit) => match tokio::time::timeout(limit, run).await {
-            Ok(caught) => caught,
-            Err(_) => return Err(StepError::timeout(limit)),
-        },
-        None => run.await,
+    let bounded = async {
+        let caught = match step.timeout {
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(caught) => caught,
+                Err(_) => return Err(StepError::timeout(limit)),
+            },
+            None => run.await,
+        };
+        caught.unwrap_or_else(|panic| {
+            Err(StepError::retryable(format!(
+                "panicked: {}",
+                panic_message(&*panic)
+            )))
+        })
     };
-    caught.unwrap_or_else(|panic| {
-        Err(StepError::retryable(format!(
-            "panicked: {}",
-            panic_message(&*panic)
-        )))
-    })
+    let result = bounded.instrument(observed.span()).await;
+    observed.finish(&result);
+    result
 }
 
 /// The text of a caught panic.

@@ -10,13 +10,17 @@
 //!   handler returns `Err(saga_error.into())` to turn a [`SagaError`](crate::SagaError) into
 //!   a `Status` with a documented code and the trace id in its details
 //!   ([`status_from_saga_error`], read back with [`trace_id_from_status`]).
-//! - Serving: [`GrpcServer`] adds reflection (v1 and v1alpha), health and graceful shutdown.
+//! - Serving: [`GrpcServer`] adds reflection (v1 and v1alpha), health (driven by a
+//!   [`HealthWatch`](crate::observe::HealthWatch) with [`GrpcServer::health`]) and graceful
+//!   shutdown.
 
+mod health;
 mod outgoing;
 mod server;
 mod status;
 mod trace;
 
+pub use health::{report_health, serving_status};
 pub use outgoing::{outgoing_request, response_with_trace_id, set_saga_metadata};
 pub use server::{GrpcServer, ServeError, ServerHandle};
 pub use status::{

@@ -10,6 +10,7 @@ use tonic::{Request, Response};
 
 use super::{IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER};
 use crate::SagaContext;
+use crate::observe::TRACEPARENT_HEADER;
 
 /// A request carrying `message`, `x-request-id: {trace id}` and
 /// `x-idempotency-key: {cx.idempotency_key()}` (the same on every attempt and every replica,
@@ -35,13 +36,19 @@ pub fn response_with_trace_id<T>(trace_id: &str, message: T) -> Response<T> {
 }
 
 /// Sets (replacing any previous value) the `x-request-id` and `x-idempotency-key` headers of
-/// `metadata` from `cx`.
+/// `metadata` from `cx`, and the W3C `traceparent` of the saga's trace (the current span's
+/// with the `otel` feature), so the upstream service's spans join the saga's trace.
 ///
 /// Header values must be visible ASCII: bytes outside `!`..=`~`, and `%` itself, are
 /// percent-encoded, so any trace id yields a valid, stable header and this never fails.
 pub fn set_saga_metadata(cx: &SagaContext, metadata: &mut MetadataMap) {
     metadata.insert(REQUEST_ID_HEADER, header_value(cx.trace_id()));
     metadata.insert(IDEMPOTENCY_KEY_HEADER, header_value(&cx.idempotency_key()));
+    if let Some(traceparent) = crate::observe::outgoing_traceparent(cx)
+        .filter(|value| crate::observe::TraceParent::parse(value).is_some())
+    {
+        metadata.insert(TRACEPARENT_HEADER, header_value(&traceparent));
+    }
 }
 
 fn header_value(text: &str) -> MetadataValue<tonic::metadata::Ascii> {

@@ -16,6 +16,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use super::health::report_health;
+use crate::observe::HealthWatch;
+
 type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -56,7 +59,9 @@ pub enum ServeError {
 /// - server reflection v1 **and** v1alpha (grpcurl 1.8 speaks only v1alpha), advertising
 ///   exactly the services added, the health service and reflection itself;
 /// - the standard health service (`grpc.health.v1.Health`), reporting SERVING for `""` and
-///   every added service while the server runs, NOT_SERVING once shutdown begins;
+///   every added service while the server runs (or, with [`GrpcServer::health`], while the
+///   health monitor finds the store, the broker and the consumers up), NOT_SERVING once
+///   shutdown begins;
 /// - graceful shutdown on SIGINT/SIGTERM (unless disabled), on a user future
 ///   ([`GrpcServer::shutdown_on`]) or on [`ServerHandle::shutdown`]: the listener closes and
 ///   in-flight calls finish before the server task ends.
@@ -79,6 +84,7 @@ pub struct GrpcServer {
     on_signals: bool,
     shutdown: Option<ShutdownFuture>,
     builder: Option<Server>,
+    health: Option<HealthWatch>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -89,6 +95,7 @@ impl std::fmt::Debug for GrpcServer {
             .field("on_signals", &self.on_signals)
             .field("shutdown", &self.shutdown.is_some())
             .field("custom_builder", &self.builder.is_some())
+            .field("health_monitor", &self.health.is_some())
             .finish()
     }
 }
@@ -109,7 +116,18 @@ impl GrpcServer {
             on_signals: true,
             shutdown: None,
             builder: None,
+            health: None,
         }
+    }
+
+    /// Reports health from `health` (a started
+    /// [`HealthMonitor`](crate::observe::HealthMonitor)) instead of SERVING for as long as the
+    /// server runs: the server (`""`) and every added service are NOT_SERVING while the store,
+    /// the broker or the consumers are down, and SERVING again once they recover. Shutdown
+    /// still turns them NOT_SERVING for good.
+    pub fn health(mut self, health: HealthWatch) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// Serves with `builder`, the user's tonic server builder, instead of a default one: its
@@ -185,8 +203,12 @@ impl GrpcServer {
         let on_signals = self.on_signals;
         let shutdown = self.shutdown.take();
         let builder = self.builder.take();
+        let monitor = self.health.take();
         let services = self.services.clone();
         let (routes, health) = self.into_routes().await?;
+        // Follows the monitor until shutdown begins (then NOT_SERVING stays).
+        let follower = monitor
+            .map(|watch| tokio::spawn(report_health(health.clone(), services.clone(), watch)));
 
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -202,6 +224,10 @@ impl GrpcServer {
         let names = services.clone();
         let signal = async move {
             stop.await;
+            if let Some(follower) = follower {
+                follower.abort();
+                let _ = follower.await;
+            }
             tracing::info!(%local_addr, "gRPC server shutting down: draining in-flight calls");
             reporter
                 .set_service_status("", ServingStatus::NotServing)

@@ -34,6 +34,21 @@ impl StoreErrorKind {
     }
 }
 
+impl StoreErrorKind {
+    /// A short name for metric labels: `connect`, `unavailable`, `timeout`, `corrupt`,
+    /// `invalid_config`, `closed`.
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreErrorKind::Connect => "connect",
+            StoreErrorKind::Unavailable => "unavailable",
+            StoreErrorKind::Timeout => "timeout",
+            StoreErrorKind::Corrupt => "corrupt",
+            StoreErrorKind::InvalidConfig => "invalid_config",
+            StoreErrorKind::Closed => "closed",
+        }
+    }
+}
+
 impl fmt::Display for StoreErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -62,7 +77,11 @@ pub struct StoreError {
 
 impl StoreError {
     /// A failure of `kind` in `backend` ("memory", "redis"), described by `message`.
+    ///
+    /// Counts one `sagaflow_store_errors_total{backend, kind}` (see
+    /// [`observe::metrics`](crate::observe::metrics)): backends build one per failure.
     pub fn new(backend: &'static str, kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        crate::observe::metrics::store_error(backend, kind.label());
         Self {
             backend,
             kind,

@@ -398,4 +398,9 @@ impl SagaStore for MemoryStore {
         }
         .boxed()
     }
+
+    /// Always up: the store is this process.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async { Ok(()) }.boxed()
+    }
 }

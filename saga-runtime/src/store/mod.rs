@@ -512,4 +512,9 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
     /// Deletes the record of `trace_id` (tests, operators, a start whose first message could
     /// not be published).
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// A cheap liveness probe: `Ok` when the store answers now (one round trip, no record
+    /// read or written), an error naming the store otherwise. The health monitor calls it
+    /// every interval, bounded by its own timeout.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }

@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{Delivery, Disposition, Handler, Subscription, SubscriptionControl};
+use super::{Delivery, Disposition, Handler, Liveness, Subscription, SubscriptionControl};
 
 /// Where deliveries come from (a broker consumer, an in-memory queue).
 pub(crate) trait Source: Send + 'static {
@@ -52,18 +52,23 @@ pub(crate) fn spawn<S: Source>(
     let concurrency = concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Held by the loop: gone when it ends, is aborted or panics.
+    let alive = Arc::new(());
+    let liveness = Liveness::of(&alive);
     let pump = tokio::spawn(pump(
         source,
         handler,
         permits.clone(),
         stop_rx,
         Arc::from(topic),
+        alive,
     ));
     Subscription::new(Box::new(Control {
         stop: stop_tx,
         pump,
         permits,
         concurrency,
+        liveness,
     }))
 }
 
@@ -73,6 +78,7 @@ async fn pump<S: Source>(
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
     topic: Arc<str>,
+    _alive: Arc<()>,
 ) {
     let mut tasks = JoinSet::new();
     loop {
@@ -162,6 +168,7 @@ struct Control {
     pump: JoinHandle<()>,
     permits: Arc<Semaphore>,
     concurrency: usize,
+    liveness: Liveness,
 }
 
 impl SubscriptionControl for Control {
@@ -172,6 +179,7 @@ impl SubscriptionControl for Control {
                 mut pump,
                 permits,
                 concurrency,
+                ..
             } = *self;
             let _ = stop.send(true);
             match tokio::time::timeout(grace, &mut pump).await {
@@ -189,5 +197,9 @@ impl SubscriptionControl for Control {
     fn abort(self: Box<Self>) {
         let _ = self.stop.send(true);
         self.pump.abort();
+    }
+
+    fn liveness(&self) -> Liveness {
+        self.liveness.clone()
     }
 }

@@ -133,6 +133,15 @@ impl Transport for MemoryTransport {
             Ok(dispatch::spawn(source, handler, options.concurrency, topic))
         })
     }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    /// Always up: the broker is this process.
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 struct MemorySource {

@@ -59,7 +59,7 @@ pub use rabbitmq::RabbitMqTransport;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -426,6 +426,18 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
         options: SubscribeOptions,
         handler: Arc<dyn Handler>,
     ) -> BoxFuture<'a, Result<Subscription, TransportError>>;
+
+    /// The broker's name in metrics and health reports: `memory`, `nats`, `rabbitmq`; a
+    /// wrapper returns its inner transport's. Default `custom`.
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
+
+    /// A cheap liveness probe of the broker: `Ok` when a publish could be confirmed now (the
+    /// connection is up and the broker answers), an error naming the broker otherwise. It may
+    /// re-open a dropped connection. The health monitor calls it every interval, bounded by its
+    /// own timeout; it never publishes a message.
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>>;
 }
 
 /// Stops a subscription (implemented by each transport).
@@ -436,6 +448,39 @@ pub trait SubscriptionControl: Send + Sync + 'static {
     /// Stops at once without settling in-flight deliveries (they are redelivered), as a
     /// crash would.
     fn abort(self: Box<Self>);
+
+    /// Tells, without holding the subscription, whether it still takes deliveries. Default:
+    /// [`Liveness::unknown`] (reported alive while the [`Subscription`] exists).
+    fn liveness(&self) -> Liveness {
+        Liveness::unknown()
+    }
+}
+
+/// Whether a subscription still takes deliveries, readable by a health monitor without
+/// holding the subscription. Cheap to clone; it never keeps the subscription alive.
+#[derive(Clone, Debug, Default)]
+pub struct Liveness(Option<Weak<()>>);
+
+impl Liveness {
+    /// A liveness that cannot be observed: always reported alive.
+    pub fn unknown() -> Self {
+        Self(None)
+    }
+
+    /// A subscription already stopped.
+    pub fn stopped() -> Self {
+        Self(Some(Weak::new()))
+    }
+
+    /// Alive for as long as `token` (held by the subscription's consuming task) exists.
+    pub fn of(token: &Arc<()>) -> Self {
+        Self(Some(Arc::downgrade(token)))
+    }
+
+    /// True while the subscription runs (or when its liveness is unknown).
+    pub fn is_alive(&self) -> bool {
+        self.0.as_ref().is_none_or(|token| token.strong_count() > 0)
+    }
 }
 
 /// A running subscription. Dropping it aborts it (in-flight deliveries are redelivered);
@@ -466,6 +511,14 @@ impl Subscription {
         match self.control.take() {
             Some(control) => control.shutdown(grace).await,
             None => 0,
+        }
+    }
+
+    /// Whether it still takes deliveries, as a handle that does not keep it alive.
+    pub fn liveness(&self) -> Liveness {
+        match &self.control {
+            Some(control) => control.liveness(),
+            None => Liveness::stopped(),
         }
     }
 

@@ -412,6 +412,30 @@ impl Transport for NatsTransport {
             Ok(dispatch::spawn(source, handler, concurrency, topic))
         })
     }
+
+    fn backend(&self) -> &'static str {
+        "nats"
+    }
+
+    /// Up when the client is connected and JetStream answers an account info request (one
+    /// round trip), which it does only once the server's JetStream is ready again after a
+    /// restart.
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let down = |reason: Reason| reason.connect(BROKER, &inner.address);
+            let state = inner.jetstream.client().connection_state();
+            if state != async_nats::connection::State::Connected {
+                return Err(down(Reason::from(format!("the client is {state:?}"))));
+            }
+            inner
+                .jetstream
+                .query_account()
+                .await
+                .map(drop)
+                .map_err(|e| down(Reason::caused_by("JetStream does not answer", e)))
+        })
+    }
 }
 
 struct NatsSource {

@@ -639,6 +639,20 @@ impl SagaStore for RedisStore {
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         self.remove_record(trace_id).boxed()
     }
+
+    /// `PING` on the command connection, within the response timeout.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            let mut conn = self.shared.commands.clone();
+            let ping = ::redis::cmd("PING").to_owned();
+            let _: String = self
+                .shared
+                .bounded("PING", "-", ping.query_async(&mut conn))
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
 }
 
 #[cfg(test)]

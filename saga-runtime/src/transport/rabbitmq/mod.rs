@@ -265,4 +265,18 @@ impl Transport for RabbitMqTransport {
             Ok(dispatch::spawn(source, handler, concurrency, topic))
         })
     }
+
+    fn backend(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    /// Up when both connections (publisher and consumer) are open, re-opening a dropped one
+    /// (one reconnection in flight per connection, shared with publishes and subscriptions).
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.inner.publisher().await?;
+            self.inner.consumers().await?;
+            Ok(())
+        })
+    }
 }
