@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sagaflow::engine::{Orchestrator, OrchestratorConfig};
 use sagaflow::grpc::GrpcServer;
-use sagaflow::observe::HealthMonitor;
+use sagaflow::observe::{HealthMonitor, HealthWatch};
 use sagaflow::store::{MemoryStore, RedisConfig, RedisStore, SagaStore, StoreConfig};
 use sagaflow::transport::{MemoryTransport, NatsTransport, Transport, TransportConfig};
 use sagaflow::{SagaContext, StepResult, saga};
@@ -34,7 +34,13 @@ impl Noop {
 
 /// Asks the health service of `addr` for `service` until it says `want`; fails after a
 /// generous bound (never a timing assertion: the bound only stops a hung test).
-async fn until_status(addr: SocketAddr, service: &str, want: ServingStatus, why: &str) {
+async fn until_status(
+    addr: SocketAddr,
+    service: &str,
+    want: ServingStatus,
+    why: &str,
+    monitor: &HealthWatch,
+) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
@@ -56,7 +62,8 @@ async fn until_status(addr: SocketAddr, service: &str, want: ServingStatus, why:
         }
         assert!(
             Instant::now() < deadline,
-            "{why}: health of `{service}` never became {want:?}; last answer {status:?}"
+            "{why}: health of `{service}` never became {want:?}; last answer {status:?}; the monitor says: {}",
+            monitor.current()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -101,7 +108,7 @@ async fn health_flips_when_a_private_broker_or_store_dies_and_comes_back() {
         .config(server_config(&prefix))
         .build();
     let consumers = orchestrator.serve().await.expect("consumers start");
-    let health = orchestrator
+    let watch = orchestrator
         .health_monitor()
         .watch_consumers(&consumers)
         .interval(Duration::from_millis(100))
@@ -110,23 +117,23 @@ async fn health_flips_when_a_private_broker_or_store_dies_and_comes_back() {
         .await;
     let server = GrpcServer::new()
         .shutdown_on_signals(false)
-        .health(health)
+        .health(watch.clone())
         .serve("127.0.0.1:0".parse().unwrap())
         .await
         .expect("the gRPC server starts");
     let addr = server.local_addr();
 
-    until_status(addr, "", ServingStatus::Serving, "everything up").await;
+    until_status(addr, "", ServingStatus::Serving, "everything up", &watch).await;
 
     nats.kill();
-    until_status(addr, "", ServingStatus::NotServing, "NATS killed").await;
+    until_status(addr, "", ServingStatus::NotServing, "NATS killed", &watch).await;
     nats.start();
-    until_status(addr, "", ServingStatus::Serving, "NATS back").await;
+    until_status(addr, "", ServingStatus::Serving, "NATS back", &watch).await;
 
     redis.kill();
-    until_status(addr, "", ServingStatus::NotServing, "Redis killed").await;
+    until_status(addr, "", ServingStatus::NotServing, "Redis killed", &watch).await;
     redis.start();
-    until_status(addr, "", ServingStatus::Serving, "Redis back").await;
+    until_status(addr, "", ServingStatus::Serving, "Redis back", &watch).await;
 
     // The replica still runs sagas after both came back.
     let cx = SagaContext::for_saga::<Noop>(format!("{prefix}-after"))
@@ -134,7 +141,14 @@ async fn health_flips_when_a_private_broker_or_store_dies_and_comes_back() {
     assert_eq!(orchestrator.run_throttled(&cx, 7).await.expect("runs"), 7);
 
     consumers.abort();
-    until_status(addr, "", ServingStatus::NotServing, "consumers stopped").await;
+    until_status(
+        addr,
+        "",
+        ServingStatus::NotServing,
+        "consumers stopped",
+        &watch,
+    )
+    .await;
     server.shutdown().await.expect("the server stops");
 }
 

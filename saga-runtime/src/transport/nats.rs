@@ -417,9 +417,9 @@ impl Transport for NatsTransport {
         "nats"
     }
 
-    /// Up when the client is connected and JetStream answers an account info request (one
-    /// round trip), which it does only once the server's JetStream is ready again after a
-    /// restart.
+    /// Up when the client is connected and JetStream answers a stream info request for the
+    /// prefix's stream (one round trip), which it does only once the server's JetStream is
+    /// ready again after a restart, with the stream still there.
     fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let inner = &self.inner;
@@ -430,7 +430,7 @@ impl Transport for NatsTransport {
             }
             inner
                 .jetstream
-                .query_account()
+                .get_stream(&inner.stream_name)
                 .await
                 .map(drop)
                 .map_err(|e| down(Reason::caused_by("JetStream does not answer", e)))
