@@ -9,13 +9,32 @@
 //! ```
 //!
 //! Flags switch to RabbitMQ or NATS and Redis and run one role per process
-//! (`cargo run --example booking -- --help`). The code lives in the `booking` crate
+//! (`cargo run --example booking -- --help`); `--metrics-addr 127.0.0.1:9100` serves
+//! Prometheus metrics on `/metrics`, and with `--features otel`, `--otlp-endpoint` exports
+//! spans. The code lives in the `booking` crate
 //! (`examples/booking/`), which the tests and benches use as a library.
 
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    booking::init_logging();
-    booking::run(booking::Options::parse()).await
+    let options = booking::Options::parse();
+    // Spans over OTLP: `cargo run --example booking --features otel -- --otlp-endpoint
+    // http://127.0.0.1:4317` (the guard flushes the last spans when main returns).
+    #[cfg(feature = "otel")]
+    let _otel = match options.otlp_endpoint.as_deref() {
+        Some(endpoint) => Some(sagaflow::otel::init(endpoint, "booking")?),
+        None => {
+            booking::init_logging();
+            None
+        }
+    };
+    #[cfg(not(feature = "otel"))]
+    {
+        if options.otlp_endpoint.is_some() {
+            return Err("--otlp-endpoint needs a build with `--features otel`".into());
+        }
+        booking::init_logging();
+    }
+    booking::run(options).await
 }

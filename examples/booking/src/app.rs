@@ -158,6 +158,18 @@ pub struct Options {
     /// Latency added to each upstream call (overload demo; `20ms`, `0s` for none).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s", env = "BOOKING_UPSTREAM_LATENCY")]
     pub upstream_latency: Duration,
+    /// Serve Prometheus metrics on `http://{addr}/metrics` (e.g. `127.0.0.1:9100`); off unless
+    /// given.
+    #[arg(long, env = "BOOKING_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// How often the orchestrator's health monitor probes the store, the broker and the
+    /// consumers (the gRPC health status follows it).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", env = "BOOKING_HEALTH_INTERVAL")]
+    pub health_interval: Duration,
+    /// Export spans over OTLP/gRPC to this collector (e.g. `http://127.0.0.1:4317`); needs a
+    /// build with `--features otel`.
+    #[arg(long, env = "BOOKING_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 fn default_pod_id() -> String {
@@ -175,6 +187,8 @@ pub struct App {
     pub payment: Option<(PaymentSvc, SocketAddr)>,
     /// The orchestrator, when this process runs it.
     pub orchestrator: Option<Orchestrator<Booking>>,
+    /// Where `/metrics` is served, with `--metrics-addr`.
+    pub metrics_addr: Option<SocketAddr>,
     servers: Vec<ServerHandle>,
     consumers: Option<Consumers>,
     broker: Broker,
@@ -255,10 +269,17 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         order: None,
         payment: None,
         orchestrator: None,
+        metrics_addr: None,
         servers: Vec::new(),
         consumers: None,
         broker: Broker::None,
     };
+    if let Some(addr) = options.metrics_addr {
+        // Before any orchestrator is built: each registers its metric handles once.
+        crate::telemetry::serve_metrics(addr)?;
+        info!(%addr, "Prometheus metrics on http://{addr}/metrics");
+        app.metrics_addr = Some(addr);
+    }
     let (mut order_url, mut payment_url) = (options.order_url.clone(), options.payment_url.clone());
     if matches!(options.role, Role::All | Role::Order) {
         let svc = OrderSvc::new(load);
@@ -316,7 +337,14 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
                 }
             })
             .build();
-        app.consumers = Some(orchestrator.serve().await?);
+        let consumers = orchestrator.serve().await?;
+        let health = orchestrator
+            .health_monitor()
+            .watch_consumers(&consumers)
+            .interval(options.health_interval)
+            .start()
+            .await;
+        app.consumers = Some(consumers);
         let policy = match options.trace_ids {
             TraceIds::Require => TraceIdPolicy::Require,
             TraceIds::Generate => TraceIdPolicy::Generate,
@@ -324,6 +352,7 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         let api = BookingApi::new(orchestrator.clone(), policy);
         let handle = server()
             .add_service(api.into_server())
+            .health(health)
             .serve(options.listen)
             .await?;
         let addr = handle.local_addr();

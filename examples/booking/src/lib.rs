@@ -28,13 +28,15 @@ pub mod order;
 pub mod payment;
 pub mod saga;
 pub mod service;
+pub mod telemetry;
 pub mod upstream;
 
 use std::error::Error;
 
 pub use app::{App, Options, start};
 
-/// Logs to stdout with the `RUST_LOG` filter (`info` when unset).
+/// Logs to stdout with the `RUST_LOG` filter (`info` when unset). With `--otlp-endpoint`,
+/// call [`telemetry::init_otel`] instead (feature `otel` of the root package).
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
