@@ -14,7 +14,10 @@
 //! - throttled: `run_throttled` (start, steps through the topics, outcome through the watcher).
 //!
 //! Run: `cargo bench --bench saga_modes -- --transports memory,rabbitmq,nats --duration 5s`
-//! (`-- --help` lists the flags).
+//! (`-- --help` lists the flags). `--metrics-addr 127.0.0.1:9100` installs the Prometheus
+//! exporter first (so the run pays for real metrics), and at the end scrapes `/metrics` and
+//! checks that the end counters add up to the sagas run; `--trace` installs a log subscriber
+//! so the engine's spans are built.
 
 #[path = "../tests/common/backends.rs"]
 #[allow(dead_code)]
@@ -173,6 +176,15 @@ struct Args {
     /// Also print the store operations and publishes per saga of the sequential runs.
     #[arg(long)]
     profile: bool,
+    /// Install the Prometheus exporter serving `/metrics` on this address (e.g.
+    /// `127.0.0.1:9100`) before the orchestrators are built, and at the end scrape it and check
+    /// that the end counters add up to the sagas run.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Install a log subscriber at `info` (stderr), so the engine's `saga` and `transition`
+    /// spans are created, as in a service that logs.
+    #[arg(long)]
+    trace: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -312,6 +324,9 @@ struct Rig {
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Sagas started by the bench, for the `--metrics-addr` check.
+static SAGAS_RUN: AtomicU64 = AtomicU64::new(0);
+
 impl Rig {
     async fn start(backends: &Backends) -> (Self, Consumers) {
         let ops = Arc::new(Ops::default());
@@ -357,6 +372,7 @@ impl Rig {
     /// Runs one saga to its end in `mode`; `Err` when it ended otherwise than expected.
     async fn one(&self, mode: Mode, fault: bool) -> Result<(), String> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        SAGAS_RUN.fetch_add(1, Ordering::Relaxed);
         let trace_id = format!("{}-{mode}-{n}", self.prefix);
         let cx = SagaContext::new(BenchBooking::description().name, trace_id.clone())
             .with_deadline(Some(Instant::now() + WAIT));
@@ -579,9 +595,93 @@ fn print_profile(rows: &[Row]) {
     }
 }
 
+/// `GET /metrics` from the exporter at `addr`: the body.
+async fn scrape(addr: std::net::SocketAddr) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot reach /metrics on {addr}: {e}"))?;
+    let request = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
+
+/// The sum of the samples of counter `name` for the bench's saga in the text format.
+fn counter_sum(text: &str, name: &str) -> f64 {
+    let saga = format!("saga=\"{}\"", BenchBooking::description().name);
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(&saga))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Scrapes `/metrics` until the end counters reach the sagas run (bounded) and reports them.
+async fn check_metrics(addr: std::net::SocketAddr) -> bool {
+    use sagaflow::observe::metrics as names;
+    let run = SAGAS_RUN.load(Ordering::Relaxed) as f64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = match scrape(addr).await {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("metrics: {e}");
+                return false;
+            }
+        };
+        let ends = [
+            names::SAGAS_COMPLETED,
+            names::SAGAS_COMPENSATED,
+            names::SAGAS_STUCK,
+            names::SAGAS_INVALID,
+        ]
+        .map(|name| counter_sum(&text, name));
+        let ended: f64 = ends.iter().sum();
+        if ended >= run || Instant::now() > deadline {
+            println!(
+                "metrics: {run} sagas run; /metrics counts {} started, {ended} ended (completed {}, compensated {}, stuck {}, invalid {})",
+                counter_sum(&text, names::SAGAS_STARTED),
+                ends[0],
+                ends[1],
+                ends[2],
+                ends[3]
+            );
+            return ended == run;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
+    if args.trace {
+        tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    if let Some(addr) = args.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    sagaflow::observe::metrics::TRANSITION_DURATION.to_string(),
+                ),
+                sagaflow::observe::metrics::TRANSITION_BUCKETS,
+            )
+            .expect("buckets")
+            .install()
+            .expect("the Prometheus exporter installs");
+        sagaflow::observe::metrics::describe();
+    }
     println!(
         "saga_modes: {} in flight for {:?} (sagas/s); {} sequential sagas (p50/p99); consumer concurrency {}",
         args.in_flight, args.duration, args.sagas, args.consumer_concurrency
@@ -593,6 +693,12 @@ async fn main() {
     }
     if args.profile {
         print_profile(&rows);
+    }
+    if let Some(addr) = args.metrics_addr
+        && !check_metrics(addr).await
+    {
+        eprintln!("the metrics do not add up to the sagas run");
+        std::process::exit(1);
     }
     let errors: u64 = rows.iter().map(|r| r.errors).sum();
     if errors > 0 {
