@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::config::{Rollback, Routing};
-use super::driver::drive;
+use super::driver::{Start, drive};
 use super::durable::Durable;
 use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::runtime::Runtime;
@@ -54,7 +54,7 @@ pub(super) async fn run<S: Saga>(rt: Arc<Runtime<S>>, stop: CancellationToken, t
 }
 
 /// Claims `trace_id` if its lease lapsed and resumes it.
-async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTracker) {
+pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTracker) {
     let token = rt.token();
     let claim = Claim {
         trace_id,
@@ -64,13 +64,22 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
         lease: rt.config.lease,
         recovery: true,
     };
-    let (attempt, seq, mode, stored) = match rt.store.claim(claim).await {
+    let (start, seq, mode, stored) = match rt.store.claim(claim).await {
         Ok(Claimed::Won {
             attempt,
             seq,
             mode,
             state,
-        }) => (attempt, seq, mode, state.unwrap_or_default()),
+            compensate,
+        }) => (
+            Start {
+                attempt,
+                compensate,
+            },
+            seq,
+            mode,
+            state.unwrap_or_default(),
+        ),
         Ok(_) => return, // another replica won it, or it moved on meanwhile
         Err(error) => {
             warn!(trace_id, error = %Report(&error), "recovery sweeper cannot claim the saga; trying again next sweep");
@@ -93,7 +102,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                 head.version
             );
             error!(trace_id, %text, "recording the saga stuck; its record keeps the state");
-            let error = stuck_on_definition(&cx, head.version, deployed, attempt, text);
+            let error = stuck_on_definition(&cx, head.version, deployed, start.attempt, text);
             let result: Result<S::Output, SagaError> = Err(error);
             let advance = Advance {
                 state: Some(stored.as_str()),
@@ -110,7 +119,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
         trace_id,
         ?mode,
         seq,
-        attempt,
+        attempt = start.attempt,
         "recovering a saga whose custody lapsed"
     );
     let Envelope {
@@ -155,7 +164,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                     &rt.policies,
                     state,
                     failure,
-                    attempt,
+                    start,
                     &mut journal,
                 )
                 .await;
