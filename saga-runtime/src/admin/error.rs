@@ -16,6 +16,14 @@ pub enum AdminError {
         /// The trace id asked for.
         trace_id: String,
     },
+    /// No dead letter with this message id is waiting.
+    #[error(
+        "no dead letter with message id `{message_id}` is waiting (list them with dead-letters)"
+    )]
+    DeadLetterNotFound {
+        /// The message id asked for.
+        message_id: String,
+    },
     /// No orchestrator of this saga is registered with the admin.
     #[error("no saga named `{saga}` is registered with this admin (registered: {})", known.join(", "))]
     UnknownSaga {
