@@ -94,7 +94,7 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
                 "the stored state is at sequence {} but the record at {seq}",
                 envelope.seq
             );
-            return unrecoverable(rt, &cx, seq, &token, reason).await;
+            return unrecoverable(rt, &cx, seq, &token, reason, &stored).await;
         }
         Err(EnvelopeError::Undecodable { head, deployed, .. }) if head.version != deployed => {
             let text = format!(
@@ -113,7 +113,9 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
             }
             return;
         }
-        Err(reason) => return unrecoverable(rt, &cx, seq, &token, reason.to_string()).await,
+        Err(reason) => {
+            return unrecoverable(rt, &cx, seq, &token, reason.to_string(), &stored).await;
+        }
     };
     info!(
         trace_id,
@@ -142,7 +144,7 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
     let stored = if rerouted {
         match rt.encode(&cx, &state, failure.as_ref(), seq, route.as_deref()) {
             Ok(payload) => payload,
-            Err(e) => return unrecoverable(rt, &cx, seq, &token, e.to_string()).await,
+            Err(e) => return unrecoverable(rt, &cx, seq, &token, e.to_string(), &stored).await,
         }
     } else {
         stored
@@ -197,13 +199,15 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
 }
 
 /// The stored state cannot be read back (a saga definition changed incompatibly, corrupt
-/// data): the saga is ended as invalid, visibly, rather than retried forever.
+/// data): the saga is ended as invalid, visibly, rather than retried forever. Its record keeps
+/// the stored state for an operator (it is listed as stuck).
 async fn unrecoverable<S: Saga>(
     rt: &Runtime<S>,
     cx: &SagaContext,
     seq: u64,
     token: &str,
     reason: String,
+    stored: &str,
 ) {
     error!(trace_id = cx.trace_id(), %reason, "cannot resume the saga from its stored state; recording it failed");
     let result: Result<S::Output, SagaError> = Err(SagaError::InvalidState {
@@ -211,7 +215,10 @@ async fn unrecoverable<S: Saga>(
         trace_id: cx.trace_id().to_string(),
         message: format!("cannot resume from the stored state: {reason}"),
     });
-    let advance = rt.final_advance(cx, seq, token, &result);
+    let advance = Advance {
+        state: Some(stored),
+        ..rt.final_advance(cx, seq, token, &result)
+    };
     if let Ok(refused) = rt.advance(advance).await
         && refused != Written::Done
     {
