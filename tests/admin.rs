@@ -153,7 +153,8 @@ async fn ended(store: &Arc<dyn SagaStore>, id: &str) -> sagaflow::store::Outcome
 }
 
 /// The history of `id` as short labels: `started`, `book_flight`, `book_flight!` (gave up),
-/// `~cancel_flight` (a compensation of book_flight), `resumed`, ...
+/// `book_flight! (retried)` (failed, tried again), `~book_flight` (its compensation),
+/// `resumed by alice`, ...
 async fn labels(admin: &Admin, id: &str) -> Vec<String> {
     let view = admin.get(id).await.expect("get").expect("a record");
     view.history
@@ -166,11 +167,13 @@ async fn labels(admin: &Admin, id: &str) -> Vec<String> {
                     step,
                     compensation,
                     error,
+                    retried,
                     ..
                 } => format!(
-                    "{}{step}{}",
+                    "{}{step}{}{}",
                     if *compensation { "~" } else { "" },
-                    if error.is_some() { "!" } else { "" }
+                    if error.is_some() { "!" } else { "" },
+                    if *retried { " (retried)" } else { "" }
                 ),
                 HistoryEvent::Resumed { by } => format!("resumed by {by}"),
                 HistoryEvent::CompensationRequested { by } => {
@@ -290,18 +293,34 @@ async fn history_and_listings_redis() {
     history_and_listings(Backend::Nats).await;
 }
 
-async fn resume_a_stuck_compensation(backend: Backend) {
+async fn resume_a_stuck_compensation(backend: Backend, mode: Mode) {
     let backends = Backends::connect(backend, "admin-resume").await;
     let trip = Trip::new();
     let orchestrator = orchestrator(&trip, &backends);
+    let consumers = orchestrator.serve().await.expect("consumers");
     let admin = Admin::new(Arc::clone(&backends.store)).register(&orchestrator);
     let trace_id = id("stuck");
     trip.cancellation_fails.store(true, Ordering::SeqCst);
-    let error = orchestrator
-        .run_sync(&cx(&trace_id), "fail".to_string())
-        .await
-        .expect_err("stuck");
-    assert!(matches!(error, SagaError::Stuck { .. }), "{error}");
+    match mode {
+        Mode::Sync => {
+            let error = orchestrator
+                .run_sync(&cx(&trace_id), "fail".to_string())
+                .await
+                .expect_err("stuck");
+            assert!(matches!(error, SagaError::Stuck { .. }), "{error}");
+        }
+        _ => {
+            orchestrator
+                .start(&cx(&trace_id), "fail".to_string())
+                .await
+                .expect("started");
+            let outcome = ended(&backends.store, &trace_id).await;
+            assert!(
+                matches!(outcome, Err(SagaFailure::Stuck { .. })),
+                "{outcome:?}"
+            );
+        }
+    }
 
     let view = admin.get(&trace_id).await.expect("get").expect("record");
     assert_eq!(view.record.status.kind(), StatusKind::Stuck);
@@ -339,15 +358,20 @@ async fn resume_a_stuck_compensation(backend: Backend) {
         "reopened, then ended: {} after {seq}",
         record.seq
     );
-    let history = labels(&admin, &trace_id).await;
+    // Three attempts of the cancellation (two retried), the resume, the one that succeeded.
     assert_eq!(
-        history[..3],
-        ["started", "book_flight", "book_hotel!"],
-        "{history:?}"
+        labels(&admin, &trace_id).await,
+        [
+            "started",
+            "book_flight",
+            "book_hotel!",
+            "~book_flight! (retried)",
+            "~book_flight! (retried)",
+            "~book_flight!",
+            "resumed by alice",
+            "~book_flight",
+        ]
     );
-    assert_eq!(history[3], "~book_flight!", "{history:?}");
-    assert_eq!(history[4], "resumed by alice", "{history:?}");
-    assert_eq!(history.last().map(String::as_str), Some("~book_flight"));
     assert!(matches!(
         admin.resume(&trace_id, "alice").await,
         Err(AdminError::NotStuck {
@@ -355,17 +379,28 @@ async fn resume_a_stuck_compensation(backend: Backend) {
             ..
         })
     ));
+    consumers.shutdown().await;
     backends.cleanup().await;
 }
 
 #[tokio::test]
-async fn a_stuck_saga_resumed_ends_compensated_memory() {
-    resume_a_stuck_compensation(Backend::Memory).await;
+async fn a_stuck_sync_saga_resumed_ends_compensated_memory() {
+    resume_a_stuck_compensation(Backend::Memory, Mode::Sync).await;
 }
 
 #[tokio::test]
-async fn a_stuck_saga_resumed_ends_compensated_redis() {
-    resume_a_stuck_compensation(Backend::RabbitMq).await;
+async fn a_stuck_sync_saga_resumed_ends_compensated_redis() {
+    resume_a_stuck_compensation(Backend::RabbitMq, Mode::Sync).await;
+}
+
+#[tokio::test]
+async fn a_stuck_async_saga_resumed_ends_compensated_nats() {
+    resume_a_stuck_compensation(Backend::Nats, Mode::Async).await;
+}
+
+#[tokio::test]
+async fn a_stuck_async_saga_resumed_ends_compensated_rabbitmq() {
+    resume_a_stuck_compensation(Backend::RabbitMq, Mode::Async).await;
 }
 
 /// Past its pivot a saga only goes forward: compensation is refused, resume finishes it.

@@ -1573,6 +1573,7 @@ impl SagaStore for Outage {
                 token: advance.token,
                 custody: Custody::held(other, Duration::from_secs(60)),
                 refund_attempt: false,
+                history: &[],
             };
             assert_eq!(self.inner.hold(hold).await?, Written::Done);
             let ended = Advance {

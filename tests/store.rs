@@ -325,6 +325,7 @@ async fn hold(
             token,
             custody,
             refund_attempt: false,
+            history: &[],
         })
         .await
         .expect("hold")

@@ -24,7 +24,7 @@ use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status};
 use crate::error::{Report, StuckAt};
-use crate::store::{Advance, Claimed, Custody, HistoryEntry, Written};
+use crate::store::{Advance, Claimed, Custody, HistoryEntry, Hold, Written};
 use crate::transport::{Delivery, Disposition, TransportError};
 use crate::{Saga, SagaContext, SagaError, StepError};
 
@@ -533,11 +533,16 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
         cx: &SagaContext,
         attempt: u32,
         delay: Duration,
+        ran: Ran,
     ) -> Option<Self::Stop> {
         // Back to the broker: any consumer may claim the redelivery; the store keeps the
-        // attempt count.
+        // attempt count and the failed attempt's history entry.
         let queued = Custody::queued(&self.token, delay + self.rt.config.requeue_after);
-        if let Err(e) = self.rt.hold(cx, self.seq, &self.token, queued).await {
+        let hold = Hold {
+            history: &[ran.entry::<S>(&self.token)],
+            ..self.rt.hold_of(cx, self.seq, &self.token, queued)
+        };
+        if let Err(e) = self.rt.store.hold(hold).await {
             warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), attempt, "cannot hand the retry to the broker; it waits for the lease");
             return Some(Disposition::Nack {
                 delay: Some(delay.max(self.rt.config.lease)),

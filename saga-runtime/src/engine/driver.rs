@@ -28,6 +28,7 @@ pub(crate) enum Ran {
         attempt: u32,
         elapsed: Duration,
         error: Option<String>,
+        retried: bool,
     },
     /// The saga stood at the forward step `cursor` and rolls back on an operator's request.
     OperatorRollback { cursor: Cursor },
@@ -47,12 +48,14 @@ impl Ran {
                 attempt,
                 elapsed,
                 error,
+                retried,
             } => HistoryEvent::Transition {
                 step: name(*cursor),
                 compensation: matches!(cursor, Cursor::Compensate(_)),
                 attempt: *attempt,
                 elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
                 error: error.clone(),
+                retried: *retried,
             },
             Ran::OperatorRollback { cursor } => HistoryEvent::CompensationStarted {
                 step: name(*cursor),
@@ -84,14 +87,15 @@ pub(crate) trait Journal<S: Saga>: Send {
         ran: Ran,
     ) -> impl Future<Output = Flow<S, Self::Stop>> + Send;
 
-    /// Attempt `attempt` failed with a retryable error and may be tried again after `delay`:
-    /// `None` to retry here once the delay passed (the journal waited), `Some` to stop (the
-    /// broker redelivers after the delay).
+    /// Attempt `attempt` failed with a retryable error (`ran` says which, for the history) and
+    /// may be tried again after `delay`: `None` to retry here once the delay passed (the
+    /// journal waited), `Some` to stop (the broker redelivers after the delay).
     fn retry_later(
         &mut self,
         cx: &SagaContext,
         attempt: u32,
         delay: Duration,
+        ran: Ran,
     ) -> impl Future<Output = Option<Self::Stop>> + Send;
 
     /// Runs beside every attempt to keep the custody of the saga (renewing its lease).
@@ -160,6 +164,7 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
                 attempt: 0,
                 elapsed: Duration::ZERO,
                 error: Some(error.to_string()),
+                retried: false,
             };
             let failed = TransitionFailure {
                 error,
@@ -187,6 +192,7 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
             attempt,
             elapsed: began.elapsed(),
             error: None,
+            retried: false,
         };
         let progress = match result {
             Ok(effect) => Progress::at(cx, S::apply(state, effect), failure),
@@ -196,7 +202,16 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
                         trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, ?delay,
                         %error, "transition failed, retrying"
                     );
-                    if let Some(stop) = journal.retry_later(cx, attempt, delay).await {
+                    if let Ran::Transition {
+                        error: failed,
+                        retried,
+                        ..
+                    } = &mut ran
+                    {
+                        *failed = Some(error.to_string());
+                        *retried = true;
+                    }
+                    if let Some(stop) = journal.retry_later(cx, attempt, delay, ran).await {
                         return stop;
                     }
                     attempt += 1;

@@ -25,6 +25,8 @@ pub(super) struct Durable<'r, S: Saga> {
     pub(super) route: Option<String>,
     /// Where compensations run.
     pub(super) rollback: Rollback,
+    /// Failed attempts retried in place since the last write, for the history.
+    pub(super) retried: Vec<HistoryEntry>,
 }
 
 impl<S: Saga> Durable<'_, S> {
@@ -107,7 +109,8 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
         mut progress: Progress<S>,
         ran: Ran,
     ) -> Flow<S, Self::Stop> {
-        let mut history = vec![ran.entry::<S>(&self.token)];
+        let mut history = std::mem::take(&mut self.retried);
+        history.push(ran.entry::<S>(&self.token));
         loop {
             let (state, failure) = match progress {
                 Progress::Running { state, failure } => (state, failure),
@@ -176,7 +179,10 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
         cx: &SagaContext,
         _attempt: u32,
         delay: Duration,
+        ran: Ran,
     ) -> Option<Self::Stop> {
+        // Written with the next transition (no store write per retry in place).
+        self.retried.push(ran.entry::<S>(&self.token));
         tokio::select! {
             () = tokio::time::sleep(delay) => None,
             lost = Journal::<S>::keep_custody(self, cx) => Some(lost),

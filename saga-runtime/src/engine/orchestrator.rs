@@ -158,6 +158,7 @@ impl<S: Saga> Orchestrator<S> {
             seq: 0,
             route: None,
             rollback: self.rt.config.sync_rollback,
+            retried: Vec::new(),
         };
         drive(
             &*self.rt.saga,

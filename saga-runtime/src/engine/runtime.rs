@@ -287,7 +287,8 @@ impl<S: Saga> Runtime<S> {
         self.store.hold(hold).await
     }
 
-    fn hold_of<'a>(
+    /// The hold of the custody `token` holds at `seq`, handing it to `custody`.
+    pub(super) fn hold_of<'a>(
         &self,
         cx: &'a SagaContext,
         seq: u64,
@@ -301,6 +302,7 @@ impl<S: Saga> Runtime<S> {
             token,
             custody,
             refund_attempt: false,
+            history: &[],
         }
     }
 

@@ -159,6 +159,7 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
                     seq,
                     route,
                     rollback: Rollback::Inline,
+                    retried: Vec::new(),
                 };
                 let result = drive(
                     &*rt.saga,

@@ -105,6 +105,7 @@ impl<S: Saga> Journal<S> for InPlace {
         _cx: &SagaContext,
         _attempt: u32,
         delay: Duration,
+        _ran: Ran,
     ) -> Option<Self::Stop> {
         tokio::time::sleep(delay).await;
         None

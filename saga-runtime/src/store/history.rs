@@ -63,9 +63,13 @@ pub enum HistoryEvent {
         attempt: u32,
         /// How long the attempt took, in milliseconds.
         elapsed_ms: u64,
-        /// `None` when it succeeded; the error it gave up with otherwise (the saga then rolls
-        /// back, or is stuck).
+        /// `None` when it succeeded; its error otherwise.
         error: Option<String>,
+        /// True when the attempt failed and the transition was tried again (its next attempt
+        /// has an entry of its own); false when it succeeded or gave up for good (the saga
+        /// then rolls back, or is stuck).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        retried: bool,
     },
     /// An operator resumed the stuck saga: its stuck transition runs again.
     Resumed {

@@ -364,6 +364,7 @@ impl MemoryStore {
             token,
             custody,
             refund_attempt,
+            history,
             ..
         } = hold;
         let (seq, refund_attempt) = (*seq, *refund_attempt);
@@ -381,6 +382,9 @@ impl MemoryStore {
             record.attempts = record.attempts.saturating_sub(1);
         }
         apply_custody(state, &mut record, custody, now);
+        for entry in *history {
+            state.append(trace_id, entry.clone(), self.config.history_limit);
+        }
         state.records.insert(record.trace_id.clone(), record);
         Written::Done
     }

@@ -419,6 +419,9 @@ pub struct Hold<'a> {
     /// True when the claim that took this custody ran nothing (a recovery that only publishes
     /// the message again): the attempt it counted is taken back, so attempts count executions.
     pub refund_attempt: bool,
+    /// Appended to the saga's history in the same write (a failed attempt handed to the
+    /// broker for a retry).
+    pub history: &'a [HistoryEntry],
 }
 
 /// What [`SagaStore::advance`] or [`SagaStore::hold`] did.

@@ -520,14 +520,7 @@ impl RedisStore {
         let shared = &self.shared;
         let trace_id = advance.trace_id;
         let status = self.json(trace_id, "status", &advance.status)?;
-        // Lines of JSON (compact JSON has no raw newline).
-        let mut entries = String::new();
-        for entry in advance.history {
-            if !entries.is_empty() {
-                entries.push('\n');
-            }
-            entries.push_str(&self.json(trace_id, "history entry", entry)?);
-        }
+        let entries = self.entries(trace_id, advance.history)?;
         let mut invocation = SCRIPTS.advance.key(shared.keys.record(trace_id));
         invocation
             .key(shared.keys.leases(advance.saga))
@@ -563,17 +556,22 @@ impl RedisStore {
             token,
             custody,
             refund_attempt,
+            history,
         } = hold;
+        let entries = self.entries(trace_id, history)?;
         let mut invocation = SCRIPTS.hold.key(shared.keys.record(trace_id));
         invocation
             .key(shared.keys.leases(saga))
+            .key(shared.keys.history(trace_id))
             .arg(trace_id)
             .arg(seq)
             .arg(token)
             .arg(&custody.token)
             .arg(millis(custody.lease))
             .arg(u8::from(custody.queued))
-            .arg(u8::from(refund_attempt));
+            .arg(u8::from(refund_attempt))
+            .arg(&entries)
+            .arg(self.history_limit());
         let mut conn = shared.commands.clone();
         let code: i64 = shared
             .bounded("hold", trace_id, invocation.invoke_async(&mut conn))
@@ -609,6 +607,19 @@ impl RedisStore {
             return Ok(outcome);
         }
         waiter.wait(BACKEND).await
+    }
+
+    /// History entries as lines of JSON (compact JSON has no raw newline), as the scripts'
+    /// `append` reads them.
+    fn entries(&self, trace_id: &str, history: &[HistoryEntry]) -> Result<String, StoreError> {
+        let mut entries = String::new();
+        for entry in history {
+            if !entries.is_empty() {
+                entries.push('\n');
+            }
+            entries.push_str(&self.json(trace_id, "history entry", entry)?);
+        }
+        Ok(entries)
     }
 
     fn history_limit(&self) -> usize {

@@ -186,9 +186,11 @@ end
 return 4
 "#;
 
-/// ARGV: trace id, seq, token, new owner, lease ms, queued (0/1), refund an attempt (0/1).
-/// Runs after [`FENCE`]. Returns a reply code.
+/// KEYS[3]: the history list. ARGV: trace id, seq, token, new owner, lease ms, queued (0/1),
+/// refund an attempt (0/1), history entries, history limit. Runs after [`FENCE`]. Returns a
+/// reply code.
 const HOLD: &str = r#"
+append(KEYS[3], ARGV[8], ARGV[9])
 local lease_until = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now)
 if ARGV[7] == '1' then
