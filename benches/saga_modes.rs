@@ -35,7 +35,8 @@ use futures_util::future::BoxFuture;
 use hdrhistogram::Histogram;
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig};
 use sagaflow::store::{
-    Advance, Begin, Claim, Claimed, Hold, Outcome, SagaRecord, SagaStore, StoreError, Written,
+    Advance, Begin, Claim, Claimed, HistoryEntry, Hold, ListQuery, Outcome, Reopen, SagaPage,
+    SagaRecord, SagaStore, StoreError, Written,
 };
 use sagaflow::transport::{
     Handler, Message, SubscribeOptions, Subscription, Transport, TransportConfig, TransportError,
@@ -268,6 +269,32 @@ impl SagaStore for CountingStore {
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.ops.time("store.remove", self.inner.remove(trace_id)))
     }
+    fn history<'a>(
+        &'a self,
+        trace_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>> {
+        Box::pin(self.ops.time("store.history", self.inner.history(trace_id)))
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<SagaPage, StoreError>> {
+        Box::pin(self.ops.time("store.list", self.inner.list(query)))
+    }
+
+    fn reopen<'a>(&'a self, reopen: Reopen<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        Box::pin(self.ops.time("store.reopen", self.inner.reopen(reopen)))
+    }
+
+    fn request_compensation<'a>(
+        &'a self,
+        trace_id: &'a str,
+        entry: HistoryEntry,
+    ) -> BoxFuture<'a, Result<Written, StoreError>> {
+        Box::pin(self.ops.time(
+            "store.request_compensation",
+            self.inner.request_compensation(trace_id, entry),
+        ))
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.inner.ping()
     }

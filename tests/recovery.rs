@@ -30,9 +30,9 @@ use sagaflow::engine::{
     Routing, Started,
 };
 use sagaflow::store::{
-    Advance, Begin, Claim, Claimed, Custody, Hold, MemoryStore, Mode, Outcome, RedisConfig,
-    RedisStore, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreError, StoreErrorKind,
-    Written, fingerprint,
+    Advance, Begin, Claim, Claimed, Custody, HistoryEntry, Hold, ListQuery, MemoryStore, Mode,
+    Outcome, RedisConfig, RedisStore, Reopen, SagaPage, SagaRecord, SagaStatus, SagaStore,
+    StoreConfig, StoreError, StoreErrorKind, Written, fingerprint,
 };
 use sagaflow::transport::{
     Delivery, Disposition, Handler, MemoryTransport, Message, NatsTransport, RabbitMqTransport,
@@ -1577,6 +1577,7 @@ impl SagaStore for Outage {
                 token: advance.token,
                 custody: Custody::held(other, Duration::from_secs(60)),
                 refund_attempt: false,
+                history: &[],
             };
             assert_eq!(self.inner.hold(hold).await?, Written::Done);
             let ended = Advance {
@@ -1619,6 +1620,29 @@ impl SagaStore for Outage {
 
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         self.inner.remove(trace_id)
+    }
+
+    fn history<'a>(
+        &'a self,
+        trace_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>> {
+        self.inner.history(trace_id)
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<SagaPage, StoreError>> {
+        self.inner.list(query)
+    }
+
+    fn reopen<'a>(&'a self, reopen: Reopen<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        self.inner.reopen(reopen)
+    }
+
+    fn request_compensation<'a>(
+        &'a self,
+        trace_id: &'a str,
+        entry: HistoryEntry,
+    ) -> BoxFuture<'a, Result<Written, StoreError>> {
+        self.inner.request_compensation(trace_id, entry)
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

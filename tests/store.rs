@@ -282,6 +282,8 @@ async fn advance(
             status,
             state: (!final_status).then_some(next.as_str()),
             custody: Custody::held(token, LONG),
+            history: &[],
+            abortable: false,
         })
         .await
         .expect("advance")
@@ -323,6 +325,7 @@ async fn hold(
             token,
             custody,
             refund_attempt: false,
+            history: &[],
         })
         .await
         .expect("hold")
@@ -545,6 +548,8 @@ async fn a_stuck_saga_keeps_the_state_it_is_stuck_at(fx: &Fixture) {
             },
             state: Some(&stuck_state),
             custody: Custody::held(OWNER, LONG),
+            history: &[],
+            abortable: false,
         })
         .await
         .expect("advance");
@@ -697,7 +702,8 @@ async fn claim_is_fenced(fx: &Fixture) {
             attempt: 1,
             seq: 0,
             mode: Mode::Async,
-            state: None
+            state: None,
+            compensate: false,
         },
         "any consumer may claim a queued saga"
     );
@@ -725,6 +731,8 @@ async fn claim_is_fenced(fx: &Fixture) {
             status: running(1, "create_payment"),
             state: Some(&next),
             custody: Custody::queued("c1", LONG),
+            history: &[],
+            abortable: false,
         })
         .await
         .expect("advance");
@@ -779,6 +787,7 @@ async fn claim_is_fenced(fx: &Fixture) {
             seq: 0,
             mode: Mode::Sync,
             state: Some(state(0)),
+            compensate: false,
         }
     );
     assert_eq!(
@@ -788,6 +797,7 @@ async fn claim_is_fenced(fx: &Fixture) {
             seq: 0,
             mode: Mode::Throttled,
             state: None,
+            compensate: false,
         }
     );
     assert_eq!(get(&a, "lapsed").await.owner, "sweeper");
@@ -817,7 +827,8 @@ async fn claim_counts_attempts(fx: &Fixture) {
                 attempt,
                 seq: 0,
                 mode: Mode::Async,
-                state: None
+                state: None,
+                compensate: false,
             }
         );
         // A retryable failure: back to the broker (a nack with a delay).
@@ -944,6 +955,8 @@ async fn a_final_advance_wakes_watchers_on_the_other_replica(fx: &Fixture) {
             status: completed(json!({"woken": true})),
             state: None,
             custody: Custody::held(OWNER, LONG),
+            history: &[],
+            abortable: false,
         })
         .await
         .expect("advance");
@@ -1150,6 +1163,7 @@ async fn many_racers_one_recovery_wins(fx: &Fixture) {
                 seq: 0,
                 mode: Mode::Async,
                 state: Some(state(0)),
+                compensate: false,
             }
         );
         assert!(
@@ -1315,6 +1329,7 @@ fn memory_with(finished_ttl: Duration, max_finished: usize) -> Arc<dyn SagaStore
         finished_ttl,
         running_ttl: None,
         max_finished,
+        history_limit: 100,
     }))
 }
 
@@ -1341,6 +1356,7 @@ async fn memory_store_evicts_finished_records_past_their_ttl() {
         finished_ttl: SHORT,
         running_ttl: None,
         max_finished: 100,
+        history_limit: 100,
     }));
     let store: Arc<dyn SagaStore> = memory.clone();
     begun(&store, "running", false).await;
@@ -1389,6 +1405,7 @@ async fn memory_store_caps_finished_records_oldest_first() {
         finished_ttl: LONG,
         running_ttl: None,
         max_finished: CAP,
+        history_limit: 100,
     }));
     let store: Arc<dyn SagaStore> = memory.clone();
     // More running records than the cap: the cap never touches them.
@@ -1794,6 +1811,8 @@ async fn redis_gone_fails_operations_in_bounded_time() {
         status: running(1, "x"),
         state: Some(&next),
         custody: Custody::held(OWNER, LONG),
+        history: &[],
+        abortable: false,
     });
     let error = bounded("advance after Redis went away", advance)
         .await

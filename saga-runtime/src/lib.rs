@@ -12,6 +12,7 @@
 // tells an operator everything; it is built only on the cold failure path.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod context;
 pub mod description;
 pub mod engine;

@@ -19,13 +19,13 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tracing::{debug, error, warn};
 
-use super::driver::{Flow, Journal, drive};
+use super::driver::{Flow, Journal, Ran, Start, drive};
 use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status};
 use crate::error::{Report, StuckAt};
 use crate::observe;
-use crate::store::{Advance, Claimed, Custody, Written};
+use crate::store::{Advance, Claimed, Custody, HistoryEntry, Hold, Written};
 use crate::transport::{Delivery, Disposition, TransportError};
 use crate::{Saga, SagaContext, SagaError, StepError};
 
@@ -148,8 +148,19 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
     drop(queued);
     let token = rt.token();
     let claim = rt.delivery_claim(&cx, seq, &token);
-    let (attempt, mode) = match rt.store.claim(claim).await {
-        Ok(Claimed::Won { attempt, mode, .. }) => (attempt, mode),
+    let (start, mode) = match rt.store.claim(claim).await {
+        Ok(Claimed::Won {
+            attempt,
+            compensate,
+            mode,
+            ..
+        }) => (
+            Start {
+                attempt,
+                compensate,
+            },
+            mode,
+        ),
         Ok(Claimed::Stale { current }) => {
             debug!(
                 topic,
@@ -203,7 +214,7 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
         &rt.policies,
         state,
         failure,
-        attempt,
+        start,
         &mut relay,
     )
     .await
@@ -352,14 +363,21 @@ impl<S: Saga> Relay<'_, S> {
         }
     }
 
-    /// Records the saga's end; acks, or dead-letters with `dead_letter` as the reason.
+    /// Records the saga's end with `history` (a stuck saga keeps the state `kept`); acks, or
+    /// dead-letters with `dead_letter` as the reason.
     async fn finish(
         &mut self,
         cx: &SagaContext,
         result: Result<S::Output, SagaError>,
         dead_letter: Option<String>,
+        history: &[HistoryEntry],
+        kept: Option<&str>,
     ) -> Disposition {
-        let advance = self.rt.final_advance(cx, self.seq, &self.token, &result);
+        let advance = Advance {
+            history,
+            state: kept,
+            ..self.rt.final_advance(cx, self.seq, &self.token, &result)
+        };
         match self.rt.advance(advance).await {
             Ok(Written::Done) => observe::ended(cx, &result),
             Ok(refused) => return self.refused(cx, refused),
@@ -380,12 +398,15 @@ impl<S: Saga> Relay<'_, S> {
         }
     }
 
+    /// Records the next state and publishes it; gives the state back when an operator asked
+    /// for the saga to be compensated instead.
     async fn hand_over(
         &mut self,
         cx: &SagaContext,
         state: S::State,
         failure: Option<super::progress::FailedStep>,
-    ) -> Disposition {
+        history: &[HistoryEntry],
+    ) -> Result<Disposition, S::State> {
         let next = self.seq + 1;
         let payload =
             match self
@@ -393,7 +414,7 @@ impl<S: Saga> Relay<'_, S> {
                 .encode(cx, &state, failure.as_ref(), next, self.route.as_deref())
             {
                 Ok(payload) => payload,
-                Err(e) => return self.stuck(cx, &state, failure, e.to_string()).await,
+                Err(e) => return Ok(self.stuck(cx, &state, failure, e.to_string()).await),
             };
         let limit = self.rt.transport.config().max_payload;
         if payload.len() > limit {
@@ -401,7 +422,7 @@ impl<S: Saga> Relay<'_, S> {
                 "the next state is {} bytes, over the transport's max_payload of {limit} bytes",
                 payload.len()
             );
-            return self.stuck(cx, &state, failure, reason).await;
+            return Ok(self.stuck(cx, &state, failure, reason).await);
         }
         let advance = Advance {
             trace_id: cx.trace_id(),
@@ -411,40 +432,45 @@ impl<S: Saga> Relay<'_, S> {
             status: running_status::<S>(&state),
             state: Some(&payload),
             custody: Custody::queued(&self.token, self.rt.config.requeue_after),
+            history,
+            abortable: Progress::<S>::abortable(&state),
         };
         match self.rt.advance(advance).await {
             Ok(Written::Done) => self.seq = next,
-            Ok(refused) => return self.refused(cx, refused),
+            Ok(Written::CompensationRequested) => return Err(state),
+            Ok(refused) => return Ok(self.refused(cx, refused)),
             Err(e) => {
                 warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot record the transition; it runs again later");
-                return Disposition::Nack {
+                return Ok(Disposition::Nack {
                     delay: Some(self.rt.config.lease),
-                };
+                });
             }
         }
         let cursor = S::cursor(&state);
-        match self
-            .rt
-            .publish(cx, cursor, self.route.as_deref(), next, payload, None)
-            .await
-        {
-            Ok(()) => Disposition::Ack,
-            Err(TransportError::TooLarge { size, limit, .. }) => {
-                let reason = format!(
-                    "the next state is {size} bytes, over the broker's limit of {limit} bytes"
-                );
-                self.stuck(cx, &state, failure, reason).await
-            }
-            Err(e) => {
-                // The transition is recorded; let the sweeper publish it again soon.
-                warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot publish the next state; the recovery sweeper publishes it again");
-                let soon = Custody::queued(&self.token, self.rt.config.redelivery_delay);
-                if let Err(e) = self.rt.hold(cx, next, &self.token, soon).await {
-                    warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot shorten the queued lease; the sweeper publishes it after requeue_after");
+        Ok(
+            match self
+                .rt
+                .publish(cx, cursor, self.route.as_deref(), next, payload, None)
+                .await
+            {
+                Ok(()) => Disposition::Ack,
+                Err(TransportError::TooLarge { size, limit, .. }) => {
+                    let reason = format!(
+                        "the next state is {size} bytes, over the broker's limit of {limit} bytes"
+                    );
+                    self.stuck(cx, &state, failure, reason).await
                 }
-                Disposition::Ack
-            }
-        }
+                Err(e) => {
+                    // The transition is recorded; let the sweeper publish it again soon.
+                    warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot publish the next state; the recovery sweeper publishes it again");
+                    let soon = Custody::queued(&self.token, self.rt.config.redelivery_delay);
+                    if let Err(e) = self.rt.hold(cx, next, &self.token, soon).await {
+                        warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), "cannot shorten the queued lease; the sweeper publishes it after requeue_after");
+                    }
+                    Disposition::Ack
+                }
+            },
+        )
     }
 
     /// The next state cannot travel: the saga is recorded stuck at the transition that
@@ -456,27 +482,61 @@ impl<S: Saga> Relay<'_, S> {
         failure: Option<super::progress::FailedStep>,
         reason: String,
     ) -> Disposition {
+        let kept = self
+            .rt
+            .encode(cx, state, failure.as_ref(), self.seq, self.route.as_deref())
+            .ok();
         let error = stuck_error::<S>(cx, state, failure, 1, reason);
         let reason = error.to_string();
-        self.finish(cx, Err(error), Some(reason)).await
+        self.finish(cx, Err(error), Some(reason), &[], kept.as_deref())
+            .await
     }
 }
 
 impl<S: Saga> Journal<S> for Relay<'_, S> {
     type Stop = Disposition;
 
-    async fn record(&mut self, cx: &SagaContext, progress: Progress<S>) -> Flow<S, Self::Stop> {
-        Flow::Stop(match progress {
-            Progress::Running { state, failure } => self.hand_over(cx, state, failure).await,
-            done => {
-                let dead_letter = match &done {
-                    Progress::Stuck { error, .. } => Some(error.to_string()),
-                    _ => None,
-                };
-                let result = done.into_outcome(cx);
-                self.finish(cx, result, dead_letter).await
-            }
-        })
+    async fn record(
+        &mut self,
+        cx: &SagaContext,
+        mut progress: Progress<S>,
+        ran: Ran,
+    ) -> Flow<S, Self::Stop> {
+        let mut history = vec![ran.entry::<S>(&self.token)];
+        loop {
+            return Flow::Stop(match progress {
+                Progress::Running { state, failure } => {
+                    match self.hand_over(cx, state, failure, &history).await {
+                        Ok(disposition) => disposition,
+                        Err(state) => {
+                            let ran = Ran::OperatorRollback {
+                                cursor: S::cursor(&state),
+                            };
+                            warn!(
+                                topic = self.topic,
+                                trace_id = cx.trace_id(),
+                                "compensating the saga on an operator's request"
+                            );
+                            history.push(ran.entry::<S>(&self.token));
+                            progress = Progress::operator_rollback(cx, state);
+                            continue;
+                        }
+                    }
+                }
+                done => {
+                    let dead_letter = match &done {
+                        Progress::Stuck { error, .. } => Some(error.to_string()),
+                        _ => None,
+                    };
+                    let kept = self
+                        .rt
+                        .kept_state(cx, &done, self.seq, self.route.as_deref());
+                    let result = done.into_outcome(cx);
+                    self.finish(cx, result, dead_letter, &history, kept.as_deref())
+                        .await
+                }
+            });
+        }
     }
 
     async fn retry_later(
@@ -484,11 +544,16 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
         cx: &SagaContext,
         attempt: u32,
         delay: Duration,
+        ran: Ran,
     ) -> Option<Self::Stop> {
         // Back to the broker: any consumer may claim the redelivery; the store keeps the
-        // attempt count.
+        // attempt count and the failed attempt's history entry.
         let queued = Custody::queued(&self.token, delay + self.rt.config.requeue_after);
-        if let Err(e) = self.rt.hold(cx, self.seq, &self.token, queued).await {
+        let hold = Hold {
+            history: &[ran.entry::<S>(&self.token)],
+            ..self.rt.hold_of(cx, self.seq, &self.token, queued)
+        };
+        if let Err(e) = self.rt.store.hold(hold).await {
             warn!(topic = self.topic, trace_id = cx.trace_id(), error = %Report(&e), attempt, "cannot hand the retry to the broker; it waits for the lease");
             return Some(Disposition::Nack {
                 delay: Some(delay.max(self.rt.config.lease)),

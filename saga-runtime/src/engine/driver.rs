@@ -10,11 +10,60 @@
 //!   ([`consumer`](super::consumer)); its retries go back through the broker.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::progress::{FailedStep, Progress};
-use super::transition::{self, Policies, TransitionFailure};
-use crate::{Saga, SagaContext};
+use super::transition::{self, Policies, TransitionFailure, step_at};
+use crate::store::{HistoryEntry, HistoryEvent};
+use crate::{Cursor, Saga, SagaContext};
+
+/// What just happened to a saga, for its history: a transition that ran (or gave up), or a
+/// rollback an operator asked for.
+#[derive(Clone, Debug)]
+pub(crate) enum Ran {
+    /// The transition at `cursor` ran attempt `attempt` (0: it gave up past its bound without
+    /// running) for `elapsed`, and failed for good with `error` if set.
+    Transition {
+        cursor: Cursor,
+        attempt: u32,
+        elapsed: Duration,
+        error: Option<String>,
+        retried: bool,
+    },
+    /// The saga stood at the forward step `cursor` and rolls back on an operator's request.
+    OperatorRollback { cursor: Cursor },
+}
+
+impl Ran {
+    /// The history entry of this event, written by the run `token`.
+    pub(crate) fn entry<S: Saga>(&self, token: &str) -> HistoryEntry {
+        let name = |cursor: Cursor| {
+            step_at::<S>(cursor)
+                .map(|step| step.name.to_string())
+                .unwrap_or_default()
+        };
+        let event = match self {
+            Ran::Transition {
+                cursor,
+                attempt,
+                elapsed,
+                error,
+                retried,
+            } => HistoryEvent::Transition {
+                step: name(*cursor),
+                compensation: matches!(cursor, Cursor::Compensate(_)),
+                attempt: *attempt,
+                elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                error: error.clone(),
+                retried: *retried,
+            },
+            Ran::OperatorRollback { cursor } => HistoryEvent::CompensationStarted {
+                step: name(*cursor),
+            },
+        };
+        HistoryEntry::now(token, event)
+    }
+}
 
 /// What a [`Journal`] says after a transition.
 pub(crate) enum Flow<S: Saga, T> {
@@ -29,21 +78,24 @@ pub(crate) trait Journal<S: Saga>: Send {
     /// What the driver returns when the journal stops it.
     type Stop: Send;
 
-    /// Records where the saga stands after a transition and says whether to go on here.
+    /// Records where the saga stands after a transition (`ran` says what happened, for the
+    /// history) and says whether to go on here.
     fn record(
         &mut self,
         cx: &SagaContext,
         progress: Progress<S>,
+        ran: Ran,
     ) -> impl Future<Output = Flow<S, Self::Stop>> + Send;
 
-    /// Attempt `attempt` failed with a retryable error and may be tried again after `delay`:
-    /// `None` to retry here once the delay passed (the journal waited), `Some` to stop (the
-    /// broker redelivers after the delay).
+    /// Attempt `attempt` failed with a retryable error (`ran` says which, for the history) and
+    /// may be tried again after `delay`: `None` to retry here once the delay passed (the
+    /// journal waited), `Some` to stop (the broker redelivers after the delay).
     fn retry_later(
         &mut self,
         cx: &SagaContext,
         attempt: u32,
         delay: Duration,
+        ran: Ran,
     ) -> impl Future<Output = Option<Self::Stop>> + Send;
 
     /// Runs beside every attempt to keep the custody of the saga (renewing its lease).
@@ -52,17 +104,54 @@ pub(crate) trait Journal<S: Saga>: Send {
     fn keep_custody(&self, cx: &SagaContext) -> impl Future<Output = Self::Stop> + Send;
 }
 
-/// Drives `saga` from `state` (a running state), attempt `attempt` of its next transition,
-/// until `journal` stops it.
+/// Where a drive starts: attempt `attempt` of the next transition, and whether an operator
+/// asked for the saga to be compensated (it then rolls back instead, if it still may).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Start {
+    pub(crate) attempt: u32,
+    pub(crate) compensate: bool,
+}
+
+impl Start {
+    /// The first attempt, no compensation requested.
+    pub(crate) const FIRST: Start = Start {
+        attempt: 1,
+        compensate: false,
+    };
+}
+
+/// Drives `saga` from `state` (a running state), from `start`, until `journal` stops it.
 pub(crate) async fn drive<S: Saga, J: Journal<S>>(
     saga: &S,
     cx: &SagaContext,
     policies: &Policies,
     mut state: S::State,
     mut failure: Option<FailedStep>,
-    mut attempt: u32,
+    start: Start,
     journal: &mut J,
 ) -> J::Stop {
+    let mut attempt = start.attempt;
+    if start.compensate && Progress::<S>::abortable(&state) {
+        let cursor = S::cursor(&state);
+        tracing::warn!(
+            trace_id = cx.trace_id(),
+            saga = cx.saga(),
+            ?cursor,
+            "compensating the saga on an operator's request"
+        );
+        let progress = Progress::operator_rollback(cx, state);
+        match journal
+            .record(cx, progress, Ran::OperatorRollback { cursor })
+            .await
+        {
+            Flow::Continue(next, next_failure) => {
+                state = next;
+                failure = next_failure;
+                attempt = 1;
+            }
+            Flow::Stop(stop) => return stop,
+        }
+    }
     loop {
         let cursor = S::cursor(&state);
         if let Some(error) = transition::over_bound::<S>(cursor, attempt, policies) {
@@ -70,13 +159,20 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
                 trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, %error,
                 "transition past its retry bound before it runs: giving up on it"
             );
+            let ran = Ran::Transition {
+                cursor,
+                attempt: 0,
+                elapsed: Duration::ZERO,
+                error: Some(error.to_string()),
+                retried: false,
+            };
             let failed = TransitionFailure {
                 error,
                 attempts: attempt - 1,
             };
             let progress = Progress::after(cx, state, failure, Err(failed));
             attempt = 1;
-            match journal.record(cx, progress).await {
+            match journal.record(cx, progress, ran).await {
                 Flow::Continue(next, next_failure) => {
                     state = next;
                     failure = next_failure;
@@ -85,10 +181,18 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
                 Flow::Stop(stop) => return stop,
             }
         }
+        let began = Instant::now();
         let result = tokio::select! {
             biased;
             result = transition::attempt(saga, cx, &state, attempt) => result,
             lost = journal.keep_custody(cx) => return lost,
+        };
+        let mut ran = Ran::Transition {
+            cursor,
+            attempt,
+            elapsed: began.elapsed(),
+            error: None,
+            retried: false,
         };
         let progress = match result {
             Ok(effect) => Progress::at(cx, S::apply(state, effect), failure),
@@ -98,7 +202,16 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
                         trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, ?delay,
                         %error, "transition failed, retrying"
                     );
-                    if let Some(stop) = journal.retry_later(cx, attempt, delay).await {
+                    if let Ran::Transition {
+                        error: failed,
+                        retried,
+                        ..
+                    } = &mut ran
+                    {
+                        *failed = Some(error.to_string());
+                        *retried = true;
+                    }
+                    if let Some(stop) = journal.retry_later(cx, attempt, delay, ran).await {
                         return stop;
                     }
                     attempt += 1;
@@ -109,6 +222,9 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
                         trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, %error,
                         "transition failed, giving up"
                     );
+                    if let Ran::Transition { error: gave_up, .. } = &mut ran {
+                        *gave_up = Some(error.to_string());
+                    }
                     let failed = TransitionFailure {
                         error,
                         attempts: attempt,
@@ -118,7 +234,7 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
             },
         };
         attempt = 1;
-        match journal.record(cx, progress).await {
+        match journal.record(cx, progress, ran).await {
             Flow::Continue(next, next_failure) => {
                 state = next;
                 failure = next_failure;

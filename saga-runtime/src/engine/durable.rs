@@ -7,11 +7,11 @@ use std::time::Duration;
 use tracing::{error, warn};
 
 use super::config::Rollback;
-use super::driver::{Flow, Journal};
+use super::driver::{Flow, Journal, Ran};
 use super::progress::Progress;
 use super::runtime::{Runtime, running_status, store_error};
 use crate::error::Report;
-use crate::store::{Advance, Custody, Written};
+use crate::store::{Advance, Custody, HistoryEntry, Written};
 use crate::{Saga, SagaContext, SagaError};
 
 /// Journals into the store; the caller waits for the outcome.
@@ -25,9 +25,43 @@ pub(super) struct Durable<'r, S: Saga> {
     pub(super) route: Option<String>,
     /// Where compensations run.
     pub(super) rollback: Rollback,
+    /// Failed attempts retried in place since the last write, for the history.
+    pub(super) retried: Vec<HistoryEntry>,
 }
 
 impl<S: Saga> Durable<'_, S> {
+    /// Records the saga's end with `history`; the caller gets what the store holds.
+    async fn finish(
+        &self,
+        cx: &SagaContext,
+        done: Progress<S>,
+        history: &[HistoryEntry],
+    ) -> Result<S::Output, SagaError> {
+        let kept = self
+            .rt
+            .kept_state(cx, &done, self.seq, self.route.as_deref());
+        let result = done.into_outcome(cx);
+        let advance = Advance {
+            history,
+            state: kept.as_deref(),
+            ..self.rt.final_advance(cx, self.seq, &self.token, &result)
+        };
+        match self.rt.advance(advance).await {
+            Ok(Written::Done) => {
+                crate::observe::ended(cx, &result);
+                result
+            }
+            Ok(refused) => self.lost(cx, refused).await,
+            Err(e) => {
+                // The outcome is not recorded: the lease lapses and recovery runs the last
+                // transition again (idempotent) to record it. The caller gets what the store
+                // ends up holding, never an outcome it does not hold.
+                error!(trace_id = cx.trace_id(), error = %Report(&e), "cannot record the saga's outcome; waiting for recovery to record it");
+                self.rt.outcome(cx).await
+            }
+        }
+    }
+
     /// Custody was lost (another run took the saga, after this one's lease lapsed): the
     /// outcome is whatever that run records.
     async fn lost(&self, cx: &SagaContext, refused: Written) -> Result<S::Output, SagaError> {
@@ -72,72 +106,75 @@ impl<S: Saga> Durable<'_, S> {
 impl<S: Saga> Journal<S> for Durable<'_, S> {
     type Stop = Result<S::Output, SagaError>;
 
-    async fn record(&mut self, cx: &SagaContext, progress: Progress<S>) -> Flow<S, Self::Stop> {
-        let (state, failure) = match progress {
-            Progress::Running { state, failure } => (state, failure),
-            done => {
-                let result = done.into_outcome(cx);
-                let advance = self.rt.final_advance(cx, self.seq, &self.token, &result);
-                return Flow::Stop(match self.rt.advance(advance).await {
-                    Ok(Written::Done) => {
-                        crate::observe::ended(cx, &result);
-                        result
-                    }
-                    Ok(refused) => self.lost(cx, refused).await,
-                    Err(e) => {
-                        // The outcome is not recorded: the lease lapses and recovery runs the
-                        // last transition again (idempotent) to record it. The caller gets what
-                        // the store ends up holding, never an outcome it does not hold.
-                        error!(trace_id = cx.trace_id(), error = %Report(&e), "cannot record the saga's outcome; waiting for recovery to record it");
-                        self.rt.outcome(cx).await
-                    }
-                });
+    async fn record(
+        &mut self,
+        cx: &SagaContext,
+        mut progress: Progress<S>,
+        ran: Ran,
+    ) -> Flow<S, Self::Stop> {
+        let mut history = std::mem::take(&mut self.retried);
+        history.push(ran.entry::<S>(&self.token));
+        loop {
+            let (state, failure) = match progress {
+                Progress::Running { state, failure } => (state, failure),
+                done => return Flow::Stop(self.finish(cx, done, &history).await),
+            };
+            let queue = failure.is_some() && self.rollback == Rollback::Queued;
+            let payload = match self.rt.encode(
+                cx,
+                &state,
+                failure.as_ref(),
+                self.seq + 1,
+                self.route.as_deref(),
+            ) {
+                Ok(payload) => payload,
+                Err(e) => return Flow::Stop(Err(e)),
+            };
+            let custody = if queue {
+                Custody::queued(&self.token, self.rt.config.requeue_after)
+            } else {
+                self.rt.held(&self.token)
+            };
+            let advance = Advance {
+                trace_id: cx.trace_id(),
+                saga: S::description().name,
+                seq: self.seq,
+                token: &self.token,
+                status: running_status::<S>(&state),
+                state: Some(&payload),
+                custody,
+                history: &history,
+                abortable: Progress::<S>::abortable(&state),
+            };
+            match self.rt.advance(advance).await {
+                Ok(Written::Done) => self.seq += 1,
+                Ok(Written::CompensationRequested) => {
+                    let ran = Ran::OperatorRollback {
+                        cursor: S::cursor(&state),
+                    };
+                    warn!(trace_id = cx.trace_id(), cursor = ?S::cursor(&state), "compensating the saga on an operator's request");
+                    history.push(ran.entry::<S>(&self.token));
+                    progress = Progress::operator_rollback(cx, state);
+                    continue;
+                }
+                Ok(refused) => return Flow::Stop(self.lost(cx, refused).await),
+                Err(e) => {
+                    error!(trace_id = cx.trace_id(), error = %Report(&e), "cannot record the saga's progress; it resumes from its last recorded transition once its lease lapses");
+                    return Flow::Stop(Err(store_error(cx, &e)));
+                }
             }
-        };
-        let queue = failure.is_some() && self.rollback == Rollback::Queued;
-        let payload = match self.rt.encode(
-            cx,
-            &state,
-            failure.as_ref(),
-            self.seq + 1,
-            self.route.as_deref(),
-        ) {
-            Ok(payload) => payload,
-            Err(e) => return Flow::Stop(Err(e)),
-        };
-        let custody = if queue {
-            Custody::queued(&self.token, self.rt.config.requeue_after)
-        } else {
-            self.rt.held(&self.token)
-        };
-        let advance = Advance {
-            trace_id: cx.trace_id(),
-            saga: S::description().name,
-            seq: self.seq,
-            token: &self.token,
-            status: running_status::<S>(&state),
-            state: Some(&payload),
-            custody,
-        };
-        match self.rt.advance(advance).await {
-            Ok(Written::Done) => self.seq += 1,
-            Ok(refused) => return Flow::Stop(self.lost(cx, refused).await),
-            Err(e) => {
-                error!(trace_id = cx.trace_id(), error = %Report(&e), "cannot record the saga's progress; it resumes from its last recorded transition once its lease lapses");
-                return Flow::Stop(Err(store_error(cx, &e)));
+            if let (true, Some(failed)) = (queue, &failure)
+                && self.queue_rollback(cx, &state, payload).await.is_ok()
+            {
+                return Flow::Stop(Err(SagaError::RollbackQueued {
+                    saga: cx.saga().to_string(),
+                    trace_id: cx.trace_id().to_string(),
+                    step: failed.step.clone(),
+                    error: failed.error.clone(),
+                }));
             }
+            return Flow::Continue(state, failure);
         }
-        if let (true, Some(failed)) = (queue, &failure)
-            && self.queue_rollback(cx, &state, payload).await.is_ok()
-        {
-            return Flow::Stop(Err(SagaError::RollbackQueued {
-                saga: cx.saga().to_string(),
-                trace_id: cx.trace_id().to_string(),
-                step: failed.step.clone(),
-                error: failed.error.clone(),
-            }));
-        }
-        Flow::Continue(state, failure)
     }
 
     async fn retry_later(
@@ -145,7 +182,10 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
         cx: &SagaContext,
         _attempt: u32,
         delay: Duration,
+        ran: Ran,
     ) -> Option<Self::Stop> {
+        // Written with the next transition (no store write per retry in place).
+        self.retried.push(ran.entry::<S>(&self.token));
         tokio::select! {
             () = tokio::time::sleep(delay) => None,
             lost = Journal::<S>::keep_custody(self, cx) => Some(lost),

@@ -40,6 +40,7 @@ mod consumer;
 mod driver;
 mod durable;
 mod envelope;
+mod operate;
 mod orchestrator;
 mod progress;
 mod runtime;

@@ -9,7 +9,7 @@ use super::builder::OrchestratorBuilder;
 use super::completion::CompletionHook;
 use super::config::{OrchestratorConfig, Routing};
 use super::consumer::ConsumerService;
-use super::driver::drive;
+use super::driver::{Start, drive};
 use super::durable::Durable;
 use super::runtime::{Runtime, decode_outcome, store_error};
 use super::serve::{self, Consumers};
@@ -104,6 +104,11 @@ impl<S: Saga> Orchestrator<S> {
         Self { rt: Arc::new(rt) }
     }
 
+    /// What its modes, consumers and sweeper share.
+    pub(super) fn runtime(&self) -> &Arc<Runtime<S>> {
+        &self.rt
+    }
+
     /// The saga definition.
     pub fn saga(&self) -> &Arc<S> {
         &self.rt.saga
@@ -171,6 +176,7 @@ impl<S: Saga> Orchestrator<S> {
             seq: 0,
             route: None,
             rollback: self.rt.config.sync_rollback,
+            retried: Vec::new(),
         };
         drive(
             &*self.rt.saga,
@@ -178,7 +184,7 @@ impl<S: Saga> Orchestrator<S> {
             &self.rt.policies,
             state,
             None,
-            1,
+            Start::FIRST,
             &mut journal,
         )
         .await

@@ -66,6 +66,25 @@ impl<S: Saga> Progress<S> {
         }
     }
 
+    /// True when the saga at `state` may still be compensated on an operator's request: its
+    /// next transition is a forward step before or at the pivot (the pivot has not run).
+    pub(crate) fn abortable(state: &S::State) -> bool {
+        let cursor = S::cursor(state);
+        matches!(cursor, Cursor::Step(_))
+            && step_at::<S>(cursor).is_some_and(|step| step.kind != StepKind::Retriable)
+    }
+
+    /// The rollback of the saga at `state` ([`Self::abortable`]) on an operator's request: the
+    /// forward step it stood at is reported as the failed step, with an error that says an
+    /// operator asked.
+    pub(crate) fn operator_rollback(cx: &SagaContext, state: S::State) -> Self {
+        let failed = TransitionFailure {
+            error: StepError::fatal("compensation requested by an operator"),
+            attempts: 0,
+        };
+        Self::after(cx, state, None, Err(failed))
+    }
+
     /// Folds the result of the transition that ran from `state` into what comes next.
     pub(crate) fn after(
         cx: &SagaContext,

@@ -20,7 +20,7 @@ use tracing::{error, warn};
 use super::completion::{Completion, CompletionHook};
 use super::config::OrchestratorConfig;
 use super::envelope::{Envelope, FORMAT_VERSION};
-use super::progress::FailedStep;
+use super::progress::{FailedStep, Progress};
 use super::topics::topic_for;
 use super::transition::{Policies, panic_message};
 use crate::error::Report;
@@ -116,6 +116,23 @@ impl<S: Saga> Runtime<S> {
             trace_id: cx.trace_id().to_string(),
             message: format!("the saga state does not serialize: {e}"),
         })
+    }
+
+    /// The state a stuck saga's record keeps (its envelope at `seq`, the stuck transition's),
+    /// so an operator can resume it; `None` for any other end.
+    pub(super) fn kept_state(
+        &self,
+        cx: &SagaContext,
+        done: &Progress<S>,
+        seq: u64,
+        route: Option<&str>,
+    ) -> Option<String> {
+        match done {
+            Progress::Stuck { state, failure, .. } => {
+                self.encode(cx, state, failure.as_ref(), seq, route).ok()
+            }
+            _ => None,
+        }
     }
 
     /// Publishes the encoded state at `seq` to the topic of the transition `cursor` names,
@@ -248,6 +265,8 @@ impl<S: Saga> Runtime<S> {
             status: final_status::<S>(result),
             state: None,
             custody: self.held(token),
+            history: &[],
+            abortable: false,
         }
     }
 
@@ -279,7 +298,8 @@ impl<S: Saga> Runtime<S> {
         self.store.hold(hold).await
     }
 
-    fn hold_of<'a>(
+    /// The hold of the custody `token` holds at `seq`, handing it to `custody`.
+    pub(super) fn hold_of<'a>(
         &self,
         cx: &'a SagaContext,
         seq: u64,
@@ -293,6 +313,7 @@ impl<S: Saga> Runtime<S> {
             token,
             custody,
             refund_attempt: false,
+            history: &[],
         }
     }
 

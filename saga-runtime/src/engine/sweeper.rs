@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::config::{Rollback, Routing};
-use super::driver::drive;
+use super::driver::{Start, drive};
 use super::durable::Durable;
 use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::runtime::Runtime;
@@ -50,15 +50,14 @@ pub(super) async fn run<S: Saga>(rt: Arc<Runtime<S>>, stop: CancellationToken, t
             if stop.is_cancelled() {
                 return;
             }
-            recover(&rt, &trace_id, &tasks)
-                .instrument(observe::recovery_span(&rt.observe, saga, &trace_id))
-                .await;
+            let span = observe::recovery_span(&rt.observe, saga, &trace_id);
+            recover(&rt, &trace_id, &tasks).instrument(span).await;
         }
     }
 }
 
 /// Claims `trace_id` if its lease lapsed and resumes it.
-async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTracker) {
+pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTracker) {
     let token = rt.token();
     let claim = Claim {
         trace_id,
@@ -68,13 +67,22 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
         lease: rt.config.lease,
         recovery: true,
     };
-    let (attempt, seq, mode, stored) = match rt.store.claim(claim).await {
+    let (start, seq, mode, stored) = match rt.store.claim(claim).await {
         Ok(Claimed::Won {
             attempt,
             seq,
             mode,
             state,
-        }) => (attempt, seq, mode, state.unwrap_or_default()),
+            compensate,
+        }) => (
+            Start {
+                attempt,
+                compensate,
+            },
+            seq,
+            mode,
+            state.unwrap_or_default(),
+        ),
         Ok(_) => return, // another replica won it, or it moved on meanwhile
         Err(error) => {
             warn!(trace_id, error = %Report(&error), "recovery sweeper cannot claim the saga; trying again next sweep");
@@ -90,7 +98,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                 "the stored state is at sequence {} but the record at {seq}",
                 envelope.seq
             );
-            return unrecoverable(rt, &cx, seq, &token, reason).await;
+            return unrecoverable(rt, &cx, seq, &token, reason, &stored).await;
         }
         Err(EnvelopeError::Undecodable { head, deployed, .. }) if head.version != deployed => {
             let text = format!(
@@ -98,7 +106,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                 head.version
             );
             error!(trace_id, %text, "recording the saga stuck; its record keeps the state");
-            let error = stuck_on_definition(&cx, head.version, deployed, attempt, text);
+            let error = stuck_on_definition(&cx, head.version, deployed, start.attempt, text);
             let result: Result<S::Output, SagaError> = Err(error);
             let advance = Advance {
                 state: Some(stored.as_str()),
@@ -110,13 +118,15 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
             }
             return;
         }
-        Err(reason) => return unrecoverable(rt, &cx, seq, &token, reason.to_string()).await,
+        Err(reason) => {
+            return unrecoverable(rt, &cx, seq, &token, reason.to_string(), &stored).await;
+        }
     };
     info!(
         trace_id,
         ?mode,
         seq,
-        attempt,
+        attempt = start.attempt,
         "recovering a saga whose custody lapsed"
     );
     let Envelope {
@@ -139,7 +149,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
     let stored = if rerouted {
         match rt.encode(&cx, &state, failure.as_ref(), seq, route.as_deref()) {
             Ok(payload) => payload,
-            Err(e) => return unrecoverable(rt, &cx, seq, &token, e.to_string()).await,
+            Err(e) => return unrecoverable(rt, &cx, seq, &token, e.to_string(), &stored).await,
         }
     } else {
         stored
@@ -147,13 +157,14 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
     match mode {
         Mode::Sync => {
             let rt = Arc::clone(rt);
-            tasks.spawn(tracing::Instrument::in_current_span(async move {
+            tasks.spawn(Instrument::in_current_span(async move {
                 let mut journal = Durable {
                     rt: &rt,
                     token,
                     seq,
                     route,
                     rollback: Rollback::Inline,
+                    retried: Vec::new(),
                 };
                 let result = drive(
                     &*rt.saga,
@@ -161,7 +172,7 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
                     &rt.policies,
                     state,
                     failure,
-                    attempt,
+                    start,
                     &mut journal,
                 )
                 .await;
@@ -194,13 +205,15 @@ async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks: &TaskTrac
 }
 
 /// The stored state cannot be read back (a saga definition changed incompatibly, corrupt
-/// data): the saga is ended as invalid, visibly, rather than retried forever.
+/// data): the saga is ended as invalid, visibly, rather than retried forever. Its record keeps
+/// the stored state for an operator (it is listed as stuck).
 async fn unrecoverable<S: Saga>(
     rt: &Runtime<S>,
     cx: &SagaContext,
     seq: u64,
     token: &str,
     reason: String,
+    stored: &str,
 ) {
     error!(trace_id = cx.trace_id(), %reason, "cannot resume the saga from its stored state; recording it failed");
     let result: Result<S::Output, SagaError> = Err(SagaError::InvalidState {
@@ -208,7 +221,10 @@ async fn unrecoverable<S: Saga>(
         trace_id: cx.trace_id().to_string(),
         message: format!("cannot resume from the stored state: {reason}"),
     });
-    let advance = rt.final_advance(cx, seq, token, &result);
+    let advance = Advance {
+        state: Some(stored),
+        ..rt.final_advance(cx, seq, token, &result)
+    };
     match rt.advance(advance).await {
         Ok(Written::Done) => observe::ended(cx, &result),
         Ok(refused) => warn!(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::driver::{Flow, Journal, drive};
+use super::driver::{Flow, Journal, Ran, Start, drive};
 use super::progress::{FailedStep, Progress};
 use super::transition::Policies;
 use crate::{RetryPolicy, Saga, SagaContext, SagaError};
@@ -66,7 +66,16 @@ impl SyncEngine {
         let cx = &*cx.of_saga::<S>();
         match Progress::<S>::at(cx, state, failure) {
             Progress::Running { state, failure } => {
-                drive(saga, cx, &self.policies, state, failure, 1, &mut InPlace).await
+                drive(
+                    saga,
+                    cx,
+                    &self.policies,
+                    state,
+                    failure,
+                    Start::FIRST,
+                    &mut InPlace,
+                )
+                .await
             }
             done => done.into_outcome(cx),
         }
@@ -79,7 +88,12 @@ struct InPlace;
 impl<S: Saga> Journal<S> for InPlace {
     type Stop = Result<S::Output, SagaError>;
 
-    async fn record(&mut self, cx: &SagaContext, progress: Progress<S>) -> Flow<S, Self::Stop> {
+    async fn record(
+        &mut self,
+        cx: &SagaContext,
+        progress: Progress<S>,
+        _ran: Ran,
+    ) -> Flow<S, Self::Stop> {
         match progress {
             Progress::Running { state, failure } => Flow::Continue(state, failure),
             done => Flow::Stop(done.into_outcome(cx)),
@@ -91,6 +105,7 @@ impl<S: Saga> Journal<S> for InPlace {
         _cx: &SagaContext,
         _attempt: u32,
         delay: Duration,
+        _ran: Ran,
     ) -> Option<Self::Stop> {
         tokio::time::sleep(delay).await;
         None

@@ -7,9 +7,14 @@
 //! [`StoreConfig::max_finished`] of them (100,000): each write that ends a saga evicts what is
 //! over either bound, oldest first, in O(1) per record, so memory stays bounded under any load
 //! and nothing is scanned on the begin path. Watchers are woken in-process.
+//!
+//! For operators, the same critical sections keep each saga's history (bounded by
+//! [`StoreConfig::history_limit`]) and one ordered index per status family, so listings read
+//! an index, never every record.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::FutureExt;
@@ -17,7 +22,8 @@ use futures_util::future::BoxFuture;
 
 use super::waiters::Waiters;
 use super::{
-    Advance, Begin, Claim, Claimed, Custody, Hold, Outcome, SagaRecord, SagaStore, StoreConfig,
+    Advance, Begin, Claim, Claimed, Custody, HistoryEntry, HistoryEvent, Hold, ListCursor,
+    ListQuery, Outcome, Reopen, SagaPage, SagaRecord, SagaStore, StatusKind, StoreConfig,
     StoreError, Written, millis, now_ms,
 };
 
@@ -46,6 +52,18 @@ struct State {
     /// The generation of every finished record held: what the retention queue may evict.
     ended: HashMap<String, u64>,
     next_generation: u64,
+    /// The history of every record held, oldest entry first.
+    history: HashMap<String, VecDeque<HistoryEntry>>,
+    /// `(status_since_ms, trace_id)` of every record, one set per [`StatusKind`] (in the
+    /// order of [`StatusKind::ALL`]).
+    by_status: [BTreeSet<(u64, String)>; 5],
+}
+
+fn slot(kind: StatusKind) -> usize {
+    StatusKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or_default()
 }
 
 impl State {
@@ -69,9 +87,40 @@ impl State {
     fn forget(&mut self, trace_id: &str) {
         if let Some(record) = self.records.remove(trace_id) {
             self.leases
-                .remove(&(record.lease_until_ms, record.trace_id));
+                .remove(&(record.lease_until_ms, record.trace_id.clone()));
+            self.unindex(&record);
         }
         self.ended.remove(trace_id);
+        self.history.remove(trace_id);
+    }
+
+    fn unindex(&mut self, record: &SagaRecord) {
+        self.by_status[slot(record.status.kind())]
+            .remove(&(record.status_since_ms, record.trace_id.clone()));
+    }
+
+    /// Moves `record` into the index of its status family if it left `previous` (`None`: it
+    /// is new), stamping when it entered it.
+    fn reindex(&mut self, record: &mut SagaRecord, previous: Option<StatusKind>, now: u64) {
+        let kind = record.status.kind();
+        if previous == Some(kind) {
+            return;
+        }
+        if let Some(previous) = previous {
+            self.by_status[slot(previous)]
+                .remove(&(record.status_since_ms, record.trace_id.clone()));
+        }
+        record.status_since_ms = now;
+        self.by_status[slot(kind)].insert((now, record.trace_id.clone()));
+    }
+
+    /// Appends `entry` to the history of `trace_id`, keeping the latest `limit` entries.
+    fn append(&mut self, trace_id: &str, entry: HistoryEntry, limit: usize) {
+        let history = self.history.entry(trace_id.to_string()).or_default();
+        history.push_back(entry);
+        while history.len() > limit.max(1) {
+            history.pop_front();
+        }
     }
 
     /// Drops finished records past their TTL or over the cap, oldest first; O(1) per entry.
@@ -84,8 +133,7 @@ impl State {
             if let Some((_, trace_id, _)) = self.finished.pop_front()
                 && live
             {
-                self.records.remove(&trace_id);
-                self.ended.remove(&trace_id);
+                self.forget(&trace_id);
             }
         }
     }
@@ -177,6 +225,13 @@ impl MemoryStore {
         state
             .leases
             .insert((record.lease_until_ms, record.trace_id.clone()));
+        state.reindex(&mut record, None, now);
+        let started = HistoryEntry {
+            at_ms: now,
+            run: record.owner.clone(),
+            event: HistoryEvent::Started { mode: record.mode },
+        };
+        state.append(&record.trace_id, started, self.config.history_limit);
         state.records.insert(record.trace_id.clone(), record);
         Begin::Started
     }
@@ -222,6 +277,7 @@ impl MemoryStore {
             } else {
                 None
             },
+            compensate: record.compensation_requested,
         };
         state.records.insert(record.trace_id.clone(), record);
         won
@@ -252,10 +308,12 @@ impl MemoryStore {
         {
             let mut guard = self.lock();
             let state = &mut *guard;
-            if let Err(refused) =
-                self.held(state, advance.trace_id, advance.seq, advance.token, now)
-            {
-                return refused;
+            match self.held(state, advance.trace_id, advance.seq, advance.token, now) {
+                Err(refused) => return refused,
+                Ok(record) if advance.abortable && record.compensation_requested => {
+                    return Written::CompensationRequested;
+                }
+                Ok(_) => {}
             }
             // Moved out and back in, not cloned: the state it holds can be large.
             let Some(mut record) = state.records.remove(advance.trace_id) else {
@@ -264,7 +322,15 @@ impl MemoryStore {
             record.seq += 1;
             record.attempts = 0;
             record.updated_at_ms = now;
+            let previous = record.status.kind();
             record.status = advance.status;
+            if record.status.kind() != StatusKind::Running {
+                record.compensation_requested = false;
+            }
+            state.reindex(&mut record, Some(previous), now);
+            for entry in advance.history {
+                state.append(&record.trace_id, entry.clone(), self.config.history_limit);
+            }
             if record.status.is_final() {
                 state
                     .leases
@@ -298,6 +364,7 @@ impl MemoryStore {
             token,
             custody,
             refund_attempt,
+            history,
             ..
         } = hold;
         let (seq, refund_attempt) = (*seq, *refund_attempt);
@@ -315,6 +382,9 @@ impl MemoryStore {
             record.attempts = record.attempts.saturating_sub(1);
         }
         apply_custody(state, &mut record, custody, now);
+        for entry in *history {
+            state.append(trace_id, entry.clone(), self.config.history_limit);
+        }
         state.records.insert(record.trace_id.clone(), record);
         Written::Done
     }
@@ -330,6 +400,87 @@ impl MemoryStore {
             .take(limit)
             .map(|(_, trace_id)| trace_id.clone())
             .collect()
+    }
+
+    fn reopen_now(&self, reopen: Reopen<'_>) -> Written {
+        let now = now_ms();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(record) = self.live(state, reopen.trace_id, now) else {
+            return Written::Missing;
+        };
+        match record.status.kind() {
+            StatusKind::Stuck if record.seq == reopen.seq => {}
+            StatusKind::Completed | StatusKind::Compensated => return Written::Finished,
+            _ => return Written::Fenced,
+        }
+        let Some(mut record) = state.records.remove(reopen.trace_id) else {
+            return Written::Missing;
+        };
+        // Out of the retention queue: its entry there is stale from now on.
+        state.ended.remove(reopen.trace_id);
+        record.seq += 1;
+        record.attempts = 0;
+        record.updated_at_ms = now;
+        record.status = reopen.status;
+        record.state = Some(reopen.state.to_string());
+        record.compensation_requested = reopen.compensate;
+        state.reindex(&mut record, Some(StatusKind::Stuck), now);
+        apply_custody(state, &mut record, &reopen.custody, now);
+        state.append(&record.trace_id, reopen.entry, self.config.history_limit);
+        state.records.insert(record.trace_id.clone(), record);
+        Written::Done
+    }
+
+    fn request_compensation_now(&self, trace_id: &str, entry: HistoryEntry) -> Written {
+        let now = now_ms();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(record) = self.live(state, trace_id, now) else {
+            return Written::Missing;
+        };
+        if record.status.is_final() {
+            return Written::Finished;
+        }
+        record.compensation_requested = true;
+        record.updated_at_ms = now;
+        state.append(trace_id, entry, self.config.history_limit);
+        Written::Done
+    }
+
+    fn list_now(&self, query: &ListQuery) -> SagaPage {
+        let now = now_ms();
+        let newest = query
+            .older_than
+            .map_or(u64::MAX, |age| now.saturating_sub(millis(age)));
+        let state = self.lock();
+        let start = match &query.after {
+            Some(after) => Bound::Excluded((after.since_ms, after.trace_id.clone())),
+            None => Bound::Unbounded,
+        };
+        let limit = query.page_size();
+        let mut sagas = Vec::with_capacity(limit.min(64));
+        let mut more = false;
+        let matching = state.by_status[slot(query.status)]
+            .range((start, Bound::Unbounded))
+            .take_while(|(since, _)| *since <= newest)
+            .filter_map(|(_, trace_id)| state.records.get(trace_id))
+            .filter(|record| !self.expired(record, now))
+            .filter(|record| query.saga.as_ref().is_none_or(|saga| *saga == record.saga));
+        for record in matching {
+            if sagas.len() == limit {
+                more = true;
+                break;
+            }
+            let mut summary = record.clone();
+            summary.state = None;
+            sagas.push(summary);
+        }
+        let next = more.then(|| sagas.last()).flatten().map(|last| ListCursor {
+            since_ms: last.status_since_ms,
+            trace_id: last.trace_id.clone(),
+        });
+        SagaPage { sagas, next }
     }
 
     fn get_now(&self, trace_id: &str) -> Option<SagaRecord> {
@@ -397,6 +548,41 @@ impl SagaStore for MemoryStore {
             Ok(())
         }
         .boxed()
+    }
+
+    fn history<'a>(
+        &'a self,
+        trace_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>> {
+        async move {
+            let now = now_ms();
+            let mut state = self.lock();
+            if self.live(&mut state, trace_id, now).is_none() {
+                return Ok(Vec::new());
+            }
+            Ok(state
+                .history
+                .get(trace_id)
+                .map(|entries| entries.iter().cloned().collect())
+                .unwrap_or_default())
+        }
+        .boxed()
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<SagaPage, StoreError>> {
+        async move { Ok(self.list_now(query)) }.boxed()
+    }
+
+    fn reopen<'a>(&'a self, reopen: Reopen<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        async move { Ok(self.reopen_now(reopen)) }.boxed()
+    }
+
+    fn request_compensation<'a>(
+        &'a self,
+        trace_id: &'a str,
+        entry: HistoryEntry,
+    ) -> BoxFuture<'a, Result<Written, StoreError>> {
+        async move { Ok(self.request_compensation_now(trace_id, entry)) }.boxed()
     }
 
     /// Always up: the store is this process.

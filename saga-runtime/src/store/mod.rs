@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::SagaFailure;
 
 mod error;
+mod history;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -45,6 +46,7 @@ mod waiters;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisStore};
 pub use error::{StoreError, StoreErrorKind};
+pub use history::{HistoryEntry, HistoryEvent, ListCursor, ListQuery, SagaPage, StatusKind};
 pub use memory::MemoryStore;
 
 /// Where a saga stands, as recorded in the store.
@@ -166,6 +168,14 @@ pub struct SagaRecord {
     pub created_at_ms: u64,
     /// When it last changed, in milliseconds since the Unix epoch.
     pub updated_at_ms: u64,
+    /// Since when it has been in its status family ([`SagaStatus::kind`]), in milliseconds
+    /// since the Unix epoch: what listings order and filter by age on.
+    #[serde(default)]
+    pub status_since_ms: u64,
+    /// True once an operator asked for the running saga to be compensated
+    /// ([`SagaStore::request_compensation`]): its next forward transition rolls back instead.
+    #[serde(default)]
+    pub compensation_requested: bool,
 }
 
 impl SagaRecord {
@@ -198,6 +208,8 @@ impl SagaRecord {
             attempts: 0,
             created_at_ms: now,
             updated_at_ms: now,
+            status_since_ms: now,
+            compensation_requested: false,
         }
     }
 }
@@ -345,6 +357,10 @@ pub enum Claimed {
         mode: Mode,
         /// The stored state (recovery claims only; `None` for a delivery, which carries it).
         state: Option<String>,
+        /// An operator asked for the saga to be compensated
+        /// ([`SagaStore::request_compensation`]): a forward transition that may still be
+        /// compensated rolls back instead of running.
+        compensate: bool,
     },
     /// The saga moved on (its sequence number is `current`): the claimer is stale, a
     /// duplicate or late delivery. Run nothing.
@@ -379,6 +395,12 @@ pub struct Advance<'a> {
     pub state: Option<&'a str>,
     /// Who holds the saga after the write (ignored for a final status).
     pub custody: Custody,
+    /// What ran, appended to the saga's history in the same atomic write (usually one entry).
+    pub history: &'a [HistoryEntry],
+    /// True when the next transition is a forward step that may still be compensated (the
+    /// pivot has not run): if an operator asked for compensation, the write is refused with
+    /// [`Written::CompensationRequested`] and the writer rolls back instead.
+    pub abortable: bool,
 }
 
 /// A change of custody without a transition ([`SagaStore::hold`]).
@@ -397,6 +419,9 @@ pub struct Hold<'a> {
     /// True when the claim that took this custody ran nothing (a recovery that only publishes
     /// the message again): the attempt it counted is taken back, so attempts count executions.
     pub refund_attempt: bool,
+    /// Appended to the saga's history in the same write (a failed attempt handed to the
+    /// broker for a retry).
+    pub history: &'a [HistoryEntry],
 }
 
 /// What [`SagaStore::advance`] or [`SagaStore::hold`] did.
@@ -412,6 +437,32 @@ pub enum Written {
     Finished,
     /// Refused: there is no record.
     Missing,
+    /// Refused ([`Advance::abortable`] writes only): an operator asked for the saga to be
+    /// compensated. The writer still holds custody at the same sequence number and records
+    /// the rollback instead.
+    CompensationRequested,
+}
+
+/// Reopening a stuck saga for an operator ([`SagaStore::reopen`]).
+#[derive(Clone, Debug)]
+pub struct Reopen<'a> {
+    /// The saga's trace id.
+    pub trace_id: &'a str,
+    /// The saga's name (the lease index is per saga).
+    pub saga: &'a str,
+    /// The sequence number of the stuck record the operator read (the record moves to
+    /// `seq + 1`); a record that moved since is not reopened.
+    pub seq: u64,
+    /// The running status of the transition to run again.
+    pub status: SagaStatus,
+    /// The state to resume from (the next message's envelope, at `seq + 1`).
+    pub state: &'a str,
+    /// Who holds the saga after the write.
+    pub custody: Custody,
+    /// Also mark it for compensation ([`SagaStore::request_compensation`]) in the same write.
+    pub compensate: bool,
+    /// The operator's action, appended to the history.
+    pub entry: HistoryEntry,
 }
 
 /// Store settings common to every backend.
@@ -429,6 +480,8 @@ pub struct StoreConfig {
     /// [`MemoryStore`] only: the most finished records kept; the oldest is evicted first
     /// (O(1), off the begin path). Default 100,000.
     pub max_finished: usize,
+    /// The most history entries kept per saga; the oldest are dropped first. Default 100.
+    pub history_limit: usize,
 }
 
 impl Default for StoreConfig {
@@ -437,6 +490,7 @@ impl Default for StoreConfig {
             finished_ttl: Duration::from_secs(24 * 3600),
             running_ttl: Some(Duration::from_secs(7 * 24 * 3600)),
             max_finished: 100_000,
+            history_limit: 100,
         }
     }
 }
@@ -509,9 +563,36 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
     /// bound it with a timeout. Dropping the future unregisters the watcher at once.
     fn watch<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<Outcome, StoreError>>;
 
-    /// Deletes the record of `trace_id` (tests, operators, a start whose first message could
-    /// not be published).
+    /// Deletes the record of `trace_id` and its history (tests, operators, a start whose
+    /// first message could not be published).
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The history of `trace_id`, oldest first (at most [`StoreConfig::history_limit`]
+    /// entries, the latest); empty when there is none.
+    fn history<'a>(
+        &'a self,
+        trace_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>>;
+
+    /// One page of the sagas in `query.status`, oldest in that status first. Reads the status
+    /// index kept with the records (one sorted set per status in Redis): no key scan.
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<SagaPage, StoreError>>;
+
+    /// Reopens a stuck saga (a final record of [`StatusKind::Stuck`] still at `reopen.seq`):
+    /// it is running again at `reopen.status` with `reopen.state`, under `reopen.custody`, its
+    /// sequence number plus one, so the run that resumes it records its transitions and its
+    /// new end as usual. [`Written::Finished`] when the saga is final but not stuck,
+    /// [`Written::Fenced`] when it is running or moved on.
+    fn reopen<'a>(&'a self, reopen: Reopen<'a>) -> BoxFuture<'a, Result<Written, StoreError>>;
+
+    /// Marks a running saga for compensation on an operator's request (its next abortable
+    /// [`SagaStore::advance`] or its next claim says so) and appends `entry` to its history.
+    /// [`Written::Finished`] when it is final, [`Written::Missing`] without a record.
+    fn request_compensation<'a>(
+        &'a self,
+        trace_id: &'a str,
+        entry: HistoryEntry,
+    ) -> BoxFuture<'a, Result<Written, StoreError>>;
 
     /// A cheap liveness probe: `Ok` when the store answers now (one round trip, no record
     /// read or written), an error naming the store otherwise. The health monitor calls it

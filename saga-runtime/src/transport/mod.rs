@@ -84,8 +84,11 @@ pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
 
 /// The logical topic that receives the dead letters of `topic`.
 pub fn dead_letter_topic(topic: &str) -> String {
-    format!("{topic}.dead-letter")
+    format!("{topic}{DEAD_LETTER_SUFFIX}")
 }
+
+/// The suffix of every dead-letter topic ([`dead_letter_topic`]).
+pub const DEAD_LETTER_SUFFIX: &str = ".dead-letter";
 
 /// A message to publish.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -83,9 +83,9 @@ use futures_util::{FutureExt, StreamExt};
 use super::config::{check_size, redact};
 use super::dispatch::{self, Pending, Source};
 use super::{
-    DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Handler, Headers, MESSAGE_ID_HEADER, Message,
-    Reason, SubscribeOptions, Subscription, Transport, TransportConfig, TransportError,
-    dead_letter_topic,
+    DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SUFFIX, Delivery, Disposition, Handler, Headers,
+    MESSAGE_ID_HEADER, Message, Reason, SubscribeOptions, Subscription, Transport, TransportConfig,
+    TransportError, dead_letter_topic,
 };
 
 const BROKER: &str = "NATS";
@@ -278,8 +278,14 @@ impl Inner {
             ack_wait: self.config.ack_wait,
             max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
             // One past the engine's bound, so the engine sees (and dead-letters) the
-            // delivery over it before the server gives up on the message.
-            max_deliver: i64::from(self.config.max_deliveries) + 1,
+            // delivery over it before the server gives up on the message. Dead letters are
+            // never given up on: an operator reads them (each read redelivers them) until
+            // they are replayed.
+            max_deliver: if topic.ends_with(DEAD_LETTER_SUFFIX) {
+                -1
+            } else {
+                i64::from(self.config.max_deliveries) + 1
+            },
             ..Default::default()
         };
         let context = format!("{BROKER} at {}: consumer `{name}`", self.address);

@@ -12,6 +12,12 @@
 //!   recovery sweeper reads (`ZRANGEBYSCORE`), so finding expired sagas never scans keys.
 //! - `{prefix}:done:{trace_id}`: the pub/sub channel on which the final status is published,
 //!   by the same script that makes the record final.
+//! - `{prefix}:history:{trace_id}`: a list of the saga's [`HistoryEntry`]s as JSON, the latest
+//!   [`StoreConfig::history_limit`], with the record's time-to-live.
+//! - `{prefix}:status:{kind}`: one sorted set per status family ([`StatusKind`]) of the trace
+//!   ids in it, scored by when they entered it (the record's `kind` and `since` fields), which
+//!   listings page through (`ZRANGEBYSCORE`) without scanning keys. Entries of expired final
+//!   records are pruned by the writes that end sagas and by listings.
 //!
 //! Every operation is one Lua script (one round trip) that reads, fences (sequence number,
 //! owner token, lease), writes the hash and the lease index, and publishes. Lease times use
@@ -41,11 +47,13 @@ use ::redis::{AsyncConnectionConfig, Client, ConnectionInfo, IntoConnectionInfo,
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use self::scripts::LISTED_FIELDS;
 use self::scripts::{SCRIPTS, reply};
 use self::watcher::Watcher;
 use super::{
-    Advance, Begin, Claim, Claimed, Hold, Mode, Outcome, SagaRecord, SagaStatus, SagaStore,
-    StoreConfig, StoreError, StoreErrorKind, Written, millis,
+    Advance, Begin, Claim, Claimed, HistoryEntry, HistoryEvent, Hold, ListCursor, ListQuery, Mode,
+    Outcome, Reopen, SagaPage, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreError,
+    StoreErrorKind, Written, millis,
 };
 
 const BACKEND: &str = "redis";
@@ -91,6 +99,8 @@ struct Keys {
     record_prefix: String,
     channel_prefix: String,
     leases_prefix: String,
+    history_prefix: String,
+    status_prefix: String,
 }
 
 impl Keys {
@@ -99,7 +109,17 @@ impl Keys {
             record_prefix: format!("{prefix}:saga:"),
             channel_prefix: format!("{prefix}:done:"),
             leases_prefix: format!("{prefix}:leases:"),
+            history_prefix: format!("{prefix}:history:"),
+            status_prefix: format!("{prefix}:status:"),
         }
+    }
+
+    fn history(&self, trace_id: &str) -> String {
+        format!("{}{trace_id}", self.history_prefix)
+    }
+
+    fn status(&self, kind: super::StatusKind) -> String {
+        format!("{}{}", self.status_prefix, kind.as_str())
     }
 
     fn record(&self, trace_id: &str) -> String {
@@ -221,6 +241,12 @@ fn decode_record(
     let status_json = take("status")?;
     let status: SagaStatus = serde_json::from_str(&status_json)
         .map_err(|e| format!("field `status` does not decode: {e}"))?;
+    let created_at_ms = number("created", take("created")?)?;
+    // Records written before the status indexes have no `since`.
+    let status_since_ms = match take("since") {
+        Ok(since) => number("since", since)?,
+        Err(_) => created_at_ms,
+    };
     Ok(SagaRecord {
         trace_id: trace_id.to_string(),
         saga,
@@ -233,8 +259,10 @@ fn decode_record(
         lease_until_ms: number("until", take("until")?)?,
         queued: take("queued")? == "1",
         attempts: number("attempts", take("attempts")?)?,
-        created_at_ms: number("created", take("created")?)?,
+        created_at_ms,
         updated_at_ms: number("updated", take("updated")?)?,
+        status_since_ms,
+        compensation_requested: take("abort").is_ok_and(|abort| abort == "1"),
     })
 }
 
@@ -404,9 +432,16 @@ impl RedisStore {
         let trace_id = record.trace_id.as_str();
         let status = self.json(trace_id, "status", &record.status)?;
         let lease = record.lease_until_ms.saturating_sub(record.created_at_ms);
+        let started = HistoryEntry {
+            at_ms: record.created_at_ms,
+            run: record.owner.clone(),
+            event: HistoryEvent::Started { mode: record.mode },
+        };
+        let started = self.json(trace_id, "history entry", &started)?;
         let mut invocation = SCRIPTS.begin.key(shared.keys.record(trace_id));
         invocation
             .key(shared.keys.leases(&record.saga))
+            .key(shared.keys.history(trace_id))
             .arg(trace_id)
             .arg(&record.saga)
             .arg(&record.fingerprint)
@@ -416,7 +451,10 @@ impl RedisStore {
             .arg(&record.owner)
             .arg(lease)
             .arg(u8::from(record.queued))
-            .arg(self.ttl_ms(&record.status));
+            .arg(self.ttl_ms(&record.status))
+            .arg(&shared.keys.status_prefix)
+            .arg(&started)
+            .arg(self.history_limit());
         let mut conn = shared.commands.clone();
         let existing: HashMap<String, String> = shared
             .bounded("begin", trace_id, invocation.invoke_async(&mut conn))
@@ -471,6 +509,7 @@ impl RedisStore {
                     seq,
                     mode: Mode::parse(&mode).ok_or_else(corrupt)?,
                     state: next_value(&mut reply),
+                    compensate: next_value::<i64>(&mut reply) == Some(1),
                 }
             }
             _ => return Err(corrupt()),
@@ -481,10 +520,12 @@ impl RedisStore {
         let shared = &self.shared;
         let trace_id = advance.trace_id;
         let status = self.json(trace_id, "status", &advance.status)?;
+        let entries = self.entries(trace_id, advance.history)?;
         let mut invocation = SCRIPTS.advance.key(shared.keys.record(trace_id));
         invocation
             .key(shared.keys.leases(advance.saga))
             .key(shared.keys.channel(trace_id))
+            .key(shared.keys.history(trace_id))
             .arg(trace_id)
             .arg(advance.seq)
             .arg(advance.token)
@@ -493,7 +534,12 @@ impl RedisStore {
             .arg(millis(advance.custody.lease))
             .arg(u8::from(advance.custody.queued))
             .arg(u8::from(advance.status.is_final()))
-            .arg(self.ttl_ms(&advance.status));
+            .arg(self.ttl_ms(&advance.status))
+            .arg(advance.status.kind().as_str())
+            .arg(&shared.keys.status_prefix)
+            .arg(&entries)
+            .arg(self.history_limit())
+            .arg(u8::from(advance.abortable));
         let mut conn = shared.commands.clone();
         let code: i64 = shared
             .bounded("advance", trace_id, invocation.invoke_async(&mut conn))
@@ -510,17 +556,22 @@ impl RedisStore {
             token,
             custody,
             refund_attempt,
+            history,
         } = hold;
+        let entries = self.entries(trace_id, history)?;
         let mut invocation = SCRIPTS.hold.key(shared.keys.record(trace_id));
         invocation
             .key(shared.keys.leases(saga))
+            .key(shared.keys.history(trace_id))
             .arg(trace_id)
             .arg(seq)
             .arg(token)
             .arg(&custody.token)
             .arg(millis(custody.lease))
             .arg(u8::from(custody.queued))
-            .arg(u8::from(refund_attempt));
+            .arg(u8::from(refund_attempt))
+            .arg(&entries)
+            .arg(self.history_limit());
         let mut conn = shared.commands.clone();
         let code: i64 = shared
             .bounded("hold", trace_id, invocation.invoke_async(&mut conn))
@@ -558,13 +609,182 @@ impl RedisStore {
         waiter.wait(BACKEND).await
     }
 
+    /// History entries as lines of JSON (compact JSON has no raw newline), as the scripts'
+    /// `append` reads them.
+    fn entries(&self, trace_id: &str, history: &[HistoryEntry]) -> Result<String, StoreError> {
+        let mut entries = String::new();
+        for entry in history {
+            if !entries.is_empty() {
+                entries.push('\n');
+            }
+            entries.push_str(&self.json(trace_id, "history entry", entry)?);
+        }
+        Ok(entries)
+    }
+
+    fn history_limit(&self) -> usize {
+        self.shared.config.store.history_limit.max(1)
+    }
+
+    async fn history_of(&self, trace_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let shared = &self.shared;
+        let key = shared.keys.history(trace_id);
+        let mut conn = shared.commands.clone();
+        let read = ::redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).to_owned();
+        let entries: Vec<String> = shared
+            .bounded("LRANGE", trace_id, read.query_async(&mut conn))
+            .await?;
+        entries
+            .iter()
+            .map(|entry| {
+                serde_json::from_str(entry).map_err(|error| {
+                    shared
+                        .error(
+                            StoreErrorKind::Corrupt,
+                            format!("key `{key}` holds an entry that is not a history entry"),
+                        )
+                        .caused_by(error)
+                })
+            })
+            .collect()
+    }
+
+    async fn list_records(&self, query: &ListQuery) -> Result<SagaPage, StoreError> {
+        let shared = &self.shared;
+        let limit = query.page_size();
+        let newest = match query.older_than {
+            // The server's clock decides in the script for leases; for an operator's age
+            // filter this replica's clock is close enough.
+            Some(age) => super::now_ms().saturating_sub(millis(age)).to_string(),
+            None => "+inf".to_string(),
+        };
+        let mut invocation = SCRIPTS.list.key(shared.keys.status(query.status));
+        invocation
+            .arg(&shared.keys.record_prefix)
+            .arg(&newest)
+            .arg(
+                query
+                    .after
+                    .as_ref()
+                    .map(|after| after.since_ms.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(query.after.as_ref().map_or("", |after| &after.trace_id))
+            .arg(limit)
+            .arg(query.saga.as_deref().unwrap_or_default())
+            .arg(limit.saturating_mul(10).max(1000));
+        let mut conn = shared.commands.clone();
+        let reply: Vec<::redis::Value> = shared
+            .bounded("list", "-", invocation.invoke_async(&mut conn))
+            .await?;
+        let corrupt = || {
+            shared.error(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "unexpected reply of the list script on `{}`",
+                    shared.keys.status(query.status)
+                ),
+            )
+        };
+        let mut reply = reply.into_iter();
+        let bounded: i64 = next_value(&mut reply).ok_or_else(corrupt)?;
+        let last_score: Option<String> = next_value(&mut reply);
+        let last_id: Option<String> = next_value(&mut reply);
+        let mut sagas = Vec::new();
+        while let Some(trace_id) = next_value::<String>(&mut reply) {
+            let values: Vec<Option<String>> = next_value(&mut reply).ok_or_else(corrupt)?;
+            let fields = LISTED_FIELDS
+                .iter()
+                .zip(values)
+                .filter_map(|(name, value)| Some(((*name).to_string(), value?)))
+                .collect();
+            sagas.push(shared.decode(&trace_id, fields)?);
+        }
+        let next = if sagas.len() > limit {
+            sagas.truncate(limit);
+            sagas.last().map(|last| ListCursor {
+                since_ms: last.status_since_ms,
+                trace_id: last.trace_id.clone(),
+            })
+        } else if bounded == 1 {
+            // The script stopped at its examination bound: go on after what it examined.
+            match (last_score.and_then(|s| s.parse::<f64>().ok()), last_id) {
+                (Some(score), Some(trace_id)) => Some(ListCursor {
+                    since_ms: score as u64,
+                    trace_id,
+                }),
+                _ => return Err(corrupt()),
+            }
+        } else {
+            None
+        };
+        Ok(SagaPage { sagas, next })
+    }
+
+    async fn reopen_record(&self, reopen: Reopen<'_>) -> Result<Written, StoreError> {
+        let shared = &self.shared;
+        let trace_id = reopen.trace_id;
+        let status = self.json(trace_id, "status", &reopen.status)?;
+        let entry = self.json(trace_id, "history entry", &reopen.entry)?;
+        let running_ttl = self.ttl_ms(&reopen.status);
+        let mut invocation = SCRIPTS.reopen.key(shared.keys.record(trace_id));
+        invocation
+            .key(shared.keys.leases(reopen.saga))
+            .key(shared.keys.history(trace_id))
+            .arg(trace_id)
+            .arg(reopen.seq)
+            .arg(&status)
+            .arg(reopen.state)
+            .arg(&reopen.custody.token)
+            .arg(millis(reopen.custody.lease))
+            .arg(u8::from(reopen.custody.queued))
+            .arg(reopen.status.kind().as_str())
+            .arg(&shared.keys.status_prefix)
+            .arg(&entry)
+            .arg(self.history_limit())
+            .arg(running_ttl)
+            .arg(u8::from(reopen.compensate));
+        let mut conn = shared.commands.clone();
+        let code: i64 = shared
+            .bounded("reopen", trace_id, invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(written(code))
+    }
+
+    async fn request_compensation_of(
+        &self,
+        trace_id: &str,
+        entry: HistoryEntry,
+    ) -> Result<Written, StoreError> {
+        let shared = &self.shared;
+        let entry = self.json(trace_id, "history entry", &entry)?;
+        let mut invocation = SCRIPTS
+            .request_compensation
+            .key(shared.keys.record(trace_id));
+        invocation
+            .key(shared.keys.history(trace_id))
+            .arg(&entry)
+            .arg(self.history_limit());
+        let mut conn = shared.commands.clone();
+        let code: i64 = shared
+            .bounded(
+                "request compensation",
+                trace_id,
+                invocation.invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(written(code))
+    }
+
     async fn remove_record(&self, trace_id: &str) -> Result<(), StoreError> {
         let key = self.shared.keys.record(trace_id);
         let mut conn = self.shared.commands.clone();
         let mut invocation = SCRIPTS.remove.key(&key);
         invocation
+            .key(self.shared.keys.history(trace_id))
             .arg(&self.shared.keys.leases_prefix)
-            .arg(trace_id);
+            .arg(trace_id)
+            .arg(&self.shared.keys.status_prefix);
         self.shared
             .bounded("remove", trace_id, invocation.invoke_async::<()>(&mut conn))
             .await
@@ -577,6 +797,7 @@ fn written(code: i64) -> Written {
         reply::MISSING => Written::Missing,
         reply::FINISHED => Written::Finished,
         reply::DONE => Written::Done,
+        reply::COMPENSATE => Written::CompensationRequested,
         _ => Written::Fenced,
     }
 }
@@ -638,6 +859,29 @@ impl SagaStore for RedisStore {
 
     fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         self.remove_record(trace_id).boxed()
+    }
+
+    fn history<'a>(
+        &'a self,
+        trace_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>> {
+        self.history_of(trace_id).boxed()
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<SagaPage, StoreError>> {
+        self.list_records(query).boxed()
+    }
+
+    fn reopen<'a>(&'a self, reopen: Reopen<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
+        self.reopen_record(reopen).boxed()
+    }
+
+    fn request_compensation<'a>(
+        &'a self,
+        trace_id: &'a str,
+        entry: HistoryEntry,
+    ) -> BoxFuture<'a, Result<Written, StoreError>> {
+        self.request_compensation_of(trace_id, entry).boxed()
     }
 
     /// `PING` on the command connection, within the response timeout.

@@ -3,6 +3,13 @@
 //! Shared conventions: `KEYS[1]` is the record hash, `KEYS[2]` the lease index (sorted set),
 //! `KEYS[3]` the completion channel. `now` is the server's clock in milliseconds. A record is
 //! final when its `final` field is `1`. Numbers stay below 2^53, exact in Lua.
+//!
+//! Every write keeps the operator's views in the same atomic step: the history list (`RPUSH`
+//! of the entry's JSON, `LTRIM` to the limit, the record's time-to-live) and the status
+//! indexes, one sorted set per status family (`{status prefix}{kind}`, scored by when the saga
+//! entered it; the record's `kind` and `since` fields say where it is). Index keys are built
+//! from the prefix in the script, like the lease index in [`REMOVE`]: a Redis Cluster
+//! deployment keeps every key of a prefix in one slot with a `{...}` hash tag.
 
 use std::sync::LazyLock;
 
@@ -20,6 +27,8 @@ pub(super) mod reply {
     pub(crate) const BUSY: i64 = 3;
     /// Done (claim: attempt, seq, mode and, for recovery, the state follow).
     pub(crate) const DONE: i64 = 4;
+    /// Advance only: an operator asked for compensation; nothing written.
+    pub(crate) const COMPENSATE: i64 = 5;
 }
 
 const NOW: &str = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
@@ -32,16 +41,22 @@ pub(super) struct Scripts {
     pub(super) hold: Script,
     pub(super) expired: Script,
     pub(super) remove: Script,
+    pub(super) reopen: Script,
+    pub(super) request_compensation: Script,
+    pub(super) list: Script,
 }
 
 /// The scripts, built once.
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    begin: script(BEGIN),
+    begin: script(&format!("{HISTORY}{BEGIN}")),
     claim: script(CLAIM),
     advance: fenced(ADVANCE),
     hold: fenced(HOLD),
     expired: script(EXPIRED),
     remove: script(REMOVE),
+    reopen: script(&format!("{HISTORY}{REOPEN}")),
+    request_compensation: script(&format!("{HISTORY}{REQUEST_COMPENSATION}")),
+    list: script(LIST),
 });
 
 fn script(body: &str) -> Script {
@@ -52,11 +67,31 @@ fn script(body: &str) -> Script {
 /// not final; otherwise it returns MISSING (dropping the lease entry `ARGV[1]`), FINISHED or
 /// STALE. The body sees the record's seq as `h[1]`.
 fn fenced(body: &str) -> Script {
-    script(&format!("{FENCE}{body}"))
+    script(&format!("{HISTORY}{FENCE}{body}"))
 }
 
+/// `append(key, entries, limit)`: appends history entries (lines of JSON; nothing when
+/// empty), keeps the latest `limit`, and gives the list the record's time-to-live.
+const HISTORY: &str = r#"
+local function append(key, entries, limit)
+  if entries == '' then return end
+  for entry in string.gmatch(entries, '[^\n]+') do
+    redis.call('RPUSH', key, entry)
+  end
+  redis.call('LTRIM', key, -tonumber(limit), -1)
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
+end
+local function move_index(prefix, id, from, to)
+  if from == to then return end
+  redis.call('ZREM', prefix .. from, id)
+  redis.call('ZADD', prefix .. to, now, id)
+  redis.call('HSET', KEYS[1], 'kind', to, 'since', now)
+end
+"#;
+
 const FENCE: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort')
 if not h[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
@@ -65,8 +100,9 @@ if h[3] == '1' then return 1 end
 if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return 2 end
 "#;
 
-/// ARGV: trace id, saga, fingerprint, mode, status, state, owner, lease ms, queued (0/1),
-/// ttl ms (0: none). Returns `{}` when created, else the existing hash (HGETALL).
+/// KEYS[3]: the history list. ARGV: trace id, saga, fingerprint, mode, status, state, owner,
+/// lease ms, queued (0/1), ttl ms (0: none), status index prefix, history entry, history limit.
+/// Returns `{}` when created, else the existing hash (HGETALL).
 const BEGIN: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HGETALL', KEYS[1])
@@ -74,17 +110,20 @@ end
 local lease_until = now + tonumber(ARGV[8])
 redis.call('HSET', KEYS[1], 'saga', ARGV[2], 'fp', ARGV[3], 'mode', ARGV[4], 'status', ARGV[5],
   'state', ARGV[6], 'seq', 0, 'owner', ARGV[7], 'until', lease_until, 'queued', ARGV[9],
-  'attempts', 0, 'final', 0, 'created', now, 'updated', now)
+  'attempts', 0, 'final', 0, 'created', now, 'updated', now, 'kind', 'running', 'since', now)
 if ARGV[10] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
+redis.call('ZADD', ARGV[11] .. 'running', now, ARGV[1])
+redis.call('DEL', KEYS[3])
+append(KEYS[3], ARGV[12], ARGV[13])
 return {}
 "#;
 
 /// ARGV: trace id, seq ('' for any), token, lease ms, recovery (0/1).
-/// Returns `{code, ...}`: STALE with the current seq; DONE with attempt, seq, mode and (for
-/// recovery) the state.
+/// Returns `{code, ...}`: STALE with the current seq; DONE with attempt, seq, mode, the state
+/// (recovery; nil for a delivery) and whether compensation was requested (0/1).
 const CLAIM: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'until', 'queued', 'final', 'attempts', 'mode')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'until', 'queued', 'final', 'attempts', 'mode', 'abort')
 if not h[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return {0}
@@ -102,15 +141,21 @@ local lease_until = now + tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'until', lease_until, 'queued', 0,
   'attempts', attempts, 'updated', now)
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
+local abort = 0
+if h[8] == '1' then abort = 1 end
 if ARGV[5] == '1' then
-  return {4, attempts, tonumber(h[1]), h[7], redis.call('HGET', KEYS[1], 'state')}
+  return {4, attempts, tonumber(h[1]), h[7], redis.call('HGET', KEYS[1], 'state'), abort}
 end
-return {4, attempts, tonumber(h[1]), h[7]}
+return {4, attempts, tonumber(h[1]), h[7], false, abort}
 "#;
 
-/// ARGV: trace id, seq, token, status, state, lease ms, queued (0/1), final (0/1), ttl ms
-/// (0: none). Runs after [`FENCE`]. Returns a reply code.
+/// KEYS[4]: the history list. ARGV: trace id, seq, token, status, state, lease ms, queued
+/// (0/1), final (0/1), ttl ms (0: none), status kind, status index prefix, history entry,
+/// history limit, abortable (0/1). Runs after [`FENCE`]. Returns a reply code.
 const ADVANCE: &str = r#"
+if ARGV[14] == '1' and h[5] == '1' then return 5 end
+move_index(ARGV[11], ARGV[1], h[4] or 'running', ARGV[10])
+if ARGV[10] ~= 'running' then redis.call('HDEL', KEYS[1], 'abort') end
 local seq = tonumber(h[1]) + 1
 if ARGV[8] == '1' then
   redis.call('HSET', KEYS[1], 'status', ARGV[4], 'seq', seq, 'final', 1, 'owner', '',
@@ -133,12 +178,19 @@ if ARGV[9] ~= '0' then
 else
   redis.call('PERSIST', KEYS[1])
 end
+append(KEYS[4], ARGV[12], ARGV[13])
+if ARGV[8] == '1' and ARGV[9] ~= '0' then
+  -- Final sagas leave their index when their record expires: drop the expired ones.
+  redis.call('ZREMRANGEBYSCORE', ARGV[11] .. ARGV[10], '-inf', '(' .. (now - tonumber(ARGV[9])))
+end
 return 4
 "#;
 
-/// ARGV: trace id, seq, token, new owner, lease ms, queued (0/1), refund an attempt (0/1).
-/// Runs after [`FENCE`]. Returns a reply code.
+/// KEYS[3]: the history list. ARGV: trace id, seq, token, new owner, lease ms, queued (0/1),
+/// refund an attempt (0/1), history entries, history limit. Runs after [`FENCE`]. Returns a
+/// reply code.
 const HOLD: &str = r#"
+append(KEYS[3], ARGV[8], ARGV[9])
 local lease_until = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now)
 if ARGV[7] == '1' then
@@ -154,10 +206,103 @@ const EXPIRED: &str = r#"
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 "#;
 
-/// ARGV: lease index prefix, trace id. Deletes the record and its lease entry.
+/// KEYS[2]: the history list. ARGV: lease index prefix, trace id, status index prefix.
+/// Deletes the record, its history, its lease entry and its status index entry.
 const REMOVE: &str = r#"
-local saga = redis.call('HGET', KEYS[1], 'saga')
-redis.call('DEL', KEYS[1])
-if saga then redis.call('ZREM', ARGV[1] .. saga, ARGV[2]) end
+local h = redis.call('HMGET', KEYS[1], 'saga', 'kind')
+redis.call('DEL', KEYS[1], KEYS[2])
+if h[1] then redis.call('ZREM', ARGV[1] .. h[1], ARGV[2]) end
+if h[2] then redis.call('ZREM', ARGV[3] .. h[2], ARGV[2]) end
 return 0
+"#;
+
+/// KEYS[3]: the history list. ARGV: trace id, seq, status, state, owner, lease ms, queued
+/// (0/1), status kind, status index prefix, history entry, history limit, running ttl ms (0:
+/// none), compensate (0/1). Reopens a final record still at `seq`: MISSING, STALE (running, or moved on) or
+/// DONE. The caller checked that the record it read at `seq` is stuck.
+const REOPEN: &str = r#"
+local h = redis.call('HMGET', KEYS[1], 'seq', 'final', 'kind')
+if not h[1] then return 0 end
+if h[2] ~= '1' or h[1] ~= ARGV[2] then return 2 end
+move_index(ARGV[9], ARGV[1], h[3] or 'stuck', ARGV[8])
+local lease_until = now + tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'state', ARGV[4], 'seq', tonumber(h[1]) + 1,
+  'final', 0, 'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0,
+  'updated', now)
+if ARGV[13] == '1' then
+  redis.call('HSET', KEYS[1], 'abort', 1)
+else
+  redis.call('HDEL', KEYS[1], 'abort')
+end
+if ARGV[12] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[12])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
+append(KEYS[3], ARGV[10], ARGV[11])
+return 4
+"#;
+
+/// KEYS[2]: the history list. ARGV: history entry, history limit. Marks a running saga for
+/// compensation: MISSING, FINISHED or DONE.
+const REQUEST_COMPENSATION: &str = r#"
+local final = redis.call('HGET', KEYS[1], 'final')
+if not final then return 0 end
+if final == '1' then return 1 end
+redis.call('HSET', KEYS[1], 'abort', 1, 'updated', now)
+append(KEYS[2], ARGV[1], ARGV[2])
+return 4
+"#;
+
+/// The record fields a listing returns (everything but the state), in reply order.
+pub(super) const LISTED_FIELDS: [&str; 15] = [
+    "saga", "fp", "mode", "status", "seq", "owner", "until", "queued", "attempts", "final",
+    "created", "updated", "since", "abort", "kind",
+];
+
+/// KEYS[1]: a status index. ARGV: record key prefix, newest score ('+inf' for any), cursor
+/// score ('' for the start), cursor trace id, page size, saga name ('' for any), most index
+/// entries to examine. Reads the index in order from the cursor and returns
+/// `{more, last score, last id, id, fields, id, fields, ...}`: up to page size + 1 matching
+/// sagas (the extra one says there is more), each with [`LISTED_FIELDS`]. `more` is 1 when
+/// the examination bound stopped the read first: the listing goes on after the last entry
+/// examined. Entries whose record expired are dropped from the index on the way.
+const LIST: &str = r#"
+local min = '-inf'
+if ARGV[3] ~= '' then min = ARGV[3] end
+local cursor = tonumber(ARGV[3])
+local want = tonumber(ARGV[5]) + 1
+local budget = tonumber(ARGV[7])
+local out = {0, false, false}
+local found, offset, examined = 0, 0, 0
+local gone = {}
+while found < want do
+  local page = redis.call('ZRANGEBYSCORE', KEYS[1], min, ARGV[2], 'WITHSCORES', 'LIMIT', offset, 100)
+  if #page == 0 then break end
+  offset = offset + #page / 2
+  for i = 1, #page, 2 do
+    local id, score = page[i], tonumber(page[i + 1])
+    if not (cursor and score == cursor and id <= ARGV[4]) then
+      if examined >= budget then
+        out[1] = 1
+        return out
+      end
+      examined = examined + 1
+      out[2], out[3] = page[i + 1], id
+      local fields = redis.call('HMGET', ARGV[1] .. id, 'saga', 'fp', 'mode', 'status', 'seq',
+        'owner', 'until', 'queued', 'attempts', 'final', 'created', 'updated', 'since', 'abort', 'kind')
+      if not fields[1] then
+        gone[#gone + 1] = id
+      elseif ARGV[6] == '' or fields[1] == ARGV[6] then
+        out[#out + 1] = id
+        out[#out + 1] = fields
+        found = found + 1
+        if found >= want then break end
+      end
+    end
+  end
+end
+for _, id in ipairs(gone) do redis.call('ZREM', KEYS[1], id) end
+return out
 "#;
