@@ -22,7 +22,7 @@ use tracing::{debug, error, warn};
 use super::driver::{Flow, Journal, Ran, Start, drive};
 use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::progress::Progress;
-use super::runtime::{Runtime, running_status};
+use super::runtime::Runtime;
 use crate::error::{Report, StuckAt};
 use crate::observe;
 use crate::store::{Advance, Claimed, Custody, HistoryEntry, Hold, Written};
@@ -424,16 +424,16 @@ impl<S: Saga> Relay<'_, S> {
             );
             return Ok(self.stuck(cx, &state, failure, reason).await);
         }
+        let queued = Custody::queued(&self.token, self.rt.config.requeue_after);
         let advance = Advance {
-            trace_id: cx.trace_id(),
-            saga: S::description().name,
-            seq: self.seq,
-            token: &self.token,
-            status: running_status::<S>(&state),
-            state: Some(&payload),
-            custody: Custody::queued(&self.token, self.rt.config.requeue_after),
             history,
-            abortable: Progress::<S>::abortable(&state),
+            ..self.rt.running_advance(
+                cx,
+                self.seq,
+                &self.token,
+                (&state, payload.as_str()),
+                queued,
+            )
         };
         match self.rt.advance(advance).await {
             Ok(Written::Done) => self.seq = next,

@@ -9,7 +9,7 @@ use tracing::{error, warn};
 use super::config::Rollback;
 use super::driver::{Flow, Journal, Ran};
 use super::progress::Progress;
-use super::runtime::{Runtime, running_status, store_error};
+use super::runtime::{Runtime, store_error};
 use crate::error::Report;
 use crate::store::{Advance, Custody, HistoryEntry, Written};
 use crate::{Saga, SagaContext, SagaError};
@@ -135,16 +135,12 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
             } else {
                 self.rt.held(&self.token)
             };
+            let next = (&state, payload.as_str());
             let advance = Advance {
-                trace_id: cx.trace_id(),
-                saga: S::description().name,
-                seq: self.seq,
-                token: &self.token,
-                status: running_status::<S>(&state),
-                state: Some(&payload),
-                custody,
                 history: &history,
-                abortable: Progress::<S>::abortable(&state),
+                ..self
+                    .rt
+                    .running_advance(cx, self.seq, &self.token, next, custody)
             };
             match self.rt.advance(advance).await {
                 Ok(Written::Done) => self.seq += 1,

@@ -249,6 +249,30 @@ impl<S: Saga> Runtime<S> {
         }
     }
 
+    /// The write that records `state` (encoded as `payload`, the next transition's message)
+    /// by the run `token` at `seq`, in `custody` after it; abortable when an operator may
+    /// still have the saga compensated.
+    pub(super) fn running_advance<'a>(
+        &self,
+        cx: &'a SagaContext,
+        seq: u64,
+        token: &'a str,
+        (state, payload): (&S::State, &'a str),
+        custody: Custody,
+    ) -> Advance<'a> {
+        Advance {
+            trace_id: cx.trace_id(),
+            saga: S::description().name,
+            seq,
+            token,
+            status: running_status::<S>(state),
+            state: Some(payload),
+            custody,
+            history: &[],
+            abortable: Progress::<S>::abortable(state),
+        }
+    }
+
     /// The write that ends the saga with `result`, by the run `token` at `seq`.
     pub(super) fn final_advance<'a>(
         &self,
