@@ -1,6 +1,7 @@
 //! [`TraceParent`]: the W3C trace context (`traceparent`) a saga carries from its caller
 //! through every broker message, so its spans on every replica share one trace id.
 
+use std::cell::Cell;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
@@ -108,12 +109,26 @@ impl TraceParent {
 }
 
 impl fmt::Display for TraceParent {
+    /// `00-{trace id}-{parent id}-{flags}`, lower-case hex (written without the formatting
+    /// machinery: it is on every saga's start).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.parent_id, self.flags
-        )
+        let mut out = [b'-'; 55];
+        out[0] = b'0';
+        out[1] = b'0';
+        write_hex(&mut out[3..35], self.trace_id);
+        write_hex(&mut out[36..52], u128::from(self.parent_id));
+        write_hex(&mut out[53..55], u128::from(self.flags));
+        // Only ASCII digits, letters and dashes were written.
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Writes the low `out.len()` hex digits of `value` into `out`, most significant first.
+fn write_hex(out: &mut [u8], mut value: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(value & 0xf) as usize];
+        value >>= 4;
     }
 }
 
@@ -147,9 +162,24 @@ fn hex_u8(text: &str) -> Option<u8> {
     u8::from_str_radix(lower_hex(text)?, 16).ok()
 }
 
-/// 64 random bits without a random-number crate: std's randomly keyed SipHash over a counter
-/// and the clock. Not for secrets; ample for trace ids.
+/// 64 random bits without a random-number crate: a per-thread SplitMix64 sequence seeded
+/// once from std's randomly keyed hasher, the clock and a global counter. Not for secrets;
+/// ample for trace ids.
 fn random_u64() -> u64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+    STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+fn seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -195,6 +225,16 @@ mod tests {
         }
         let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later";
         assert!(TraceParent::parse(future).is_some());
+    }
+
+    #[test]
+    fn small_ids_keep_their_leading_zeros() {
+        let small = TraceParent::new(1, 2, 0).expect("valid");
+        assert_eq!(
+            small.to_string(),
+            "00-00000000000000000000000000000001-0000000000000002-00"
+        );
+        assert_eq!(TraceParent::parse(&small.to_string()), Some(small));
     }
 
     #[test]
