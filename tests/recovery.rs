@@ -29,6 +29,7 @@ use sagaflow::engine::{
     Completion, Envelope, FORMAT_VERSION, Orchestrator, OrchestratorBuilder, OrchestratorConfig,
     Routing, Started,
 };
+use sagaflow::observe::{TRACEPARENT_HEADER, TraceParent};
 use sagaflow::store::{
     Advance, Begin, Claim, Claimed, Custody, HistoryEntry, Hold, ListQuery, MemoryStore, Mode,
     Outcome, RedisConfig, RedisStore, Reopen, SagaPage, SagaRecord, SagaStatus, SagaStore,
@@ -174,17 +175,29 @@ impl Probe {
             .unwrap_or(0)
     }
 
-    /// (idempotency key, metadata) of every call of `step` for `trace_id`.
+    /// (idempotency key, metadata) of every call of `step` for `trace_id`, without the W3C
+    /// `traceparent` the engine adds: every call carries the same valid one (the trace the saga
+    /// began with continues on whichever replica runs or recovers it).
     fn contexts(
         &self,
         trace_id: &str,
         step: &'static str,
     ) -> Vec<(String, BTreeMap<String, String>)> {
         let contexts = self.contexts.lock().expect("lock");
-        contexts
+        let mut calls = contexts
             .get(&(trace_id.to_string(), step))
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let traces: std::collections::BTreeSet<Option<String>> = calls
+            .iter_mut()
+            .map(|(_, metadata)| metadata.remove(TRACEPARENT_HEADER))
+            .collect();
+        assert!(traces.len() <= 1, "one trace across the runs: {traces:?}");
+        for trace in &traces {
+            let valid = trace.as_deref().and_then(TraceParent::parse);
+            assert!(valid.is_some(), "a valid traceparent: {trace:?}");
+        }
+        calls
     }
 
     /// The attempt numbers the calls of `step` for `trace_id` ran with.

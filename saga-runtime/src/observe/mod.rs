@@ -47,10 +47,18 @@ use crate::store::Mode;
 use crate::{Saga, SagaContext, SagaDescription, SagaError};
 
 /// What one orchestrator observes with: its replica id and the metric handles of its saga.
-#[derive(Debug)]
 pub(crate) struct Observer {
     replica: Arc<str>,
     pub(crate) metrics: SagaMetrics,
+}
+
+/// Only the replica: a context printed with `{:?}` stays short.
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A saga context's link to the orchestrator observing it, and the mode it runs in (when
