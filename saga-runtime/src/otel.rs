@@ -132,3 +132,40 @@ pub(crate) fn context_of(span: &Span) -> Option<TraceParent> {
         span_context.trace_flags().to_u8(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A span given a remote parent joins the parent's trace in OpenTelemetry, and what it
+    /// sends on names the span itself as the parent.
+    #[test]
+    fn a_saga_span_continues_the_remote_trace() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let parent =
+                TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+                    .expect("valid");
+            let span = tracing::info_span!("saga");
+            set_remote_parent(&span, &parent);
+            let sent = context_of(&span).expect("OpenTelemetry tracks the span");
+            assert_eq!(sent.trace_id(), parent.trace_id());
+            assert_ne!(sent.parent_id(), parent.parent_id(), "the span's own id");
+            assert!(sent.sampled());
+            let child = span.in_scope(|| context_of(&tracing::info_span!("transition")));
+            assert_eq!(child.map(|c| c.trace_id()), Some(parent.trace_id()));
+        });
+        let _ = provider.shutdown();
+    }
+
+    #[test]
+    fn without_an_opentelemetry_layer_nothing_is_tracked() {
+        let subscriber = tracing_subscriber::registry();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("saga");
+            assert_eq!(context_of(&span), None);
+        });
+    }
+}
