@@ -74,7 +74,7 @@ impl fmt::Display for Health {
 /// Probes a replica's store, broker and consumers every [`interval`](Self::interval).
 ///
 /// ```no_run
-/// # async fn run(orchestrator: sagaflow::engine::Orchestrator<impl sagaflow::Saga>) {
+/// # async fn run(orchestrator: saga_runtime::engine::Orchestrator<impl saga_runtime::Saga>) {
 /// use std::time::Duration;
 /// let consumers = orchestrator.serve().await.expect("consumers");
 /// let health = orchestrator
