@@ -17,6 +17,7 @@ pub mod context;
 pub mod description;
 pub mod engine;
 pub mod error;
+pub mod redact;
 pub mod retry;
 pub mod saga;
 pub mod store;
