@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use sagaflow::admin::Admin;
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig, Routing};
+use sagaflow::grpc::admin::AdminService;
 use sagaflow::grpc::{GrpcServer, ServerHandle, TraceIdPolicy};
 use sagaflow::store::{MemoryStore, RedisStore, SagaStore, StoreConfig};
 use sagaflow::transport::{
@@ -158,6 +160,42 @@ pub struct Options {
     /// Latency added to each upstream call (overload demo; `20ms`, `0s` for none).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s", env = "BOOKING_UPSTREAM_LATENCY")]
     pub upstream_latency: Duration,
+    /// Address of the admin API (`sagaflow.admin.v1.SagaAdmin`, what the `sagaflow` CLI talks
+    /// to), a listener of its own; off unless given. Beyond loopback it needs `--admin-token`.
+    #[arg(long, env = "BOOKING_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// Bearer token every admin API call must carry (`authorization: Bearer <token>`);
+    /// required when `--admin-addr` is not a loopback address.
+    #[arg(long, env = "SAGAFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl Options {
+    /// Refuses an admin API that would be reachable beyond this machine without a token (or
+    /// with an empty one), and one asked of a process that runs no orchestrator.
+    pub fn check_admin(&self) -> Result<(), String> {
+        let Some(addr) = self.admin_addr else {
+            return Ok(());
+        };
+        if !matches!(self.role, Role::All | Role::Orchestrator) {
+            return Err(format!(
+                "--admin-addr {addr}: the admin API is served by the orchestrator; run role `all` or `orchestrator`"
+            ));
+        }
+        match self.admin_token.as_deref() {
+            Some("") => Err(
+                "--admin-token (SAGAFLOW_ADMIN_TOKEN) is empty: set a secret token or leave it unset"
+                    .to_string(),
+            ),
+            None if !addr.ip().is_loopback() => Err(format!(
+                "refusing to serve the admin API on {addr} without a token: anyone who reaches it \
+                 could resume or compensate sagas. Set --admin-token (or SAGAFLOW_ADMIN_TOKEN), \
+                 or listen on loopback (--admin-addr 127.0.0.1:{})",
+                addr.port()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn default_pod_id() -> String {
@@ -169,6 +207,8 @@ fn default_pod_id() -> String {
 pub struct App {
     /// Where BookingService listens (roles all and orchestrator).
     pub booking_addr: Option<SocketAddr>,
+    /// Where the admin API listens, when `--admin-addr` was given.
+    pub admin_addr: Option<SocketAddr>,
     /// The Order service, when this process runs it.
     pub order: Option<(OrderSvc, SocketAddr)>,
     /// The Payment service, when this process runs it.
@@ -246,12 +286,14 @@ fn server() -> GrpcServer {
 
 /// Starts what `options.role` says and returns once every server listens.
 pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
+    options.check_admin()?;
     let load = LoadConfig {
         latency: options.upstream_latency,
         capacity: options.upstream_capacity,
     };
     let mut app = App {
         booking_addr: None,
+        admin_addr: None,
         order: None,
         payment: None,
         orchestrator: None,
@@ -307,7 +349,7 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
             requeue_after: options.requeue_after,
             ..OrchestratorConfig::default()
         };
-        let orchestrator = Orchestrator::builder(saga, transport, store)
+        let orchestrator = Orchestrator::builder(saga, transport, Arc::clone(&store))
             .config(config)
             .on_complete(|completion| async move {
                 match completion.result {
@@ -333,8 +375,22 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         );
         println!("booking: BookingService listening on {addr}");
         app.booking_addr = Some(addr);
-        app.orchestrator = Some(orchestrator);
         app.servers.push(handle);
+        if let Some(admin_addr) = options.admin_addr {
+            let admin = Admin::new(store).register(&orchestrator);
+            let handle = AdminService::new(admin)
+                .with_token(options.admin_token.as_deref())
+                .server()
+                .serve(admin_addr)
+                .await?;
+            let addr = handle.local_addr();
+            let token = options.admin_token.is_some();
+            info!(%addr, token, "admin API listening");
+            println!("booking: admin API listening on {addr} (sagaflow --addr http://{addr})");
+            app.admin_addr = Some(addr);
+            app.servers.push(handle);
+        }
+        app.orchestrator = Some(orchestrator);
     }
     Ok(app)
 }
@@ -369,4 +425,47 @@ async fn store(options: &Options) -> Result<Arc<dyn SagaStore>, Box<dyn Error>> 
             Arc::new(RedisStore::connect(&options.redis_url, config).await?)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        Options::parse_from(std::iter::once("booking").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_admin_api_beyond_loopback_needs_a_token() {
+        assert!(options(&[]).check_admin().is_ok());
+        assert!(
+            options(&["--admin-addr", "127.0.0.1:10003"])
+                .check_admin()
+                .is_ok()
+        );
+        assert!(
+            options(&["--admin-addr", "[::1]:10003"])
+                .check_admin()
+                .is_ok()
+        );
+        let refused = options(&["--admin-addr", "0.0.0.0:10003"])
+            .check_admin()
+            .expect_err("no token");
+        assert!(refused.contains("--admin-token"), "{refused}");
+        assert!(
+            options(&["--admin-addr", "0.0.0.0:10003", "--admin-token", "s3cret"])
+                .check_admin()
+                .is_ok()
+        );
+        assert!(
+            options(&["--admin-addr", "127.0.0.1:10003", "--admin-token", ""])
+                .check_admin()
+                .is_err()
+        );
+        assert!(
+            options(&["--role", "order", "--admin-addr", "127.0.0.1:10003"])
+                .check_admin()
+                .is_err()
+        );
+    }
 }
