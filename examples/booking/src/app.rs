@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use sagaflow::RetryPolicy;
 use sagaflow::admin::Admin;
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig, Routing};
 use sagaflow::grpc::admin::AdminService;
@@ -160,6 +161,10 @@ pub struct Options {
     /// Latency added to each upstream call (overload demo; `20ms`, `0s` for none).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s", env = "BOOKING_UPSTREAM_LATENCY")]
     pub upstream_latency: Duration,
+    /// How many times a compensation is tried (backing off from 100 ms doubling up to 30 s)
+    /// before its saga is stuck and waits for an operator (`sagaflow resume`).
+    #[arg(long, default_value_t = RetryPolicy::COMPENSATION.max_attempts, env = "BOOKING_COMPENSATION_ATTEMPTS")]
+    pub compensation_attempts: u32,
     /// Address of the admin API (`sagaflow.admin.v1.SagaAdmin`, what the `sagaflow` CLI talks
     /// to), a listener of its own; off unless given. Beyond loopback it needs `--admin-token`.
     #[arg(long, env = "BOOKING_ADMIN_ADDR")]
@@ -347,6 +352,11 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
             lease: options.lease,
             sweep_interval: Some(options.sweep_interval),
             requeue_after: options.requeue_after,
+            compensation_retry: RetryPolicy::new(
+                options.compensation_attempts,
+                RetryPolicy::COMPENSATION.initial_backoff,
+                RetryPolicy::COMPENSATION.max_backoff,
+            ),
             ..OrchestratorConfig::default()
         };
         let orchestrator = Orchestrator::builder(saga, transport, Arc::clone(&store))
