@@ -478,4 +478,41 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_admin_api_serves_the_booking_saga_on_its_own_address() {
+        use sagaflow::grpc::admin::pb;
+        use sagaflow::grpc::admin::pb::saga_admin_client::SagaAdminClient;
+
+        let mut args = vec!["--admin-addr", "127.0.0.1:0", "--admin-token", "s3cret"];
+        for flag in ["--listen", "--order-listen", "--payment-listen"] {
+            args.extend([flag, "127.0.0.1:0"]);
+        }
+        let app = start(options(&args)).await.expect("the example starts");
+        let admin = app.admin_addr.expect("the admin API listens");
+        assert_ne!(Some(admin), app.booking_addr, "a listener of its own");
+        let mut client = SagaAdminClient::connect(format!("http://{admin}"))
+            .await
+            .expect("connects");
+
+        let refused = client
+            .list_saga_definitions(pb::ListSagaDefinitionsRequest {})
+            .await
+            .expect_err("no token");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+        let mut request = tonic::Request::new(pb::ListSagaDefinitionsRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", "Bearer s3cret".parse().expect("ascii"));
+        let sagas = client
+            .list_saga_definitions(request)
+            .await
+            .expect("admitted")
+            .into_inner()
+            .sagas;
+        let names: Vec<&str> = sagas.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["Booking"]);
+        app.shutdown().await.expect("stops");
+    }
 }
