@@ -131,7 +131,11 @@ fn history_row(h: &pb::HistoryEntry, start_ms: u64) -> Vec<String> {
         other => other.replace('_', " "),
     };
     let detail = match h.event.as_str() {
-        "transition" => h.error.clone().unwrap_or_else(|| "ok".to_string()),
+        "transition" => match &h.error {
+            None => "ok".to_string(),
+            Some(error) if h.retried => format!("{error}; retried"),
+            Some(error) => error.clone(),
+        },
         "started" => format!("mode {}", h.mode),
         "resumed" | "compensation_requested" => format!("by {}", h.by),
         _ => String::new(),

@@ -39,6 +39,7 @@ fn history(h: &pb::HistoryEntry) -> Value {
         "attempt": h.attempt,
         "elapsed_ms": h.elapsed_ms,
         "error": h.error,
+        "retried": h.retried,
         "by": h.by,
         "mode": h.mode,
         "replica": h.replica,

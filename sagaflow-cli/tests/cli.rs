@@ -173,6 +173,13 @@ async fn a_stuck_saga_is_listed_resumed_through_the_cli_and_ends_compensated() {
         "{history:#?}"
     );
     assert_eq!(history[failed_release]["step"], "reserve");
+    // Every attempt of the release before the resume is in the history: 3, the policy's bound.
+    let attempts: Vec<&Value> = history[..resumed_at]
+        .iter()
+        .filter(|h| release(h) && h["error"].is_string())
+        .map(|h| &h["attempt"])
+        .collect();
+    assert_eq!(attempts, [1, 2, 3], "{history:#?}");
     assert!(
         history[failed_release]["error"]
             .as_str()

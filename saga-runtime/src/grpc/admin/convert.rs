@@ -91,6 +91,7 @@ pub(super) fn history(entry: &HistoryEntry) -> pb::HistoryEntry {
             attempt,
             elapsed_ms,
             error,
+            retried,
         } => {
             out.event = "transition".into();
             out.step = step.clone();
@@ -98,6 +99,7 @@ pub(super) fn history(entry: &HistoryEntry) -> pb::HistoryEntry {
             out.attempt = *attempt;
             out.elapsed_ms = *elapsed_ms;
             out.error = error.clone();
+            out.retried = *retried;
         }
         HistoryEvent::Resumed { by } => {
             out.event = "resumed".into();

@@ -9,7 +9,7 @@ use crate::error::Report;
 ///
 /// | error | code |
 /// |---|---|
-/// | `NotFound`, `UnknownSaga` | `NOT_FOUND` |
+/// | `NotFound`, `UnknownSaga`, `DeadLetterNotFound` | `NOT_FOUND` |
 /// | `NotStuck`, `Finished`, `PastPivot`, `StateUnreadable` | `FAILED_PRECONDITION` |
 /// | `Conflict` | `ABORTED` (read the saga again and retry) |
 /// | `Store`, `Transport` | `UNAVAILABLE` |
@@ -20,7 +20,9 @@ use crate::error::Report;
 pub fn status_from_admin_error(error: &AdminError) -> Status {
     let message = error.to_string();
     match error {
-        AdminError::NotFound { .. } | AdminError::UnknownSaga { .. } => Status::not_found(message),
+        AdminError::NotFound { .. }
+        | AdminError::UnknownSaga { .. }
+        | AdminError::DeadLetterNotFound { .. } => Status::not_found(message),
         AdminError::NotStuck { .. }
         | AdminError::Finished { .. }
         | AdminError::PastPivot { .. }
@@ -63,6 +65,10 @@ mod tests {
             known: vec!["Booking".into()],
         };
         assert_eq!(code(unknown), Code::NotFound);
+        let letter = AdminError::DeadLetterNotFound {
+            message_id: "t1/3".into(),
+        };
+        assert_eq!(code(letter), Code::NotFound);
         let not_stuck = AdminError::NotStuck {
             trace_id: id(),
             status: StatusKind::Running,
