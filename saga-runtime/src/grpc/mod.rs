@@ -11,7 +11,10 @@
 //!   a `Status` with a documented code and the trace id in its details
 //!   ([`status_from_saga_error`], read back with [`trace_id_from_status`]).
 //! - Serving: [`GrpcServer`] adds reflection (v1 and v1alpha), health and graceful shutdown.
+//! - Operating: [`admin::AdminService`] serves the admin API (`sagaflow.admin.v1.SagaAdmin`)
+//!   that the `sagaflow` CLI talks to.
 
+pub mod admin;
 mod outgoing;
 mod server;
 mod status;
