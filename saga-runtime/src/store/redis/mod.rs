@@ -63,8 +63,10 @@ const BACKEND: &str = "redis";
 const START_HINT: &str = "is Redis running and reachable? Start it (e.g. `redis-server`, or `docker compose -f deployment/local/compose.yaml up redis`) or fix the URL";
 
 /// Settings of the Redis store. `From<StoreConfig>` gives the defaults below with those
-/// store settings.
-#[derive(Clone, Debug)]
+/// store settings. Reads from a config file like [`StoreConfig`] (the common settings under
+/// `store`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// Settings common to every backend (time-to-live of records).
     pub store: StoreConfig,
@@ -72,8 +74,10 @@ pub struct RedisConfig {
     /// several deployments (or tests) can share one Redis. Default `sagaflow`.
     pub key_prefix: String,
     /// Bound on [`RedisStore::connect`] and on each connection attempt. Default 3 s.
+    #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Bound on each operation (a command, or a reconnection it waits for). Default 5 s.
+    #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
 }
 
