@@ -18,6 +18,7 @@ pub mod description;
 pub mod engine;
 pub mod error;
 pub mod observe;
+pub mod redact;
 pub mod retry;
 pub mod saga;
 pub mod store;

@@ -7,8 +7,9 @@ use futures_util::StreamExt;
 use saga_runtime::error::Rejection;
 use saga_runtime::error::StuckAt;
 use saga_runtime::grpc::{
-    ERROR_DOMAIN, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, TraceIdPolicy, outgoing_request,
-    saga_context, status_from_saga_error, step_error_from_status, trace_id_from_status,
+    ERROR_DOMAIN, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, RequestPolicy, TraceIdPolicy,
+    outgoing_request, saga_context, status_from_saga_error, step_error_from_status,
+    trace_id_from_status,
 };
 use saga_runtime::store::{StoreError, StoreErrorKind};
 use saga_runtime::transport::TransportError;
@@ -104,7 +105,13 @@ fn saga_context_carries_trace_id_metadata_and_caller_deadline() {
     request
         .metadata_mut()
         .insert("grpc-timeout", "30S".parse().expect("ascii"));
-    let cx = saga_context("booking", &request, TraceIdPolicy::Require).expect("context");
+    let unnamed = saga_context("booking", &request, TraceIdPolicy::Require).expect("context");
+    assert!(
+        !unnamed.metadata().contains_key("tenant"),
+        "a header the policy does not name stays out of the saga"
+    );
+    let policy = RequestPolicy::from(TraceIdPolicy::Require).forward("tenant");
+    let cx = saga_context("booking", &request, policy).expect("context");
     assert_eq!(cx.trace_id(), "ctx-1");
     assert_eq!(cx.saga(), "booking");
     assert_eq!(

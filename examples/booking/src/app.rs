@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use sagaflow::RetryPolicy;
+use sagaflow::admin::Admin;
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig, Routing};
+use sagaflow::grpc::admin::AdminService;
 use sagaflow::grpc::{GrpcServer, ServerHandle, TraceIdPolicy};
 use sagaflow::store::{MemoryStore, RedisStore, SagaStore, StoreConfig};
 use sagaflow::transport::{
@@ -170,6 +173,46 @@ pub struct Options {
     /// build with `--features otel`.
     #[arg(long, env = "BOOKING_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// How many times a compensation is tried (backing off from 100 ms doubling up to 30 s)
+    /// before its saga is stuck and waits for an operator (`sagaflow resume`).
+    #[arg(long, default_value_t = RetryPolicy::COMPENSATION.max_attempts, env = "BOOKING_COMPENSATION_ATTEMPTS")]
+    pub compensation_attempts: u32,
+    /// Address of the admin API (`sagaflow.admin.v1.SagaAdmin`, what the `sagaflow` CLI talks
+    /// to), a listener of its own; off unless given. Beyond loopback it needs `--admin-token`.
+    #[arg(long, env = "BOOKING_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// Bearer token every admin API call must carry (`authorization: Bearer <token>`);
+    /// required when `--admin-addr` is not a loopback address.
+    #[arg(long, env = "SAGAFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl Options {
+    /// Refuses an admin API that would be reachable beyond this machine without a token (or
+    /// with an empty one), and one asked of a process that runs no orchestrator.
+    pub fn check_admin(&self) -> Result<(), String> {
+        let Some(addr) = self.admin_addr else {
+            return Ok(());
+        };
+        if !matches!(self.role, Role::All | Role::Orchestrator) {
+            return Err(format!(
+                "--admin-addr {addr}: the admin API is served by the orchestrator; run role `all` or `orchestrator`"
+            ));
+        }
+        match self.admin_token.as_deref() {
+            Some("") => Err(
+                "--admin-token (SAGAFLOW_ADMIN_TOKEN) is empty: set a secret token or leave it unset"
+                    .to_string(),
+            ),
+            None if !addr.ip().is_loopback() => Err(format!(
+                "refusing to serve the admin API on {addr} without a token: anyone who reaches it \
+                 could resume or compensate sagas. Set --admin-token (or SAGAFLOW_ADMIN_TOKEN), \
+                 or listen on loopback (--admin-addr 127.0.0.1:{})",
+                addr.port()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn default_pod_id() -> String {
@@ -181,6 +224,8 @@ fn default_pod_id() -> String {
 pub struct App {
     /// Where BookingService listens (roles all and orchestrator).
     pub booking_addr: Option<SocketAddr>,
+    /// Where the admin API listens, when `--admin-addr` was given.
+    pub admin_addr: Option<SocketAddr>,
     /// The Order service, when this process runs it.
     pub order: Option<(OrderSvc, SocketAddr)>,
     /// The Payment service, when this process runs it.
@@ -260,12 +305,14 @@ fn server() -> GrpcServer {
 
 /// Starts what `options.role` says and returns once every server listens.
 pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
+    options.check_admin()?;
     let load = LoadConfig {
         latency: options.upstream_latency,
         capacity: options.upstream_capacity,
     };
     let mut app = App {
         booking_addr: None,
+        admin_addr: None,
         order: None,
         payment: None,
         orchestrator: None,
@@ -326,9 +373,14 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
             lease: options.lease,
             sweep_interval: Some(options.sweep_interval),
             requeue_after: options.requeue_after,
+            compensation_retry: RetryPolicy::new(
+                options.compensation_attempts,
+                RetryPolicy::COMPENSATION.initial_backoff,
+                RetryPolicy::COMPENSATION.max_backoff,
+            ),
             ..OrchestratorConfig::default()
         };
-        let orchestrator = Orchestrator::builder(saga, transport, store)
+        let orchestrator = Orchestrator::builder(saga, transport, Arc::clone(&store))
             .config(config)
             .on_complete(|completion| async move {
                 match completion.result {
@@ -362,8 +414,22 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         );
         println!("booking: BookingService listening on {addr}");
         app.booking_addr = Some(addr);
-        app.orchestrator = Some(orchestrator);
         app.servers.push(handle);
+        if let Some(admin_addr) = options.admin_addr {
+            let admin = Admin::new(store).register(&orchestrator);
+            let handle = AdminService::new(admin)
+                .with_token(options.admin_token.as_deref())
+                .server()
+                .serve(admin_addr)
+                .await?;
+            let addr = handle.local_addr();
+            let token = options.admin_token.is_some();
+            info!(%addr, token, "admin API listening");
+            println!("booking: admin API listening on {addr} (sagaflow --addr http://{addr})");
+            app.admin_addr = Some(addr);
+            app.servers.push(handle);
+        }
+        app.orchestrator = Some(orchestrator);
     }
     Ok(app)
 }
@@ -398,4 +464,84 @@ async fn store(options: &Options) -> Result<Arc<dyn SagaStore>, Box<dyn Error>> 
             Arc::new(RedisStore::connect(&options.redis_url, config).await?)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        Options::parse_from(std::iter::once("booking").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_admin_api_beyond_loopback_needs_a_token() {
+        assert!(options(&[]).check_admin().is_ok());
+        assert!(
+            options(&["--admin-addr", "127.0.0.1:10003"])
+                .check_admin()
+                .is_ok()
+        );
+        assert!(
+            options(&["--admin-addr", "[::1]:10003"])
+                .check_admin()
+                .is_ok()
+        );
+        let refused = options(&["--admin-addr", "0.0.0.0:10003"])
+            .check_admin()
+            .expect_err("no token");
+        assert!(refused.contains("--admin-token"), "{refused}");
+        assert!(
+            options(&["--admin-addr", "0.0.0.0:10003", "--admin-token", "s3cret"])
+                .check_admin()
+                .is_ok()
+        );
+        assert!(
+            options(&["--admin-addr", "127.0.0.1:10003", "--admin-token", ""])
+                .check_admin()
+                .is_err()
+        );
+        assert!(
+            options(&["--role", "order", "--admin-addr", "127.0.0.1:10003"])
+                .check_admin()
+                .is_err()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_admin_api_serves_the_booking_saga_on_its_own_address() {
+        use sagaflow::grpc::admin::pb;
+        use sagaflow::grpc::admin::pb::saga_admin_client::SagaAdminClient;
+
+        let mut args = vec!["--admin-addr", "127.0.0.1:0", "--admin-token", "s3cret"];
+        for flag in ["--listen", "--order-listen", "--payment-listen"] {
+            args.extend([flag, "127.0.0.1:0"]);
+        }
+        let app = start(options(&args)).await.expect("the example starts");
+        let admin = app.admin_addr.expect("the admin API listens");
+        assert_ne!(Some(admin), app.booking_addr, "a listener of its own");
+        let mut client = SagaAdminClient::connect(format!("http://{admin}"))
+            .await
+            .expect("connects");
+
+        let refused = client
+            .list_saga_definitions(pb::ListSagaDefinitionsRequest {})
+            .await
+            .expect_err("no token");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+        let mut request = tonic::Request::new(pb::ListSagaDefinitionsRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", "Bearer s3cret".parse().expect("ascii"));
+        let sagas = client
+            .list_saga_definitions(request)
+            .await
+            .expect("admitted")
+            .into_inner()
+            .sagas;
+        let names: Vec<&str> = sagas.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["Booking"]);
+        app.shutdown().await.expect("stops");
+    }
 }

@@ -13,7 +13,10 @@
 //! - Serving: [`GrpcServer`] adds reflection (v1 and v1alpha), health (driven by a
 //!   [`HealthWatch`](crate::observe::HealthWatch) with [`GrpcServer::health`]) and graceful
 //!   shutdown.
+//! - Operating: [`admin::AdminService`] serves the admin API (`sagaflow.admin.v1.SagaAdmin`)
+//!   that the `sagaflow` CLI talks to.
 
+pub mod admin;
 mod health;
 mod outgoing;
 mod server;
@@ -27,7 +30,10 @@ pub use status::{
     ERROR_DOMAIN, saga_error_reason, status_from_saga_error, step_error_from_status,
     trace_id_from_status,
 };
-pub use trace::{MAX_TRACE_ID_LEN, TraceIdPolicy, generate_trace_id, saga_context};
+pub use trace::{
+    FORWARDED_BY_DEFAULT, MAX_TRACE_ID_LEN, RequestPolicy, TRACE_ID_PUNCTUATION, TraceIdPolicy,
+    generate_trace_id, saga_context, validate_trace_id,
+};
 
 /// The header carrying the trace id, which is also the saga id (the Go framework's header).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -465,17 +465,21 @@ pub struct Reopen<'a> {
     pub entry: HistoryEntry,
 }
 
-/// Store settings common to every backend.
-#[derive(Clone, Debug)]
+/// Store settings common to every backend. Reads from a config file (serde, durations as
+/// `"24h"`, `"10m"`; unknown keys refused; missing keys take the defaults).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// How long a finished record (completed, compensated or stuck) is kept after it became
     /// final. This is also the idempotency window: once it expires, the same trace id starts a
     /// new saga. Default: 24 hours (the [`MemoryStore`] defaults to 10 minutes).
+    #[serde(with = "humantime_serde")]
     pub finished_ttl: Duration,
     /// Safety time-to-live of a record that is not final yet (`None`: kept until it ends).
     /// Every transition restarts it. It only exists so that a record nobody can resume (a
     /// bug, a saga definition removed from the code) does not keep its key forever; it must
     /// be far longer than any saga may legitimately run. Default: 7 days.
+    #[serde(with = "humantime_serde")]
     pub running_ttl: Option<Duration>,
     /// [`MemoryStore`] only: the most finished records kept; the oldest is evicted first
     /// (O(1), off the begin path). Default 100,000.
@@ -598,4 +602,43 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
     /// read or written), an error naming the store otherwise. The health monitor calls it
     /// every interval, bounded by its own timeout.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn store_settings_read_from_a_config_file() {
+        let config: StoreConfig = serde_json::from_str(
+            r#"{ "finished_ttl": "2h", "running_ttl": "3days", "history_limit": 20 }"#,
+        )
+        .expect("human-readable durations");
+        assert_eq!(config.finished_ttl, Duration::from_secs(7200));
+        assert_eq!(config.running_ttl, Some(Duration::from_secs(3 * 86_400)));
+        assert_eq!(config.history_limit, 20);
+        assert_eq!(config.max_finished, StoreConfig::default().max_finished);
+        let unknown =
+            serde_json::from_str::<StoreConfig>(r#"{ "ttl": "2h" }"#).expect_err("unknown key");
+        assert!(unknown.to_string().contains("ttl"), "{unknown}");
+        let written = serde_json::to_string(&config).expect("serialize");
+        let read_back: StoreConfig = serde_json::from_str(&written).expect("read back");
+        assert_eq!(read_back, config);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_settings_read_from_a_config_file() {
+        let config: RedisConfig = serde_json::from_str(
+            r#"{ "key_prefix": "{orders}", "connect_timeout": "1s", "store": { "finished_ttl": "1h" } }"#,
+        )
+        .expect("redis settings");
+        assert_eq!(config.key_prefix, "{orders}");
+        assert_eq!(config.connect_timeout, Duration::from_secs(1));
+        assert_eq!(config.store.finished_ttl, Duration::from_secs(3600));
+        assert_eq!(
+            config.response_timeout,
+            RedisConfig::default().response_timeout
+        );
+    }
 }

@@ -152,18 +152,6 @@ pub(crate) fn check_size(
     Ok(())
 }
 
-/// The URL without its password, e.g. `amqp://guest@127.0.0.1:5672/%2f`.
-#[cfg(any(feature = "rabbitmq", feature = "nats"))]
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let user = url[scheme_end + 3..at].split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..scheme_end + 3], user, &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,15 +182,5 @@ mod tests {
         assert!(old.to_string().contains("ack_wait_ms"), "{old}");
         serde_json::from_str::<TransportConfig>(r#"{ "ack_wait": 2000 }"#)
             .expect_err("a bare number has no unit");
-    }
-
-    #[test]
-    #[cfg(any(feature = "rabbitmq", feature = "nats"))]
-    fn redact_drops_the_password() {
-        assert_eq!(
-            redact("amqp://guest:secret@h:5672/%2f"),
-            "amqp://guest@h:5672/%2f"
-        );
-        assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
     }
 }

@@ -322,6 +322,17 @@ impl Reason {
         self
     }
 
+    /// The same reason with every one of `secrets` (the connection URL's) masked in its text
+    /// and its cause.
+    pub(crate) fn scrubbed(self, secrets: &[String]) -> Self {
+        Self {
+            text: crate::redact::scrub(&self.text, secrets),
+            cause: self
+                .cause
+                .map(|cause| crate::redact::Scrubbed::cause(&cause, secrets)),
+        }
+    }
+
     /// A [`TransportError::Connect`] to `broker` at `address` for this reason.
     pub(crate) fn connect(self, broker: &'static str, address: &str) -> TransportError {
         TransportError::Connect {

@@ -80,13 +80,14 @@ use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-use super::config::{check_size, redact};
+use super::config::check_size;
 use super::dispatch::{self, Pending, Source};
 use super::{
     DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SUFFIX, Delivery, Disposition, Handler, Headers,
     MESSAGE_ID_HEADER, Message, Reason, SubscribeOptions, Subscription, Transport, TransportConfig,
     TransportError, dead_letter_topic,
 };
+use crate::redact::{redact_url, secrets_of};
 
 const BROKER: &str = "NATS";
 
@@ -176,14 +177,24 @@ impl NatsTransport {
     /// [`connect_timeout`](TransportConfig::connect_timeout), or JetStream is off.
     pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
         let timeout = config.connect_timeout;
-        let address = redact(url);
-        let connect_error = |reason: Reason| reason.connect(BROKER, &address);
+        let address = redact_url(url);
+        let secrets = secrets_of(url);
+        let connect_error = |reason: Reason| reason.scrubbed(&secrets).connect(BROKER, &address);
         let stream_name = sanitize(&config.topic_prefix);
+        let (server, credentials) = split_credentials(url).map_err(connect_error)?;
         let attempt = async {
-            let client = async_nats::ConnectOptions::new()
+            let options = async_nats::ConnectOptions::new()
                 .name(&config.connection_name)
-                .connection_timeout(timeout)
-                .connect(url)
+                .connection_timeout(timeout);
+            let options = match credentials {
+                Credentials::None => options,
+                Credentials::Token(token) => options.token(token),
+                Credentials::UserAndPassword(user, password) => {
+                    options.user_and_password(user, password)
+                }
+            };
+            let client = options
+                .connect(server.as_str())
                 .await
                 .map_err(|e| Reason::caused_by("cannot connect", e))?;
             let max_payload = client.server_info().max_payload;
@@ -254,6 +265,44 @@ impl NatsTransport {
                 .connect(BROKER, &self.inner.address)
             })
     }
+}
+
+/// How a NATS URL authenticates.
+enum Credentials {
+    None,
+    /// `nats://TOKEN@host`.
+    Token(String),
+    /// `nats://user:password@host`.
+    UserAndPassword(String, String),
+}
+
+/// The server address of `url` (scheme, host and port only) and its credentials, so they are
+/// handed to the client as options and never appear in a server address the client logs or
+/// reports; a path or a query is not part of a NATS server address and is dropped. Text that
+/// is not a URL with a host is refused here, before the client sees it.
+fn split_credentials(url: &str) -> Result<(String, Credentials), Reason> {
+    let invalid = format!(
+        "invalid NATS URL `{}`: expected nats://[user:password@ or token@]host[:port]",
+        redact_url(url)
+    );
+    let parsed = match url::Url::parse(url) {
+        Ok(parsed) if parsed.has_host() => parsed,
+        Ok(_) => return Err(Reason::from(invalid)),
+        Err(error) => return Err(Reason::caused_by(invalid, error)),
+    };
+    let decode = crate::redact::percent_decode;
+    let user = decode(parsed.username());
+    let credentials = match parsed.password().map(decode) {
+        Some(password) => Credentials::UserAndPassword(user, password),
+        None if !user.is_empty() => Credentials::Token(user),
+        None => Credentials::None,
+    };
+    let host = parsed.host_str().unwrap_or_default();
+    let server = match parsed.port() {
+        Some(port) => format!("{}://{host}:{port}", parsed.scheme()),
+        None => format!("{}://{host}", parsed.scheme()),
+    };
+    Ok((server, credentials))
 }
 
 impl Inner {

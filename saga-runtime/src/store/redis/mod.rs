@@ -55,6 +55,7 @@ use super::{
     Outcome, Reopen, SagaPage, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreError,
     StoreErrorKind, Written, millis,
 };
+use crate::redact::{Scrubbed, redact_url, secrets_of};
 
 const BACKEND: &str = "redis";
 
@@ -62,8 +63,10 @@ const BACKEND: &str = "redis";
 const START_HINT: &str = "is Redis running and reachable? Start it (e.g. `redis-server`, or `docker compose -f deployment/local/compose.yaml up redis`) or fix the URL";
 
 /// Settings of the Redis store. `From<StoreConfig>` gives the defaults below with those
-/// store settings.
-#[derive(Clone, Debug)]
+/// store settings. Reads from a config file like [`StoreConfig`] (the common settings under
+/// `store`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// Settings common to every backend (time-to-live of records).
     pub store: StoreConfig,
@@ -71,8 +74,10 @@ pub struct RedisConfig {
     /// several deployments (or tests) can share one Redis. Default `sagaflow`.
     pub key_prefix: String,
     /// Bound on [`RedisStore::connect`] and on each connection attempt. Default 3 s.
+    #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Bound on each operation (a command, or a reconnection it waits for). Default 5 s.
+    #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
 }
 
@@ -294,17 +299,19 @@ impl RedisStore {
     /// [`StoreConfig`] (then the Redis settings take their defaults).
     pub async fn connect(url: &str, config: impl Into<RedisConfig>) -> Result<Self, StoreError> {
         let config = config.into();
+        let secrets = secrets_of(url);
         let info = url.into_connection_info().map_err(|error| {
             StoreError::new(
                 BACKEND,
                 StoreErrorKind::InvalidConfig,
-                format!("invalid Redis URL `{}`", redact(url)),
+                format!("invalid Redis URL `{}`", redact_url(url)),
             )
-            .caused_by(error)
+            .caused_by(Scrubbed::of(&error, &secrets))
         })?;
         let addr = info.addr().to_string();
         let bound = config.connect_timeout;
-        match tokio::time::timeout(bound, Self::open(info, config, addr.clone())).await {
+        let open = Self::open(info, config, addr.clone(), &secrets);
+        match tokio::time::timeout(bound, open).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::new(
                 BACKEND,
@@ -316,10 +323,13 @@ impl RedisStore {
         }
     }
 
+    /// Opens the connections; an error's cause is scrubbed of `secrets` (a server may echo a
+    /// user name back).
     async fn open(
         info: ConnectionInfo,
         config: RedisConfig,
         addr: String,
+        secrets: &[String],
     ) -> Result<Self, StoreError> {
         let connect_error = |error: ::redis::RedisError| {
             StoreError::new(
@@ -327,7 +337,7 @@ impl RedisStore {
                 StoreErrorKind::Connect,
                 format!("cannot connect to Redis at {addr}; {START_HINT}"),
             )
-            .caused_by(error)
+            .caused_by(Scrubbed::of(&error, secrets))
         };
         let client = Client::open(info.clone()).map_err(connect_error)?;
         // One direct attempt first: the connection managers retry with backoff, which would
@@ -811,16 +821,6 @@ fn next_value<T: ::redis::FromRedisValue>(
         .and_then(|value| ::redis::from_redis_value(value).ok())
 }
 
-/// `url` without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 impl SagaStore for RedisStore {
     fn begin(&self, record: SagaRecord) -> BoxFuture<'_, Result<Begin, StoreError>> {
         self.begin_record(record).boxed()
@@ -902,15 +902,6 @@ impl SagaStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_the_password() {
-        assert_eq!(
-            redact("redis://u:secret@host:6379/0"),
-            "redis://***@host:6379/0"
-        );
-        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-    }
 
     #[test]
     fn channel_names_round_trip() {

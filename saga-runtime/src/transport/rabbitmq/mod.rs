@@ -66,12 +66,13 @@ use futures_util::future::BoxFuture;
 use self::connection::{Consumers, Link, Publisher, open_consumers, open_publisher};
 use self::consume::RabbitSource;
 use self::topology::Declared;
-use super::config::{check_size, message_size, redact};
+use super::config::{check_size, message_size};
 use super::dispatch;
 use super::{
     Handler, Message, Reason, SubscribeOptions, Subscription, Transport, TransportConfig,
     TransportError,
 };
+use crate::redact::{redact_url, secrets_of};
 
 const BROKER: &str = "RabbitMQ";
 
@@ -109,8 +110,9 @@ impl RabbitMqTransport {
     /// without the password) when the URL is bad or the broker does not answer within
     /// [`connect_timeout`](TransportConfig::connect_timeout).
     pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
-        let address = redact(url);
-        let connect_error = |reason: Reason| reason.connect(BROKER, &address);
+        let address = redact_url(url);
+        let secrets = secrets_of(url);
+        let connect_error = |reason: Reason| reason.scrubbed(&secrets).connect(BROKER, &address);
         let (publisher, consumers) =
             tokio::join!(open_publisher(url, &config), open_consumers(url, &config));
         let (publisher, consumers) = match (publisher, consumers) {
