@@ -2,7 +2,12 @@
 //! context through the broker (`spans`), the Prometheus `/metrics` of a run adding up
 //! (`metrics`), and the gRPC health status flipping when a private broker or store dies and
 //! comes back (`health`).
-#![cfg(all(feature = "nats", feature = "redis", feature = "grpc"))]
+#![cfg(all(
+    feature = "rabbitmq",
+    feature = "nats",
+    feature = "redis",
+    feature = "grpc"
+))]
 
 mod common;
 

@@ -177,3 +177,31 @@ async fn stopped_consumers_are_not_serving() {
     assert!(!health.consumers.is_up(), "{health}");
     assert!(!monitor.check().await.is_serving());
 }
+
+/// Every backend answers its liveness probe and names itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_backend_answers_its_ping() {
+    use crate::common::backends::{Backend, Backends};
+    for (backend, broker, store) in [
+        (Backend::Memory, "memory", "memory"),
+        (Backend::Nats, "nats", "redis"),
+        (Backend::RabbitMq, "rabbitmq", "redis"),
+    ] {
+        let backends = Backends::connect(backend, "ping").await;
+        assert_eq!(backends.transport.backend(), broker);
+        backends
+            .transport
+            .ping()
+            .await
+            .unwrap_or_else(|e| panic!("{broker} answers its ping: {e}"));
+        backends
+            .store
+            .ping()
+            .await
+            .unwrap_or_else(|e| panic!("{store} answers its ping: {e}"));
+        let monitor = HealthMonitor::new(backends.store.clone(), backends.transport.clone());
+        let health = monitor.check().await;
+        assert!(health.is_serving(), "{broker}: {health}");
+        backends.cleanup().await;
+    }
+}
