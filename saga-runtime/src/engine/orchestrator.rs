@@ -393,15 +393,20 @@ async fn detached<T: Send + 'static>(
     cx: &SagaContext,
     work: impl std::future::Future<Output = Result<T, SagaError>> + Send + 'static,
 ) -> Result<T, SagaError> {
-    tokio::spawn(work.in_current_span())
-        .await
-        .unwrap_or_else(|e| {
-            Err(SagaError::Panicked {
-                saga: cx.saga().to_string(),
-                trace_id: cx.trace_id().to_string(),
-                message: panic_message(e),
-            })
+    // The task runs in the caller's span, when one is recorded.
+    let span = tracing::Span::current();
+    let task = if span.is_disabled() {
+        tokio::spawn(work)
+    } else {
+        tokio::spawn(work.instrument(span))
+    };
+    task.await.unwrap_or_else(|e| {
+        Err(SagaError::Panicked {
+            saga: cx.saga().to_string(),
+            trace_id: cx.trace_id().to_string(),
+            message: panic_message(e),
         })
+    })
 }
 
 /// What a failed task says: its panic message, or that it was cancelled.

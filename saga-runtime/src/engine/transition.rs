@@ -6,7 +6,6 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tracing::Instrument;
 
 use crate::observe;
 use crate::{Cursor, RetryPolicy, Saga, SagaContext, StepDescription, StepError, StepKind};
@@ -79,7 +78,7 @@ pub(crate) async fn attempt<S: Saga>(
             )))
         })
     };
-    let result = bounded.instrument(observed.span()).await;
+    let result = observed.run(bounded).await;
     observed.finish(&result);
     result
 }

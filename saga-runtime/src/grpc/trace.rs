@@ -16,6 +16,7 @@ use tonic::{Request, Status};
 
 use super::REQUEST_ID_HEADER;
 use crate::SagaContext;
+use crate::observe::{TRACEPARENT_HEADER, TraceParent};
 
 /// The longest trace id accepted, in bytes. Longer ids are refused as invalid arguments:
 /// the id becomes a store key and travels in every message of the saga.
@@ -145,7 +146,9 @@ impl From<TraceIdPolicy> for RequestPolicy {
 /// allowlisted request headers ([`RequestPolicy::forwards`]) as the context metadata, and the
 /// caller's deadline from its `grpc-timeout`, if any (a tenth, at most 200 ms, earlier, so
 /// the handler answers before tonic cancels the call). `policy` is a [`RequestPolicy`] or a
-/// bare [`TraceIdPolicy`] (the default allowlist).
+/// bare [`TraceIdPolicy`] (the default allowlist). The metadata always holds a W3C
+/// `traceparent`: the caller's when it sent a valid one, else a new trace's, so the saga's
+/// spans on every replica share one trace id.
 ///
 /// The deadline is how long the caller waits (a throttled wait honours it); it is never
 /// forwarded to upstream calls, because the saga goes on after the caller gives up.
@@ -170,6 +173,17 @@ pub fn saga_context<T>(
         }
     }
     forwarded.insert(REQUEST_ID_HEADER.to_owned(), trace_id.clone());
+    // The W3C trace context: the caller's when valid, else a trace begins with this request
+    // (and a `tracestate` of another trace is dropped with the invalid parent).
+    let incoming = metadata
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceParent::parse);
+    if incoming.is_none() {
+        forwarded.remove("tracestate");
+    }
+    let traceparent = incoming.unwrap_or_else(TraceParent::generate);
+    forwarded.insert(TRACEPARENT_HEADER.to_owned(), traceparent.to_string());
     let deadline = metadata
         .get("grpc-timeout")
         .and_then(|value| value.to_str().ok())
@@ -314,6 +328,37 @@ mod tests {
         assert_eq!(
             keys,
             ["authorization", "traceparent", "x-request-id", "x-tenant"]
+        );
+    }
+
+    #[test]
+    fn a_request_without_a_valid_traceparent_begins_a_trace() {
+        let traceparent = |cx: &SagaContext| {
+            cx.metadata()
+                .get(TRACEPARENT_HEADER)
+                .and_then(|value| TraceParent::parse(value))
+                .expect("a valid traceparent")
+        };
+        let plain = saga_context("booking", &request_with_id("t-2"), TraceIdPolicy::Require)
+            .expect("context");
+        let again = saga_context("booking", &request_with_id("t-2"), TraceIdPolicy::Require)
+            .expect("context");
+        assert_ne!(
+            traceparent(&plain).trace_id(),
+            traceparent(&again).trace_id()
+        );
+
+        let mut request = request_with_id("t-3");
+        for (key, value) in [("traceparent", "00-bad"), ("tracestate", "vendor=1")] {
+            request
+                .metadata_mut()
+                .insert(key, value.parse().expect("ascii"));
+        }
+        let cx = saga_context("booking", &request, TraceIdPolicy::Require).expect("context");
+        assert_ne!(traceparent(&cx).to_string(), "00-bad");
+        assert!(
+            !cx.metadata().contains_key("tracestate"),
+            "state of another trace"
         );
     }
 

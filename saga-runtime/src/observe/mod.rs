@@ -18,8 +18,10 @@
 //!
 //! # Trace context
 //! A saga carries a W3C [`TraceParent`] in its metadata under [`TRACEPARENT_HEADER`]: the
-//! caller's (a gRPC request's `traceparent` header lands in the metadata through
-//! [`saga_context`](crate::grpc::saga_context)), or one made when the saga begins. The
+//! caller's (a gRPC request's `traceparent` header, or a new trace's when it has none, lands in
+//! the metadata through [`saga_context`](crate::grpc::saga_context)), or one made when the saga
+//! begins with its `saga` span recorded (a saga started without one while nobody records
+//! spans carries none, and pays nothing for it). The
 //! metadata travels in every message and stored state, every broker message also carries it
 //! as a `traceparent` header, and [`outgoing_request`](crate::grpc::outgoing_request) hands it
 //! to upstream services. With the `otel` feature, spans join that trace in OpenTelemetry
@@ -102,8 +104,8 @@ impl Observer {
     }
 
     /// A saga of `S` entering the engine here in `mode` (`entry` says how): its context under
-    /// `S`'s name, observed, with a trace context (the caller's, or a new trace), and its
-    /// `saga` span.
+    /// `S`'s name, observed, with a trace context (the caller's; or a new trace when its span
+    /// is recorded), and its `saga` span.
     pub(crate) fn enter<S: Saga>(
         self: &Arc<Self>,
         cx: &SagaContext,
@@ -118,6 +120,9 @@ impl Observer {
                 spans::link(&span, &parent);
                 cx
             }
+            // Nobody records this saga's spans: no trace to carry (a gRPC request always
+            // brings one, see `grpc::saga_context`), and nothing is paid for one.
+            None if span.is_disabled() => cx,
             None => {
                 let parent = spans::context_of(&span).unwrap_or_else(TraceParent::generate);
                 spans::record_trace(&span, &parent);
@@ -211,9 +216,13 @@ impl<'a> TransitionProbe<'a> {
         }
     }
 
-    /// The `transition` span to run the attempt in.
-    pub(crate) fn span(&self) -> tracing::Span {
-        self.span.clone()
+    /// Runs the attempt `work` in the `transition` span (when a subscriber records it).
+    pub(crate) async fn run<F: std::future::Future>(&self, work: F) -> F::Output {
+        if self.span.is_disabled() {
+            work.await
+        } else {
+            tracing::Instrument::instrument(work, self.span.clone()).await
+        }
     }
 
     /// Records the attempt's duration and outcome.
