@@ -5,7 +5,7 @@ use crate::store::StoreError;
 use crate::transport::TransportError;
 
 /// How a saga ended when it did not complete, or why it could not run: what the caller of
-/// [`Orchestrator::run`](crate::engine::Orchestrator::run) (or a watcher of the outcome) gets.
+/// [`Orchestrator::run_sync`](crate::engine::Orchestrator::run_sync) (or a watcher of the outcome) gets.
 ///
 /// Three families, each variant naming the trace id:
 /// - **the saga ended** without completing ([`Compensated`](Self::Compensated),

@@ -51,7 +51,7 @@ use crate::{SagaError, StepError};
 /// The `ErrorInfo.domain` of every status made from a [`SagaError`].
 pub const ERROR_DOMAIN: &str = "sagaflow";
 
-/// Classifies an upstream call's failure (table in the [module docs](self)). The message
+/// Classifies an upstream call's failure (table in the source of `grpc/status.rs`). The message
 /// keeps the code and the upstream message: `Unavailable: connection refused`.
 pub fn step_error_from_status(status: &Status) -> StepError {
     let message = format!("{:?}: {}", status.code(), status.message());
@@ -81,7 +81,7 @@ impl From<Status> for StepError {
     }
 }
 
-/// The stable `ErrorInfo.reason` of a saga error (table in the [module docs](self)).
+/// The stable `ErrorInfo.reason` of a saga error (table in the source of `grpc/status.rs`).
 pub fn saga_error_reason(error: &SagaError) -> &'static str {
     match error {
         SagaError::Compensated { .. } if error.effect_unknown() => {
@@ -100,7 +100,7 @@ pub fn saga_error_reason(error: &SagaError) -> &'static str {
     }
 }
 
-/// The status a handler returns for `error` (table in the [module docs](self)): the code,
+/// The status a handler returns for `error` (table in the source of `grpc/status.rs`): the code,
 /// the error's message, an `ErrorInfo` with the trace id, and `x-request-id` metadata.
 pub fn status_from_saga_error(error: &SagaError) -> Status {
     let (code, saga, step) = match error {

@@ -320,7 +320,7 @@ pub enum Begin {
     /// The id holds a saga with the same fingerprint: do not run it again; return or await
     /// its outcome (the sweeper resumes it if its owner died).
     Existing(SagaRecord),
-    /// The id holds a saga with another fingerprint: refuse with [`SagaError::IdTaken`].
+    /// The id holds a saga with another fingerprint: refuse with [`SagaError::IdTaken`](crate::SagaError::IdTaken).
     Conflict(SagaRecord),
 }
 

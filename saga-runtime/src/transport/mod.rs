@@ -223,7 +223,7 @@ pub struct SubscribeOptions {
 /// A transport failure. Every variant says which broker address or topic it is about;
 /// [`TransportError::kind`] gives a copyable kind to match on, and the client library's error,
 /// when there is one, is the [`source`](std::error::Error::source) (log the whole chain with
-/// [`Report`](crate::error::Report)).
+/// [`Report`]).
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {

@@ -14,7 +14,7 @@
 //!   by the same script that makes the record final.
 //! - `{prefix}:history:{trace_id}`: a list of the saga's [`HistoryEntry`]s as JSON, the latest
 //!   [`StoreConfig::history_limit`], with the record's time-to-live.
-//! - `{prefix}:status:{kind}`: one sorted set per status family ([`StatusKind`]) of the trace
+//! - `{prefix}:status:{kind}`: one sorted set per status family ([`StatusKind`](super::StatusKind)) of the trace
 //!   ids in it, scored by when they entered it (the record's `kind` and `since` fields), which
 //!   listings page through (`ZRANGEBYSCORE`) without scanning keys. Entries of expired final
 //!   records are pruned by the writes that end sagas and by listings.
