@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::store::{ListQuery, SagaPage, SagaStore};
+use crate::store::{ListQuery, SagaPage, SagaRecord, SagaStore};
 use crate::transport::Transport;
 use crate::{Saga, SagaDescription};
 
@@ -42,17 +42,19 @@ pub trait OperateSaga: Send + Sync + 'static {
     /// The saga's static description.
     fn description(&self) -> SagaDescription;
 
-    /// Resumes the stuck saga `trace_id` (see [`Admin::resume`]).
+    /// Resumes the stuck saga whose record (as just read) is `record` (see
+    /// [`Admin::resume`]).
     fn resume<'a>(
         &'a self,
-        trace_id: &'a str,
+        record: &'a SagaRecord,
         by: &'a str,
     ) -> BoxFuture<'a, Result<(), AdminError>>;
 
-    /// Compensates the saga `trace_id` on request (see [`Admin::compensate`]).
+    /// Compensates the saga whose record (as just read) is `record` on request (see
+    /// [`Admin::compensate`]).
     fn compensate<'a>(
         &'a self,
-        trace_id: &'a str,
+        record: &'a SagaRecord,
         by: &'a str,
     ) -> BoxFuture<'a, Result<CompensationRequest, AdminError>>;
 
@@ -144,7 +146,7 @@ impl Admin {
     /// (read it with [`Admin::get`] or await it with the store's watch).
     pub async fn resume(&self, trace_id: &str, by: &str) -> Result<(), AdminError> {
         let record = self.record(trace_id).await?;
-        self.ops(&record.saga)?.resume(trace_id, by).await
+        self.ops(&record.saga)?.resume(&record, by).await
     }
 
     /// Compensates the saga `trace_id` on the request of the operator `by`.
@@ -161,7 +163,7 @@ impl Admin {
         by: &str,
     ) -> Result<CompensationRequest, AdminError> {
         let record = self.record(trace_id).await?;
-        self.ops(&record.saga)?.compensate(trace_id, by).await
+        self.ops(&record.saga)?.compensate(&record, by).await
     }
 
     /// The Mermaid diagram of the saga definition `saga`.
@@ -191,7 +193,7 @@ impl Admin {
         dead_letters::replay(self, saga, message_id).await
     }
 
-    async fn record(&self, trace_id: &str) -> Result<crate::store::SagaRecord, AdminError> {
+    async fn record(&self, trace_id: &str) -> Result<SagaRecord, AdminError> {
         self.store
             .get(trace_id)
             .await?

@@ -30,23 +30,31 @@ impl<S: Saga> OperateSaga for Orchestrator<S> {
 
     fn resume<'a>(
         &'a self,
-        trace_id: &'a str,
+        record: &'a SagaRecord,
         by: &'a str,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
         async move {
-            let record = stuck_record(self.runtime(), trace_id).await?;
+            match record.status.kind() {
+                StatusKind::Stuck => {}
+                status => {
+                    return Err(AdminError::NotStuck {
+                        trace_id: record.trace_id.clone(),
+                        status,
+                    });
+                }
+            }
             let entry = HistoryEvent::Resumed { by: by.to_string() };
-            reopen(self.runtime(), &record, entry, false).await
+            reopen(self.runtime(), record, entry, false).await
         }
         .boxed()
     }
 
     fn compensate<'a>(
         &'a self,
-        trace_id: &'a str,
+        record: &'a SagaRecord,
         by: &'a str,
     ) -> BoxFuture<'a, Result<CompensationRequest, AdminError>> {
-        compensate(self.runtime(), trace_id, by).boxed()
+        compensate(self.runtime(), record, by).boxed()
     }
 
     fn topics(&self) -> (Arc<dyn Transport>, Vec<(String, String)>) {
@@ -66,28 +74,6 @@ impl<S: Saga> OperateSaga for Orchestrator<S> {
             );
         }
         (Arc::clone(&rt.transport), topics)
-    }
-}
-
-/// The record of `trace_id`, or why there is none.
-async fn record_of<S: Saga>(rt: &Runtime<S>, trace_id: &str) -> Result<SagaRecord, AdminError> {
-    rt.store
-        .get(trace_id)
-        .await?
-        .ok_or_else(|| AdminError::NotFound {
-            trace_id: trace_id.to_string(),
-        })
-}
-
-/// The record of `trace_id` if it is stuck.
-async fn stuck_record<S: Saga>(rt: &Runtime<S>, trace_id: &str) -> Result<SagaRecord, AdminError> {
-    let record = record_of(rt, trace_id).await?;
-    match record.status.kind() {
-        StatusKind::Stuck => Ok(record),
-        status => Err(AdminError::NotStuck {
-            trace_id: trace_id.to_string(),
-            status,
-        }),
     }
 }
 
@@ -171,10 +157,10 @@ async fn reopen<S: Saga>(
 
 async fn compensate<S: Saga>(
     rt: &Arc<Runtime<S>>,
-    trace_id: &str,
+    record: &SagaRecord,
     by: &str,
 ) -> Result<CompensationRequest, AdminError> {
-    let record = record_of(rt, trace_id).await?;
+    let trace_id = record.trace_id.as_str();
     let past_pivot = |cursor: Cursor| AdminError::PastPivot {
         trace_id: trace_id.to_string(),
         step: super::transition::step_at::<S>(cursor)
@@ -188,7 +174,7 @@ async fn compensate<S: Saga>(
             status: kind,
         }),
         StatusKind::Running => {
-            let envelope = kept_state::<S>(&record)?;
+            let envelope = kept_state::<S>(record)?;
             if !Progress::<S>::abortable(&envelope.state) {
                 return Err(past_pivot(S::cursor(&envelope.state)));
             }
@@ -207,13 +193,13 @@ async fn compensate<S: Saga>(
             }
         }
         StatusKind::Stuck => {
-            let envelope = kept_state::<S>(&record)?;
+            let envelope = kept_state::<S>(record)?;
             let cursor = S::cursor(&envelope.state);
             let event = HistoryEvent::CompensationRequested { by: by.to_string() };
             match cursor {
-                Cursor::Compensate(_) => reopen(rt, &record, event, false).await?,
+                Cursor::Compensate(_) => reopen(rt, record, event, false).await?,
                 _ if Progress::<S>::abortable(&envelope.state) => {
-                    reopen(rt, &record, event, true).await?
+                    reopen(rt, record, event, true).await?
                 }
                 _ => return Err(past_pivot(cursor)),
             }

@@ -116,7 +116,13 @@ impl State {
 
     /// Appends `entry` to the history of `trace_id`, keeping the latest `limit` entries.
     fn append(&mut self, trace_id: &str, entry: HistoryEntry, limit: usize) {
-        let history = self.history.entry(trace_id.to_string()).or_default();
+        // The key is allocated once per saga, not once per entry.
+        if !self.history.contains_key(trace_id) {
+            self.history.insert(trace_id.to_string(), VecDeque::new());
+        }
+        let Some(history) = self.history.get_mut(trace_id) else {
+            return;
+        };
         history.push_back(entry);
         while history.len() > limit.max(1) {
             history.pop_front();
