@@ -18,8 +18,9 @@ use futures_util::future::join_all;
 use sagaflow::StepError;
 use sagaflow::error::{Report, SagaFailure, StuckAt};
 use sagaflow::store::{
-    Advance, Begin, Claim, Claimed, Custody, Hold, MemoryStore, Mode, RedisConfig, RedisStore,
-    SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreErrorKind, Written, fingerprint,
+    Advance, Begin, Claim, Claimed, Custody, HistoryEntry, HistoryEvent, Hold, MemoryStore, Mode,
+    RedisConfig, RedisStore, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreErrorKind,
+    Written, fingerprint,
 };
 use serde_json::json;
 
@@ -47,9 +48,13 @@ fn store_config() -> StoreConfig {
     StoreConfig {
         finished_ttl: FINISHED_TTL,
         running_ttl: Some(RUNNING_TTL),
+        history_limit: HISTORY_LIMIT,
         ..StoreConfig::memory()
     }
 }
+
+/// The history bound of the stores under test: small, so that tests reach it.
+const HISTORY_LIMIT: usize = 4;
 
 fn unique(name: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -380,7 +385,93 @@ both_backends!(
     watch_reports_a_failure,
     many_watchers_all_resolve,
     dropped_watch_leaves_no_entry,
+    history_keeps_the_latest_entries_in_order,
 );
+
+/// A history entry of a transition of `step`, attempt `attempt`, written by `token`.
+fn transition(token: &str, step: &str, attempt: u32, error: Option<&str>) -> HistoryEntry {
+    HistoryEntry::now(
+        token,
+        HistoryEvent::Transition {
+            step: step.to_string(),
+            compensation: false,
+            attempt,
+            elapsed_ms: 1,
+            error: error.map(str::to_string),
+            retried: error.is_some(),
+        },
+    )
+}
+
+async fn history_keeps_the_latest_entries_in_order(fx: &Fixture) {
+    let store = fx.a();
+    let id = "bounded-history";
+    store.begin(record(id, &json!(1))).await.expect("begin");
+    // Two transitions, each written with the failed attempt retried in place before it (two
+    // entries per write), then a failed attempt handed over by a hold: five entries after
+    // `started`, of which the bound keeps the last four.
+    for (seq, step) in [(0, "create_order"), (1, "create_payment")] {
+        let entries = [
+            transition(OWNER, step, 1, Some("timeout")),
+            transition(OWNER, step, 2, None),
+        ];
+        let next = state(seq + 1);
+        let written = store
+            .advance(Advance {
+                trace_id: id,
+                saga: SAGA,
+                seq,
+                token: OWNER,
+                status: running(usize::try_from(seq).expect("small") + 1, step),
+                state: Some(next.as_str()),
+                custody: Custody::held(OWNER, LONG),
+                history: &entries,
+                abortable: false,
+            })
+            .await
+            .expect("advance");
+        assert_eq!(written, Written::Done);
+    }
+    let held = store
+        .hold(Hold {
+            trace_id: id,
+            saga: SAGA,
+            seq: 2,
+            token: OWNER,
+            custody: Custody::held(OWNER, LONG),
+            refund_attempt: false,
+            history: &[transition(OWNER, "notify", 1, Some("unavailable"))],
+        })
+        .await
+        .expect("hold");
+    assert_eq!(held, Written::Done);
+    let history = fx.b().history(id).await.expect("history");
+    let seen: Vec<(String, u32)> = history
+        .iter()
+        .map(|entry| match &entry.event {
+            HistoryEvent::Transition { step, attempt, .. } => (step.clone(), *attempt),
+            other => panic!("only transitions are left past the bound, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("create_order".to_string(), 2),
+            ("create_payment".to_string(), 1),
+            ("create_payment".to_string(), 2),
+            ("notify".to_string(), 1),
+        ],
+        "the latest {HISTORY_LIMIT} entries, oldest first"
+    );
+    assert_eq!(
+        history[1].event,
+        transition(OWNER, "create_payment", 1, Some("timeout")).event
+    );
+    assert_eq!(history[3].replica(), "pod-a");
+    // Removing the record removes its history.
+    store.remove(id).await.expect("remove");
+    assert_eq!(fx.b().history(id).await.expect("history"), Vec::new());
+}
 
 async fn begin_is_idempotent(fx: &Fixture) {
     let store = fx.a();

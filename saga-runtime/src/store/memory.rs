@@ -40,106 +40,130 @@ pub struct MemoryStore {
     waiters: Arc<Waiters>,
 }
 
-#[derive(Default)]
-struct State {
-    records: HashMap<String, SagaRecord>,
-    /// `(lease_until_ms, trace_id)` of every running record.
-    leases: BTreeSet<(u64, String)>,
-    /// `(expires_at_ms, trace_id, generation)` of finished records, in the order they ended
-    /// (the finished TTL is one value, so that is also expiry order). An entry whose
-    /// generation is no longer in `ended` is stale (its record was removed or expired).
-    finished: VecDeque<(u64, String, u64)>,
-    /// The generation of every finished record held: what the retention queue may evict.
-    ended: HashMap<String, u64>,
-    next_generation: u64,
-    /// The history of every record held, oldest entry first.
-    history: HashMap<String, VecDeque<HistoryEntry>>,
-    /// `(status_since_ms, trace_id)` of every record, one set per [`StatusKind`] (in the
-    /// order of [`StatusKind::ALL`]).
-    by_status: [BTreeSet<(u64, String)>; 5],
+/// A saga's id, shared by its map entry and every index that names it (cloned, never
+/// reallocated, per write).
+type Id = Arc<str>;
+
+/// Everything the store holds about one saga, under one map entry (one lookup per write).
+struct Slot {
+    record: SagaRecord,
+    /// Its history, oldest entry first, at most [`StoreConfig::history_limit`] entries.
+    history: VecDeque<HistoryEntry>,
+    /// Its generation in the retention queue while it is finished; `None` while running.
+    generation: Option<u64>,
 }
 
-fn slot(kind: StatusKind) -> usize {
+#[derive(Default)]
+struct State {
+    records: HashMap<Id, Slot>,
+    /// `(lease_until_ms, trace_id)` of every running record.
+    leases: BTreeSet<(u64, Id)>,
+    /// `(expires_at_ms, trace_id, generation)` of finished records, in the order they ended
+    /// (the finished TTL is one value, so that is also expiry order). An entry whose
+    /// generation is not its slot's is stale (the record was removed, expired or reopened).
+    finished: VecDeque<(u64, Id, u64)>,
+    /// How many finished records are held: what the retention cap bounds.
+    finished_held: usize,
+    next_generation: u64,
+    /// `(status_since_ms, trace_id)` of every record, one set per [`StatusKind`] (in the
+    /// order of [`StatusKind::ALL`]).
+    by_status: [BTreeSet<(u64, Id)>; 5],
+}
+
+fn slot_of(kind: StatusKind) -> usize {
     StatusKind::ALL
         .iter()
         .position(|k| *k == kind)
         .unwrap_or_default()
 }
 
+/// Appends `entries` to `history`, keeping the latest `limit`.
+fn append(history: &mut VecDeque<HistoryEntry>, entries: &[HistoryEntry], limit: usize) {
+    history.extend(entries.iter().cloned());
+    let over = history.len().saturating_sub(limit.max(1));
+    history.drain(..over);
+}
+
 impl State {
-    fn set_lease(&mut self, record: &mut SagaRecord, until: u64) {
-        self.leases
-            .remove(&(record.lease_until_ms, record.trace_id.clone()));
+    fn set_lease(&mut self, id: &Id, record: &mut SagaRecord, until: u64) {
+        self.leases.remove(&(record.lease_until_ms, id.clone()));
         record.lease_until_ms = until;
-        self.leases.insert((until, record.trace_id.clone()));
+        self.leases.insert((until, id.clone()));
+    }
+
+    /// Takes the slot of `trace_id` out of the map (to be put back with [`State::put`]), so
+    /// that it and the indexes can be changed together.
+    fn take(&mut self, trace_id: &str) -> Option<(Id, Slot)> {
+        self.records.remove_entry(trace_id)
+    }
+
+    fn put(&mut self, id: Id, slot: Slot) {
+        self.records.insert(id, slot);
     }
 
     /// Enters a record that just ended into the retention queue.
-    fn retain_ended(&mut self, trace_id: &str, expires_at: u64) {
+    fn retain_ended(&mut self, id: &Id, slot: &mut Slot, expires_at: u64) {
         let generation = self.next_generation;
         self.next_generation += 1;
-        self.ended.insert(trace_id.to_string(), generation);
+        if slot.generation.replace(generation).is_none() {
+            self.finished_held += 1;
+        }
         self.finished
-            .push_back((expires_at, trace_id.to_string(), generation));
+            .push_back((expires_at, id.clone(), generation));
+    }
+
+    /// Takes a finished record out of the retention queue (its queue entry goes stale).
+    fn unretain(&mut self, slot: &mut Slot) {
+        if slot.generation.take().is_some() {
+            self.finished_held -= 1;
+        }
     }
 
     /// Forgets the record of `trace_id` (removed, or expired on access).
     fn forget(&mut self, trace_id: &str) {
-        if let Some(record) = self.records.remove(trace_id) {
-            self.leases
-                .remove(&(record.lease_until_ms, record.trace_id.clone()));
-            self.unindex(&record);
+        if let Some((id, mut slot)) = self.take(trace_id) {
+            let record = &slot.record;
+            self.leases.remove(&(record.lease_until_ms, id.clone()));
+            self.by_status[slot_of(record.status.kind())]
+                .remove(&(record.status_since_ms, id.clone()));
+            self.unretain(&mut slot);
         }
-        self.ended.remove(trace_id);
-        self.history.remove(trace_id);
-    }
-
-    fn unindex(&mut self, record: &SagaRecord) {
-        self.by_status[slot(record.status.kind())]
-            .remove(&(record.status_since_ms, record.trace_id.clone()));
     }
 
     /// Moves `record` into the index of its status family if it left `previous` (`None`: it
     /// is new), stamping when it entered it.
-    fn reindex(&mut self, record: &mut SagaRecord, previous: Option<StatusKind>, now: u64) {
+    fn reindex(
+        &mut self,
+        id: &Id,
+        record: &mut SagaRecord,
+        previous: Option<StatusKind>,
+        now: u64,
+    ) {
         let kind = record.status.kind();
         if previous == Some(kind) {
             return;
         }
         if let Some(previous) = previous {
-            self.by_status[slot(previous)]
-                .remove(&(record.status_since_ms, record.trace_id.clone()));
+            self.by_status[slot_of(previous)].remove(&(record.status_since_ms, id.clone()));
         }
         record.status_since_ms = now;
-        self.by_status[slot(kind)].insert((now, record.trace_id.clone()));
-    }
-
-    /// Appends `entry` to the history of `trace_id`, keeping the latest `limit` entries.
-    fn append(&mut self, trace_id: &str, entry: HistoryEntry, limit: usize) {
-        // The key is allocated once per saga, not once per entry.
-        if !self.history.contains_key(trace_id) {
-            self.history.insert(trace_id.to_string(), VecDeque::new());
-        }
-        let Some(history) = self.history.get_mut(trace_id) else {
-            return;
-        };
-        history.push_back(entry);
-        while history.len() > limit.max(1) {
-            history.pop_front();
-        }
+        self.by_status[slot_of(kind)].insert((now, id.clone()));
     }
 
     /// Drops finished records past their TTL or over the cap, oldest first; O(1) per entry.
     fn evict(&mut self, now: u64, cap: usize) {
-        while let Some((expires_at, trace_id, generation)) = self.finished.front() {
-            let live = self.ended.get(trace_id) == Some(generation);
-            if live && *expires_at > now && self.ended.len() <= cap {
+        while let Some((expires_at, id, generation)) = self.finished.front() {
+            let live = self
+                .records
+                .get(id)
+                .is_some_and(|slot| slot.generation == Some(*generation));
+            if live && *expires_at > now && self.finished_held <= cap {
                 break;
             }
-            if let Some((_, trace_id, _)) = self.finished.pop_front()
+            if let Some((_, id, _)) = self.finished.pop_front()
                 && live
             {
-                self.forget(&trace_id);
+                self.forget(&id);
             }
         }
     }
@@ -201,13 +225,8 @@ impl MemoryStore {
             .is_some_and(|ttl| now >= record.updated_at_ms.saturating_add(millis(ttl)))
     }
 
-    fn live<'s>(
-        &self,
-        state: &'s mut State,
-        trace_id: &str,
-        now: u64,
-    ) -> Option<&'s mut SagaRecord> {
-        let expired = self.expired(state.records.get(trace_id)?, now);
+    fn live<'s>(&self, state: &'s mut State, trace_id: &str, now: u64) -> Option<&'s mut Slot> {
+        let expired = self.expired(&state.records.get(trace_id)?.record, now);
         if expired {
             state.forget(trace_id);
             return None;
@@ -219,26 +238,31 @@ impl MemoryStore {
         let now = now_ms();
         let mut state = self.lock();
         if let Some(existing) = self.live(&mut state, &record.trace_id, now) {
-            let existing = existing.clone();
+            let existing = existing.record.clone();
             return if existing.fingerprint == record.fingerprint {
                 Begin::Existing(existing)
             } else {
                 Begin::Conflict(existing)
             };
         }
+        let id: Id = Arc::from(record.trace_id.as_str());
         record.created_at_ms = now;
         record.updated_at_ms = now;
-        state
-            .leases
-            .insert((record.lease_until_ms, record.trace_id.clone()));
-        state.reindex(&mut record, None, now);
+        state.leases.insert((record.lease_until_ms, id.clone()));
+        state.reindex(&id, &mut record, None, now);
         let started = HistoryEntry {
             at_ms: now,
             run: record.owner.clone(),
             event: HistoryEvent::Started { mode: record.mode },
         };
-        state.append(&record.trace_id, started, self.config.history_limit);
-        state.records.insert(record.trace_id.clone(), record);
+        let mut history = VecDeque::with_capacity(4);
+        history.push_back(started);
+        let slot = Slot {
+            record,
+            history,
+            generation: None,
+        };
+        state.put(id, slot);
         Begin::Started
     }
 
@@ -246,7 +270,7 @@ impl MemoryStore {
         let now = now_ms();
         let mut guard = self.lock();
         let state = &mut *guard;
-        let Some(record) = self.live(state, claim.trace_id, now) else {
+        let Some(Slot { record, .. }) = self.live(state, claim.trace_id, now) else {
             return Claimed::Missing;
         };
         if record.status.is_final() {
@@ -266,14 +290,16 @@ impl MemoryStore {
         if !free {
             return Claimed::Busy;
         }
-        let Some(mut record) = state.records.remove(claim.trace_id) else {
+        let Some((id, mut slot)) = state.take(claim.trace_id) else {
             return Claimed::Missing;
         };
-        record.owner = claim.token.to_string();
+        let record = &mut slot.record;
+        record.owner.clear();
+        record.owner.push_str(claim.token);
         record.queued = false;
         record.attempts += 1;
         record.updated_at_ms = now;
-        state.set_lease(&mut record, now.saturating_add(millis(claim.lease)));
+        state.set_lease(&id, record, now.saturating_add(millis(claim.lease)));
         let won = Claimed::Won {
             attempt: record.attempts,
             seq: record.seq,
@@ -285,7 +311,7 @@ impl MemoryStore {
             },
             compensate: record.compensation_requested,
         };
-        state.records.insert(record.trace_id.clone(), record);
+        state.put(id, slot);
         won
     }
 
@@ -298,7 +324,8 @@ impl MemoryStore {
         token: &str,
         now: u64,
     ) -> Result<&'s mut SagaRecord, Written> {
-        let record = self.live(state, trace_id, now).ok_or(Written::Missing)?;
+        let slot = self.live(state, trace_id, now).ok_or(Written::Missing)?;
+        let record = &mut slot.record;
         if record.status.is_final() {
             return Err(Written::Finished);
         }
@@ -322,9 +349,15 @@ impl MemoryStore {
                 Ok(_) => {}
             }
             // Moved out and back in, not cloned: the state it holds can be large.
-            let Some(mut record) = state.records.remove(advance.trace_id) else {
+            let Some((id, mut slot)) = state.take(advance.trace_id) else {
                 return Written::Missing;
             };
+            append(
+                &mut slot.history,
+                advance.history,
+                self.config.history_limit,
+            );
+            let record = &mut slot.record;
             record.seq += 1;
             record.attempts = 0;
             record.updated_at_ms = now;
@@ -333,26 +366,20 @@ impl MemoryStore {
             if record.status.kind() != StatusKind::Running {
                 record.compensation_requested = false;
             }
-            state.reindex(&mut record, Some(previous), now);
-            for entry in advance.history {
-                state.append(&record.trace_id, entry.clone(), self.config.history_limit);
-            }
+            state.reindex(&id, record, Some(previous), now);
+            // A stuck saga keeps the state it is stuck at, for an operator to resume.
+            set_state(record, advance.state);
             if record.status.is_final() {
-                state
-                    .leases
-                    .remove(&(record.lease_until_ms, record.trace_id.clone()));
-                // A stuck saga keeps the state it is stuck at, for an operator to resume.
-                record.state = advance.state.map(str::to_string);
+                state.leases.remove(&(record.lease_until_ms, id.clone()));
                 record.owner.clear();
                 record.lease_until_ms = 0;
                 record.queued = false;
                 let expires_at = now.saturating_add(millis(self.config.finished_ttl));
-                state.retain_ended(&record.trace_id, expires_at);
+                state.retain_ended(&id, &mut slot, expires_at);
             } else {
-                record.state = advance.state.map(str::to_string);
-                apply_custody(state, &mut record, &advance.custody, now);
+                apply_custody(state, &id, record, &advance.custody, now);
             }
-            state.records.insert(record.trace_id.clone(), record);
+            state.put(id, slot);
             state.evict(now, self.config.max_finished);
         }
         // Notify after the write is visible: a watcher registered before the write is woken
@@ -373,25 +400,23 @@ impl MemoryStore {
             history,
             ..
         } = hold;
-        let (seq, refund_attempt) = (*seq, *refund_attempt);
         let now = now_ms();
         let mut guard = self.lock();
         let state = &mut *guard;
-        if let Err(refused) = self.held(state, trace_id, seq, token, now) {
+        if let Err(refused) = self.held(state, trace_id, *seq, token, now) {
             return refused;
         }
-        let Some(mut record) = state.records.remove(*trace_id) else {
+        let Some((id, mut slot)) = state.take(trace_id) else {
             return Written::Missing;
         };
+        append(&mut slot.history, history, self.config.history_limit);
+        let record = &mut slot.record;
         record.updated_at_ms = now;
-        if refund_attempt {
+        if *refund_attempt {
             record.attempts = record.attempts.saturating_sub(1);
         }
-        apply_custody(state, &mut record, custody, now);
-        for entry in *history {
-            state.append(trace_id, entry.clone(), self.config.history_limit);
-        }
-        state.records.insert(record.trace_id.clone(), record);
+        apply_custody(state, &id, record, custody, now);
+        state.put(id, slot);
         Written::Done
     }
 
@@ -402,9 +427,14 @@ impl MemoryStore {
             .leases
             .iter()
             .take_while(|(until, _)| *until <= now)
-            .filter(|(_, trace_id)| state.records.get(trace_id).is_some_and(|r| r.saga == saga))
+            .filter(|(_, id)| {
+                state
+                    .records
+                    .get(id)
+                    .is_some_and(|slot| slot.record.saga == saga)
+            })
             .take(limit)
-            .map(|(_, trace_id)| trace_id.clone())
+            .map(|(_, id)| id.to_string())
             .collect()
     }
 
@@ -412,7 +442,7 @@ impl MemoryStore {
         let now = now_ms();
         let mut guard = self.lock();
         let state = &mut *guard;
-        let Some(record) = self.live(state, reopen.trace_id, now) else {
+        let Some(Slot { record, .. }) = self.live(state, reopen.trace_id, now) else {
             return Written::Missing;
         };
         match record.status.kind() {
@@ -420,37 +450,39 @@ impl MemoryStore {
             StatusKind::Completed | StatusKind::Compensated => return Written::Finished,
             _ => return Written::Fenced,
         }
-        let Some(mut record) = state.records.remove(reopen.trace_id) else {
+        let Some((id, mut slot)) = state.take(reopen.trace_id) else {
             return Written::Missing;
         };
         // Out of the retention queue: its entry there is stale from now on.
-        state.ended.remove(reopen.trace_id);
+        state.unretain(&mut slot);
+        slot.history.push_back(reopen.entry);
+        append(&mut slot.history, &[], self.config.history_limit);
+        let record = &mut slot.record;
         record.seq += 1;
         record.attempts = 0;
         record.updated_at_ms = now;
         record.status = reopen.status;
         record.state = Some(reopen.state.to_string());
         record.compensation_requested = reopen.compensate;
-        state.reindex(&mut record, Some(StatusKind::Stuck), now);
-        apply_custody(state, &mut record, &reopen.custody, now);
-        state.append(&record.trace_id, reopen.entry, self.config.history_limit);
-        state.records.insert(record.trace_id.clone(), record);
+        state.reindex(&id, record, Some(StatusKind::Stuck), now);
+        apply_custody(state, &id, record, &reopen.custody, now);
+        state.put(id, slot);
         Written::Done
     }
 
     fn request_compensation_now(&self, trace_id: &str, entry: HistoryEntry) -> Written {
         let now = now_ms();
         let mut guard = self.lock();
-        let state = &mut *guard;
-        let Some(record) = self.live(state, trace_id, now) else {
+        let Some(slot) = self.live(&mut guard, trace_id, now) else {
             return Written::Missing;
         };
-        if record.status.is_final() {
+        if slot.record.status.is_final() {
             return Written::Finished;
         }
-        record.compensation_requested = true;
-        record.updated_at_ms = now;
-        state.append(trace_id, entry, self.config.history_limit);
+        slot.record.compensation_requested = true;
+        slot.record.updated_at_ms = now;
+        slot.history.push_back(entry);
+        append(&mut slot.history, &[], self.config.history_limit);
         Written::Done
     }
 
@@ -461,16 +493,17 @@ impl MemoryStore {
             .map_or(u64::MAX, |age| now.saturating_sub(millis(age)));
         let state = self.lock();
         let start = match &query.after {
-            Some(after) => Bound::Excluded((after.since_ms, after.trace_id.clone())),
+            Some(after) => Bound::Excluded((after.since_ms, Id::from(after.trace_id.as_str()))),
             None => Bound::Unbounded,
         };
         let limit = query.page_size();
         let mut sagas = Vec::with_capacity(limit.min(64));
         let mut more = false;
-        let matching = state.by_status[slot(query.status)]
+        let matching = state.by_status[slot_of(query.status)]
             .range((start, Bound::Unbounded))
             .take_while(|(since, _)| *since <= newest)
-            .filter_map(|(_, trace_id)| state.records.get(trace_id))
+            .filter_map(|(_, id)| state.records.get(id))
+            .map(|slot| &slot.record)
             .filter(|record| !self.expired(record, now))
             .filter(|record| query.saga.as_ref().is_none_or(|saga| *saga == record.saga));
         for record in matching {
@@ -492,7 +525,7 @@ impl MemoryStore {
     fn get_now(&self, trace_id: &str) -> Option<SagaRecord> {
         let now = now_ms();
         self.live(&mut self.lock(), trace_id, now)
-            .map(|r| r.clone())
+            .map(|slot| slot.record.clone())
     }
 
     async fn watch_outcome(&self, trace_id: &str) -> Result<Outcome, StoreError> {
@@ -505,10 +538,21 @@ impl MemoryStore {
     }
 }
 
-fn apply_custody(state: &mut State, record: &mut SagaRecord, custody: &Custody, now: u64) {
+fn apply_custody(state: &mut State, id: &Id, record: &mut SagaRecord, custody: &Custody, now: u64) {
     record.owner.clone_from(&custody.token);
     record.queued = custody.queued;
-    state.set_lease(record, now.saturating_add(millis(custody.lease)));
+    state.set_lease(id, record, now.saturating_add(millis(custody.lease)));
+}
+
+/// Stores `state` in `record`, reusing its buffer.
+fn set_state(record: &mut SagaRecord, state: Option<&str>) {
+    match (state, &mut record.state) {
+        (Some(new), Some(held)) => {
+            held.clear();
+            held.push_str(new);
+        }
+        (new, held) => *held = new.map(str::to_string),
+    }
 }
 
 impl SagaStore for MemoryStore {
@@ -563,13 +607,9 @@ impl SagaStore for MemoryStore {
         async move {
             let now = now_ms();
             let mut state = self.lock();
-            if self.live(&mut state, trace_id, now).is_none() {
-                return Ok(Vec::new());
-            }
-            Ok(state
-                .history
-                .get(trace_id)
-                .map(|entries| entries.iter().cloned().collect())
+            Ok(self
+                .live(&mut state, trace_id, now)
+                .map(|slot| slot.history.iter().cloned().collect())
                 .unwrap_or_default())
         }
         .boxed()

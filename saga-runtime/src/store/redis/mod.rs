@@ -5,19 +5,20 @@
 //! - `{prefix}:saga:{trace_id}`: a hash holding the [`SagaRecord`]: `saga`, `fp`
 //!   (fingerprint), `mode`, `status` (JSON), `state` (the envelope to resume from, JSON),
 //!   `seq`, `owner`, `until` (lease end, ms on the Redis clock), `queued`, `attempts`,
-//!   `final`, `created`, `updated`. It carries the running safety TTL
+//!   `final`, `created`, `updated`, `kind` and `since` (its status family and since when),
+//!   `abort` (compensation requested), and its history: `hist`, the latest
+//!   [`StoreConfig::history_limit`] [`HistoryEntry`]s as lines of JSON, and `hn`, their count.
+//!   It carries the running safety TTL
 //!   ([`StoreConfig::running_ttl`]); a final status sets the finished TTL
 //!   ([`StoreConfig::finished_ttl`]).
 //! - `{prefix}:leases`: a sorted set of the running trace ids scored by lease end, which the
 //!   recovery sweeper reads (`ZRANGEBYSCORE`), so finding expired sagas never scans keys.
 //! - `{prefix}:done:{trace_id}`: the pub/sub channel on which the final status is published,
 //!   by the same script that makes the record final.
-//! - `{prefix}:history:{trace_id}`: a list of the saga's [`HistoryEntry`]s as JSON, the latest
-//!   [`StoreConfig::history_limit`], with the record's time-to-live.
 //! - `{prefix}:status:{kind}`: one sorted set per status family ([`StatusKind`](super::StatusKind)) of the trace
 //!   ids in it, scored by when they entered it (the record's `kind` and `since` fields), which
 //!   listings page through (`ZRANGEBYSCORE`) without scanning keys. Entries of expired final
-//!   records are pruned by the writes that end sagas and by listings.
+//!   records are pruned by the sweeper's periodic read of expired leases and by listings.
 //!
 //! Every operation is one Lua script (one round trip) that reads, fences (sequence number,
 //! owner token, lease), writes the hash and the lease index, and publishes. Lease times use
@@ -104,7 +105,6 @@ struct Keys {
     record_prefix: String,
     channel_prefix: String,
     leases_prefix: String,
-    history_prefix: String,
     status_prefix: String,
 }
 
@@ -114,13 +114,8 @@ impl Keys {
             record_prefix: format!("{prefix}:saga:"),
             channel_prefix: format!("{prefix}:done:"),
             leases_prefix: format!("{prefix}:leases:"),
-            history_prefix: format!("{prefix}:history:"),
             status_prefix: format!("{prefix}:status:"),
         }
-    }
-
-    fn history(&self, trace_id: &str) -> String {
-        format!("{}{trace_id}", self.history_prefix)
     }
 
     fn status(&self, kind: super::StatusKind) -> String {
@@ -214,15 +209,32 @@ impl Shared {
     async fn get(&self, trace_id: &str) -> Result<Option<SagaRecord>, StoreError> {
         let key = self.keys.record(trace_id);
         let mut conn = self.commands.clone();
-        let get = ::redis::cmd("HGETALL").arg(&key).to_owned();
-        let fields: HashMap<String, String> = self
-            .bounded("HGETALL", trace_id, get.query_async(&mut conn))
+        // Every field but the history, which only an operator reads.
+        let get = ::redis::cmd("HMGET")
+            .arg(&key)
+            .arg(&LISTED_FIELDS[..])
+            .arg("state")
+            .to_owned();
+        let values: Vec<Option<String>> = self
+            .bounded("HMGET", trace_id, get.query_async(&mut conn))
             .await?;
-        if fields.is_empty() {
+        if values.first().is_none_or(Option::is_none) {
             return Ok(None);
         }
+        let fields = named(LISTED_FIELDS.iter().chain(&["state"]), values);
         self.decode(trace_id, fields).map(Some)
     }
+}
+
+/// The fields `names` with the values an `HMGET` of them replied (absent ones left out).
+fn named<'n>(
+    names: impl Iterator<Item = &'n &'static str>,
+    values: Vec<Option<String>>,
+) -> HashMap<String, String> {
+    names
+        .zip(values)
+        .filter_map(|(name, value)| Some(((*name).to_string(), value?)))
+        .collect()
 }
 
 /// Builds a record from its hash fields; `Err` names the field that is missing or wrong.
@@ -259,7 +271,8 @@ fn decode_record(
         mode,
         status,
         seq: number("seq", take("seq")?)?,
-        state: take("state").ok(),
+        // A final record holds an empty state unless it kept one (stuck).
+        state: take("state").ok().filter(|state| !state.is_empty()),
         owner: take("owner")?,
         lease_until_ms: number("until", take("until")?)?,
         queued: take("queued")? == "1",
@@ -451,7 +464,6 @@ impl RedisStore {
         let mut invocation = SCRIPTS.begin.key(shared.keys.record(trace_id));
         invocation
             .key(shared.keys.leases(&record.saga))
-            .key(shared.keys.history(trace_id))
             .arg(trace_id)
             .arg(&record.saga)
             .arg(&record.fingerprint)
@@ -463,8 +475,7 @@ impl RedisStore {
             .arg(u8::from(record.queued))
             .arg(self.ttl_ms(&record.status))
             .arg(&shared.keys.status_prefix)
-            .arg(&started)
-            .arg(self.history_limit());
+            .arg(&started);
         let mut conn = shared.commands.clone();
         let existing: HashMap<String, String> = shared
             .bounded("begin", trace_id, invocation.invoke_async(&mut conn))
@@ -535,7 +546,6 @@ impl RedisStore {
         invocation
             .key(shared.keys.leases(advance.saga))
             .key(shared.keys.channel(trace_id))
-            .key(shared.keys.history(trace_id))
             .arg(trace_id)
             .arg(advance.seq)
             .arg(advance.token)
@@ -548,6 +558,7 @@ impl RedisStore {
             .arg(advance.status.kind().as_str())
             .arg(&shared.keys.status_prefix)
             .arg(&entries)
+            .arg(advance.history.len())
             .arg(self.history_limit())
             .arg(u8::from(advance.abortable));
         let mut conn = shared.commands.clone();
@@ -572,7 +583,6 @@ impl RedisStore {
         let mut invocation = SCRIPTS.hold.key(shared.keys.record(trace_id));
         invocation
             .key(shared.keys.leases(saga))
-            .key(shared.keys.history(trace_id))
             .arg(trace_id)
             .arg(seq)
             .arg(token)
@@ -581,6 +591,7 @@ impl RedisStore {
             .arg(u8::from(custody.queued))
             .arg(u8::from(refund_attempt))
             .arg(&entries)
+            .arg(history.len())
             .arg(self.history_limit());
         let mut conn = shared.commands.clone();
         let code: i64 = shared
@@ -592,7 +603,11 @@ impl RedisStore {
     async fn expired_records(&self, saga: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let shared = &self.shared;
         let mut invocation = SCRIPTS.expired.key(shared.keys.leases(saga));
-        invocation.arg(limit);
+        let finished_ttl = shared.config.store.finished_ttl;
+        invocation
+            .arg(limit)
+            .arg(&shared.keys.status_prefix)
+            .arg(millis(finished_ttl).max(1));
         let mut conn = shared.commands.clone();
         shared
             .bounded(
@@ -638,20 +653,25 @@ impl RedisStore {
 
     async fn history_of(&self, trace_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let shared = &self.shared;
-        let key = shared.keys.history(trace_id);
+        let key = shared.keys.record(trace_id);
         let mut conn = shared.commands.clone();
-        let read = ::redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).to_owned();
-        let entries: Vec<String> = shared
-            .bounded("LRANGE", trace_id, read.query_async(&mut conn))
+        let read = ::redis::cmd("HGET").arg(&key).arg("hist").to_owned();
+        let history: Option<String> = shared
+            .bounded("HGET", trace_id, read.query_async(&mut conn))
             .await?;
-        entries
-            .iter()
+        history
+            .as_deref()
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| !line.is_empty())
             .map(|entry| {
                 serde_json::from_str(entry).map_err(|error| {
                     shared
                         .error(
                             StoreErrorKind::Corrupt,
-                            format!("key `{key}` holds an entry that is not a history entry"),
+                            format!(
+                                "field `hist` of key `{key}` holds an entry that is not a history entry"
+                            ),
                         )
                         .caused_by(error)
                 })
@@ -703,12 +723,7 @@ impl RedisStore {
         let mut sagas = Vec::new();
         while let Some(trace_id) = next_value::<String>(&mut reply) {
             let values: Vec<Option<String>> = next_value(&mut reply).ok_or_else(corrupt)?;
-            let fields = LISTED_FIELDS
-                .iter()
-                .zip(values)
-                .filter_map(|(name, value)| Some(((*name).to_string(), value?)))
-                .collect();
-            sagas.push(shared.decode(&trace_id, fields)?);
+            sagas.push(shared.decode(&trace_id, named(LISTED_FIELDS.iter(), values))?);
         }
         let next = if sagas.len() > limit {
             sagas.truncate(limit);
@@ -740,7 +755,6 @@ impl RedisStore {
         let mut invocation = SCRIPTS.reopen.key(shared.keys.record(trace_id));
         invocation
             .key(shared.keys.leases(reopen.saga))
-            .key(shared.keys.history(trace_id))
             .arg(trace_id)
             .arg(reopen.seq)
             .arg(&status)
@@ -771,10 +785,7 @@ impl RedisStore {
         let mut invocation = SCRIPTS
             .request_compensation
             .key(shared.keys.record(trace_id));
-        invocation
-            .key(shared.keys.history(trace_id))
-            .arg(&entry)
-            .arg(self.history_limit());
+        invocation.arg(&entry).arg(self.history_limit());
         let mut conn = shared.commands.clone();
         let code: i64 = shared
             .bounded(
@@ -791,7 +802,6 @@ impl RedisStore {
         let mut conn = self.shared.commands.clone();
         let mut invocation = SCRIPTS.remove.key(&key);
         invocation
-            .key(self.shared.keys.history(trace_id))
             .arg(&self.shared.keys.leases_prefix)
             .arg(trace_id)
             .arg(&self.shared.keys.status_prefix);

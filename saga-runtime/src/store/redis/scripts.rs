@@ -4,8 +4,9 @@
 //! `KEYS[3]` the completion channel. `now` is the server's clock in milliseconds. A record is
 //! final when its `final` field is `1`. Numbers stay below 2^53, exact in Lua.
 //!
-//! Every write keeps the operator's views in the same atomic step: the history list (`RPUSH`
-//! of the entry's JSON, `LTRIM` to the limit, the record's time-to-live) and the status
+//! Every write keeps the operator's views in the same atomic step: the history (lines of JSON
+//! in the record's own `hist` field, trimmed to the limit, written by the transition's `HSET`,
+//! so it costs no command of its own and shares the record's time-to-live) and the status
 //! indexes, one sorted set per status family (`{status prefix}{kind}`, scored by when the saga
 //! entered it; the record's `kind` and `since` fields say where it is). Index keys are built
 //! from the prefix in the script, like the lease index in [`REMOVE`]: a Redis Cluster
@@ -48,7 +49,7 @@ pub(super) struct Scripts {
 
 /// The scripts, built once.
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    begin: script(&format!("{HISTORY}{BEGIN}")),
+    begin: script(BEGIN),
     claim: script(CLAIM),
     advance: fenced(ADVANCE),
     hold: fenced(HOLD),
@@ -70,28 +71,46 @@ fn fenced(body: &str) -> Script {
     script(&format!("{HISTORY}{FENCE}{body}"))
 }
 
-/// `append(key, entries, limit)`: appends history entries (lines of JSON; nothing when
-/// empty), keeps the latest `limit`, and gives the list the record's time-to-live.
+/// History and index helpers, shared by the writes.
+///
+/// `appended(old, n, entries, count, limit)`: the history `old` (lines of JSON, `n` of them;
+/// nil for none) with `entries` (`count` more lines; nothing when 0) appended, keeping the
+/// latest `limit`; returns the new history and its count. The history lives in the record's
+/// hash (`hist`, `hn`): written by the same `HSET` as the transition, gone with the record.
+///
+/// `moved(fields, prefix, id, from, to)`: moves `id` from the status index `from` to `to`
+/// (when they differ) and adds the record's `kind` and `since` to the `HSET` fields `fields`.
 const HISTORY: &str = r#"
-local function append(key, entries, limit)
-  if entries == '' then return end
-  for entry in string.gmatch(entries, '[^\n]+') do
-    redis.call('RPUSH', key, entry)
+local function appended(old, n, entries, count, limit)
+  n = tonumber(n) or 0
+  count = tonumber(count)
+  if count == 0 then return old or '', n end
+  local hist = entries
+  if old and old ~= '' then hist = old .. '\n' .. entries end
+  n = n + count
+  limit = tonumber(limit)
+  local from = 1
+  while n > limit do
+    local cut = string.find(hist, '\n', from, true)
+    if not cut then break end
+    from = cut + 1
+    n = n - 1
   end
-  redis.call('LTRIM', key, -tonumber(limit), -1)
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
+  if from > 1 then hist = string.sub(hist, from) end
+  return hist, n
 end
-local function move_index(prefix, id, from, to)
+local function moved(fields, prefix, id, from, to)
   if from == to then return end
   redis.call('ZREM', prefix .. from, id)
   redis.call('ZADD', prefix .. to, now, id)
-  redis.call('HSET', KEYS[1], 'kind', to, 'since', now)
+  local k = #fields
+  fields[k + 1], fields[k + 2], fields[k + 3], fields[k + 4] = 'kind', to, 'since', now
 end
 "#;
 
+/// Reads `h` = seq, owner, final, kind, abort, hist, hn; see [`fenced`].
 const FENCE: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort', 'hist', 'hn')
 if not h[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
@@ -100,9 +119,9 @@ if h[3] == '1' then return 1 end
 if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return 2 end
 "#;
 
-/// KEYS[3]: the history list. ARGV: trace id, saga, fingerprint, mode, status, state, owner,
-/// lease ms, queued (0/1), ttl ms (0: none), status index prefix, history entry, history limit.
-/// Returns `{}` when created, else the existing hash (HGETALL).
+/// ARGV: trace id, saga, fingerprint, mode, status, state, owner, lease ms, queued (0/1), ttl
+/// ms (0: none), status index prefix, history entry. Returns `{}` when created, else the
+/// existing hash (HGETALL).
 const BEGIN: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HGETALL', KEYS[1])
@@ -110,12 +129,11 @@ end
 local lease_until = now + tonumber(ARGV[8])
 redis.call('HSET', KEYS[1], 'saga', ARGV[2], 'fp', ARGV[3], 'mode', ARGV[4], 'status', ARGV[5],
   'state', ARGV[6], 'seq', 0, 'owner', ARGV[7], 'until', lease_until, 'queued', ARGV[9],
-  'attempts', 0, 'final', 0, 'created', now, 'updated', now, 'kind', 'running', 'since', now)
+  'attempts', 0, 'final', 0, 'created', now, 'updated', now, 'kind', 'running', 'since', now,
+  'hist', ARGV[12], 'hn', 1)
 if ARGV[10] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 redis.call('ZADD', ARGV[11] .. 'running', now, ARGV[1])
-redis.call('DEL', KEYS[3])
-append(KEYS[3], ARGV[12], ARGV[13])
 return {}
 "#;
 
@@ -149,28 +167,29 @@ end
 return {4, attempts, tonumber(h[1]), h[7], false, abort}
 "#;
 
-/// KEYS[4]: the history list. ARGV: trace id, seq, token, status, state, lease ms, queued
-/// (0/1), final (0/1), ttl ms (0: none), status kind, status index prefix, history entry,
-/// history limit, abortable (0/1). Runs after [`FENCE`]. Returns a reply code.
+/// ARGV: trace id, seq, token, status, state ('' for none), lease ms, queued (0/1), final
+/// (0/1), ttl ms (0: none), status kind, status index prefix, history entries, their count,
+/// history limit, abortable (0/1). Runs after [`FENCE`]. Returns a reply code. A final record
+/// keeps the state only when given one (a stuck saga's, for an operator to resume).
 const ADVANCE: &str = r#"
-if ARGV[14] == '1' and h[5] == '1' then return 5 end
-move_index(ARGV[11], ARGV[1], h[4] or 'running', ARGV[10])
-if ARGV[10] ~= 'running' then redis.call('HDEL', KEYS[1], 'abort') end
-local seq = tonumber(h[1]) + 1
+if ARGV[15] == '1' and h[5] == '1' then return 5 end
+local hist, hn = appended(h[6], h[7], ARGV[12], ARGV[13], ARGV[14])
+local f = {'status', ARGV[4], 'state', ARGV[5], 'seq', tonumber(h[1]) + 1, 'attempts', 0,
+  'updated', now, 'hist', hist, 'hn', hn}
+moved(f, ARGV[11], ARGV[1], h[4] or 'running', ARGV[10])
+if h[5] and ARGV[10] ~= 'running' then redis.call('HDEL', KEYS[1], 'abort') end
+local k = #f
 if ARGV[8] == '1' then
-  redis.call('HSET', KEYS[1], 'status', ARGV[4], 'seq', seq, 'final', 1, 'owner', '',
-    'until', 0, 'queued', 0, 'attempts', 0, 'updated', now)
-  if ARGV[5] == '' then
-    redis.call('HDEL', KEYS[1], 'state')
-  else
-    redis.call('HSET', KEYS[1], 'state', ARGV[5])
-  end
+  f[k + 1], f[k + 2], f[k + 3], f[k + 4], f[k + 5], f[k + 6], f[k + 7], f[k + 8] =
+    'final', 1, 'owner', '', 'until', 0, 'queued', 0
+  redis.call('HSET', KEYS[1], unpack(f))
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('PUBLISH', KEYS[3], ARGV[4])
 else
   local lease_until = now + tonumber(ARGV[6])
-  redis.call('HSET', KEYS[1], 'status', ARGV[4], 'state', ARGV[5], 'seq', seq, 'owner', ARGV[3],
-    'until', lease_until, 'queued', ARGV[7], 'attempts', 0, 'updated', now)
+  f[k + 1], f[k + 2], f[k + 3], f[k + 4], f[k + 5], f[k + 6] =
+    'owner', ARGV[3], 'until', lease_until, 'queued', ARGV[7]
+  redis.call('HSET', KEYS[1], unpack(f))
   redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 end
 if ARGV[9] ~= '0' then
@@ -178,21 +197,19 @@ if ARGV[9] ~= '0' then
 else
   redis.call('PERSIST', KEYS[1])
 end
-append(KEYS[4], ARGV[12], ARGV[13])
-if ARGV[8] == '1' and ARGV[9] ~= '0' then
-  -- Final sagas leave their index when their record expires: drop the expired ones.
-  redis.call('ZREMRANGEBYSCORE', ARGV[11] .. ARGV[10], '-inf', '(' .. (now - tonumber(ARGV[9])))
-end
 return 4
 "#;
 
-/// KEYS[3]: the history list. ARGV: trace id, seq, token, new owner, lease ms, queued (0/1),
-/// refund an attempt (0/1), history entries, history limit. Runs after [`FENCE`]. Returns a
-/// reply code.
+/// ARGV: trace id, seq, token, new owner, lease ms, queued (0/1), refund an attempt (0/1),
+/// history entries, their count, history limit. Runs after [`FENCE`]. Returns a reply code.
 const HOLD: &str = r#"
-append(KEYS[3], ARGV[8], ARGV[9])
 local lease_until = now + tonumber(ARGV[5])
-redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now)
+local f = {'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now}
+if ARGV[9] ~= '0' then
+  local hist, hn = appended(h[6], h[7], ARGV[8], ARGV[9], ARGV[10])
+  f[9], f[10], f[11], f[12] = 'hist', hist, 'hn', hn
+end
+redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[7] == '1' then
   local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
   if attempts > 0 then redis.call('HSET', KEYS[1], 'attempts', attempts - 1) end
@@ -201,34 +218,45 @@ redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 return 4
 "#;
 
-/// KEYS[1]: the lease index. ARGV: limit. Returns the trace ids whose lease passed.
+/// KEYS[1]: the lease index. ARGV: limit, status index prefix, finished ttl ms (0: none).
+/// Returns the trace ids whose lease passed. Also drops the entries of expired final records
+/// from the final status indexes (the sweeper calls this periodically, so ending a saga does
+/// not pay for it).
 const EXPIRED: &str = r#"
+if ARGV[3] ~= '0' then
+  local before = '(' .. (now - tonumber(ARGV[3]))
+  for _, kind in ipairs({'stuck', 'completed', 'compensated'}) do
+    redis.call('ZREMRANGEBYSCORE', ARGV[2] .. kind, '-inf', before)
+  end
+end
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 "#;
 
-/// KEYS[2]: the history list. ARGV: lease index prefix, trace id, status index prefix.
-/// Deletes the record, its history, its lease entry and its status index entry.
+/// ARGV: lease index prefix, trace id, status index prefix. Deletes the record (and the
+/// history it holds), its lease entry and its status index entry.
 const REMOVE: &str = r#"
 local h = redis.call('HMGET', KEYS[1], 'saga', 'kind')
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1])
 if h[1] then redis.call('ZREM', ARGV[1] .. h[1], ARGV[2]) end
 if h[2] then redis.call('ZREM', ARGV[3] .. h[2], ARGV[2]) end
 return 0
 "#;
 
-/// KEYS[3]: the history list. ARGV: trace id, seq, status, state, owner, lease ms, queued
-/// (0/1), status kind, status index prefix, history entry, history limit, running ttl ms (0:
-/// none), compensate (0/1). Reopens a final record still at `seq`: MISSING, STALE (running, or moved on) or
-/// DONE. The caller checked that the record it read at `seq` is stuck.
+/// ARGV: trace id, seq, status, state, owner, lease ms, queued (0/1), status kind, status
+/// index prefix, history entry, history limit, running ttl ms (0: none), compensate (0/1).
+/// Reopens a final record still at `seq`: MISSING, STALE (running, or moved on) or DONE. The
+/// caller checked that the record it read at `seq` is stuck.
 const REOPEN: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'final', 'kind')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'final', 'kind', 'hist', 'hn')
 if not h[1] then return 0 end
 if h[2] ~= '1' or h[1] ~= ARGV[2] then return 2 end
-move_index(ARGV[9], ARGV[1], h[3] or 'stuck', ARGV[8])
+local hist, hn = appended(h[4], h[5], ARGV[10], 1, ARGV[11])
 local lease_until = now + tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], 'status', ARGV[3], 'state', ARGV[4], 'seq', tonumber(h[1]) + 1,
-  'final', 0, 'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0,
-  'updated', now)
+local f = {'status', ARGV[3], 'state', ARGV[4], 'seq', tonumber(h[1]) + 1, 'final', 0,
+  'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0, 'updated', now,
+  'hist', hist, 'hn', hn}
+moved(f, ARGV[9], ARGV[1], h[3] or 'stuck', ARGV[8])
+redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[13] == '1' then
   redis.call('HSET', KEYS[1], 'abort', 1)
 else
@@ -240,22 +268,22 @@ else
   redis.call('PERSIST', KEYS[1])
 end
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
-append(KEYS[3], ARGV[10], ARGV[11])
 return 4
 "#;
 
-/// KEYS[2]: the history list. ARGV: history entry, history limit. Marks a running saga for
-/// compensation: MISSING, FINISHED or DONE.
+/// ARGV: history entry, history limit. Marks a running saga for compensation: MISSING,
+/// FINISHED or DONE.
 const REQUEST_COMPENSATION: &str = r#"
-local final = redis.call('HGET', KEYS[1], 'final')
-if not final then return 0 end
-if final == '1' then return 1 end
-redis.call('HSET', KEYS[1], 'abort', 1, 'updated', now)
-append(KEYS[2], ARGV[1], ARGV[2])
+local h = redis.call('HMGET', KEYS[1], 'final', 'hist', 'hn')
+if not h[1] then return 0 end
+if h[1] == '1' then return 1 end
+local hist, hn = appended(h[2], h[3], ARGV[1], 1, ARGV[2])
+redis.call('HSET', KEYS[1], 'abort', 1, 'updated', now, 'hist', hist, 'hn', hn)
 return 4
 "#;
 
-/// The record fields a listing returns (everything but the state), in reply order.
+/// The record fields a listing returns (everything but the state and the history), in reply
+/// order.
 pub(super) const LISTED_FIELDS: [&str; 15] = [
     "saga", "fp", "mode", "status", "seq", "owner", "until", "queued", "attempts", "final",
     "created", "updated", "since", "abort", "kind",
