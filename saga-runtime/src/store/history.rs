@@ -57,6 +57,7 @@ pub enum HistoryEvent {
         /// The step's name (of the compensated step, for a compensation).
         step: String,
         /// True for a compensation.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         compensation: bool,
         /// Which attempt this was (from 1; 0 when the transition gave up without running
         /// again, past its retry bound).
@@ -64,6 +65,7 @@ pub enum HistoryEvent {
         /// How long the attempt took, in milliseconds.
         elapsed_ms: u64,
         /// `None` when it succeeded; its error otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         /// True when the attempt failed and the transition was tried again (its next attempt
         /// has an entry of its own); false when it succeeded or gave up for good (the saga

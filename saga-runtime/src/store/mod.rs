@@ -476,7 +476,8 @@ pub struct StoreConfig {
     #[serde(with = "humantime_serde")]
     pub finished_ttl: Duration,
     /// Safety time-to-live of a record that is not final yet (`None`: kept until it ends).
-    /// Every transition restarts it. It only exists so that a record nobody can resume (a
+    /// The saga's transitions restart it (the Redis store restarts it once a tenth of it has
+    /// passed since it last did, so quick transitions do not each pay for it). It only exists so that a record nobody can resume (a
     /// bug, a saga definition removed from the code) does not keep its key forever; it must
     /// be far longer than any saga may legitimately run. Default: 7 days.
     #[serde(with = "humantime_serde")]

@@ -431,14 +431,16 @@ impl RedisStore {
         what: &str,
         value: &T,
     ) -> Result<String, StoreError> {
-        serde_json::to_string(value).map_err(|error| {
-            self.shared
-                .error(
-                    StoreErrorKind::InvalidConfig,
-                    format!("cannot serialise the {what} of trace id {trace_id}"),
-                )
-                .caused_by(error)
-        })
+        serde_json::to_string(value).map_err(|error| self.unserialisable(trace_id, what, error))
+    }
+
+    fn unserialisable(&self, trace_id: &str, what: &str, error: serde_json::Error) -> StoreError {
+        self.shared
+            .error(
+                StoreErrorKind::InvalidConfig,
+                format!("cannot serialise the {what} of trace id {trace_id}"),
+            )
+            .caused_by(error)
     }
 
     fn ttl_ms(&self, status: &SagaStatus) -> u64 {
@@ -635,14 +637,15 @@ impl RedisStore {
     }
 
     /// History entries as lines of JSON (compact JSON has no raw newline), as the scripts'
-    /// `append` reads them.
-    fn entries(&self, trace_id: &str, history: &[HistoryEntry]) -> Result<String, StoreError> {
-        let mut entries = String::new();
+    /// `appended` reads them; written into one buffer.
+    fn entries(&self, trace_id: &str, history: &[HistoryEntry]) -> Result<Vec<u8>, StoreError> {
+        let mut entries = Vec::with_capacity(160 * history.len());
         for entry in history {
             if !entries.is_empty() {
-                entries.push('\n');
+                entries.push(b'\n');
             }
-            entries.push_str(&self.json(trace_id, "history entry", entry)?);
+            serde_json::to_writer(&mut entries, entry)
+                .map_err(|error| self.unserialisable(trace_id, "history entry", error))?;
         }
         Ok(entries)
     }

@@ -108,9 +108,9 @@ local function moved(fields, prefix, id, from, to)
 end
 "#;
 
-/// Reads `h` = seq, owner, final, kind, abort, hist, hn; see [`fenced`].
+/// Reads `h` = seq, owner, final, kind, abort, hist, hn, ttl_at; see [`fenced`].
 const FENCE: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort', 'hist', 'hn')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort', 'hist', 'hn', 'ttl_at')
 if not h[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
@@ -127,10 +127,12 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HGETALL', KEYS[1])
 end
 local lease_until = now + tonumber(ARGV[8])
-redis.call('HSET', KEYS[1], 'saga', ARGV[2], 'fp', ARGV[3], 'mode', ARGV[4], 'status', ARGV[5],
+local f = {'saga', ARGV[2], 'fp', ARGV[3], 'mode', ARGV[4], 'status', ARGV[5],
   'state', ARGV[6], 'seq', 0, 'owner', ARGV[7], 'until', lease_until, 'queued', ARGV[9],
   'attempts', 0, 'final', 0, 'created', now, 'updated', now, 'kind', 'running', 'since', now,
-  'hist', ARGV[12], 'hn', 1)
+  'hist', ARGV[12], 'hn', 1}
+if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
+redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[10] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 redis.call('ZADD', ARGV[11] .. 'running', now, ARGV[1])
@@ -170,7 +172,9 @@ return {4, attempts, tonumber(h[1]), h[7], false, abort}
 /// ARGV: trace id, seq, token, status, state ('' for none), lease ms, queued (0/1), final
 /// (0/1), ttl ms (0: none), status kind, status index prefix, history entries, their count,
 /// history limit, abortable (0/1). Runs after [`FENCE`]. Returns a reply code. A final record
-/// keeps the state only when given one (a stuck saga's, for an operator to resume).
+/// keeps the state only when given one (a stuck saga's, for an operator to resume). A running
+/// record's safety TTL is restarted when a tenth of it passed since it was last (`ttl_at`), so
+/// a saga's quick transitions do not each pay for a `PEXPIRE`.
 const ADVANCE: &str = r#"
 if ARGV[15] == '1' and h[5] == '1' then return 5 end
 local hist, hn = appended(h[6], h[7], ARGV[12], ARGV[13], ARGV[14])
@@ -189,14 +193,18 @@ else
   local lease_until = now + tonumber(ARGV[6])
   f[k + 1], f[k + 2], f[k + 3], f[k + 4], f[k + 5], f[k + 6] =
     'owner', ARGV[3], 'until', lease_until, 'queued', ARGV[7]
+  if ARGV[9] ~= '0' and (not h[8] or now - tonumber(h[8]) >= tonumber(ARGV[9]) / 10) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[9])
+    f[k + 7], f[k + 8] = 'ttl_at', now
+  elseif ARGV[9] == '0' and h[8] then
+    redis.call('PERSIST', KEYS[1])
+    redis.call('HDEL', KEYS[1], 'ttl_at')
+  end
   redis.call('HSET', KEYS[1], unpack(f))
   redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
+  return 4
 end
-if ARGV[9] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[9])
-else
-  redis.call('PERSIST', KEYS[1])
-end
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
 return 4
 "#;
 
@@ -256,6 +264,7 @@ local f = {'status', ARGV[3], 'state', ARGV[4], 'seq', tonumber(h[1]) + 1, 'fina
   'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0, 'updated', now,
   'hist', hist, 'hn', hn}
 moved(f, ARGV[9], ARGV[1], h[3] or 'stuck', ARGV[8])
+if ARGV[12] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[13] == '1' then
   redis.call('HSET', KEYS[1], 'abort', 1)
@@ -266,6 +275,7 @@ if ARGV[12] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[12])
 else
   redis.call('PERSIST', KEYS[1])
+  redis.call('HDEL', KEYS[1], 'ttl_at')
 end
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 return 4
