@@ -6,8 +6,9 @@
 //!   (fingerprint), `mode`, `status` (JSON), `state` (the envelope to resume from, JSON),
 //!   `seq`, `owner`, `until` (lease end, ms on the Redis clock), `queued`, `attempts`,
 //!   `final`, `created`, `updated`, `kind` and `since` (its status family and since when),
-//!   `abort` (compensation requested), and its history: `hist`, the latest
-//!   [`StoreConfig::history_limit`] [`HistoryEntry`]s as lines of JSON, and `hn`, their count.
+//!   `abort` (compensation requested), `ttl_at` (when its running TTL was last restarted), and
+//!   its history: `h<n>`, the `n`th [`HistoryEntry`] as JSON (the latest
+//!   [`StoreConfig::history_limit`] kept), and `hn`, how many were ever written.
 //!   It carries the running safety TTL
 //!   ([`StoreConfig::running_ttl`]); a final status sets the finished TTL
 //!   ([`StoreConfig::finished_ttl`]).
@@ -559,10 +560,11 @@ impl RedisStore {
             .arg(self.ttl_ms(&advance.status))
             .arg(advance.status.kind().as_str())
             .arg(&shared.keys.status_prefix)
-            .arg(&entries)
-            .arg(advance.history.len())
             .arg(self.history_limit())
             .arg(u8::from(advance.abortable));
+        for entry in &entries {
+            invocation.arg(entry);
+        }
         let mut conn = shared.commands.clone();
         let code: i64 = shared
             .bounded("advance", trace_id, invocation.invoke_async(&mut conn))
@@ -592,9 +594,10 @@ impl RedisStore {
             .arg(millis(custody.lease))
             .arg(u8::from(custody.queued))
             .arg(u8::from(refund_attempt))
-            .arg(&entries)
-            .arg(history.len())
             .arg(self.history_limit());
+        for entry in &entries {
+            invocation.arg(entry);
+        }
         let mut conn = shared.commands.clone();
         let code: i64 = shared
             .bounded("hold", trace_id, invocation.invoke_async(&mut conn))
@@ -636,18 +639,19 @@ impl RedisStore {
         waiter.wait(BACKEND).await
     }
 
-    /// History entries as lines of JSON (compact JSON has no raw newline), as the scripts'
-    /// `appended` reads them; written into one buffer.
-    fn entries(&self, trace_id: &str, history: &[HistoryEntry]) -> Result<Vec<u8>, StoreError> {
-        let mut entries = Vec::with_capacity(160 * history.len());
-        for entry in history {
-            if !entries.is_empty() {
-                entries.push(b'\n');
-            }
-            serde_json::to_writer(&mut entries, entry)
-                .map_err(|error| self.unserialisable(trace_id, "history entry", error))?;
-        }
-        Ok(entries)
+    /// History entries as JSON, one each, as the scripts' `appended` reads them.
+    fn entries(
+        &self,
+        trace_id: &str,
+        history: &[HistoryEntry],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        history
+            .iter()
+            .map(|entry| {
+                serde_json::to_vec(entry)
+                    .map_err(|error| self.unserialisable(trace_id, "history entry", error))
+            })
+            .collect()
     }
 
     fn history_limit(&self) -> usize {
@@ -658,22 +662,28 @@ impl RedisStore {
         let shared = &self.shared;
         let key = shared.keys.record(trace_id);
         let mut conn = shared.commands.clone();
-        let read = ::redis::cmd("HGET").arg(&key).arg("hist").to_owned();
-        let history: Option<String> = shared
-            .bounded("HGET", trace_id, read.query_async(&mut conn))
+        let read = ::redis::cmd("HGETALL").arg(&key).to_owned();
+        let fields: HashMap<String, String> = shared
+            .bounded("HGETALL", trace_id, read.query_async(&mut conn))
             .await?;
-        history
-            .as_deref()
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| !line.is_empty())
-            .map(|entry| {
+        // The entries are the fields `h<n>`, oldest first by `n`.
+        let mut numbered: Vec<(u64, &str)> = fields
+            .iter()
+            .filter_map(|(name, entry)| {
+                let n = name.strip_prefix('h')?.parse().ok()?;
+                Some((n, entry.as_str()))
+            })
+            .collect();
+        numbered.sort_unstable_by_key(|(n, _)| *n);
+        numbered
+            .into_iter()
+            .map(|(n, entry)| {
                 serde_json::from_str(entry).map_err(|error| {
                     shared
                         .error(
                             StoreErrorKind::Corrupt,
                             format!(
-                                "field `hist` of key `{key}` holds an entry that is not a history entry"
+                                "field `h{n}` of key `{key}` holds data that is not a history entry"
                             ),
                         )
                         .caused_by(error)
@@ -767,10 +777,10 @@ impl RedisStore {
             .arg(u8::from(reopen.custody.queued))
             .arg(reopen.status.kind().as_str())
             .arg(&shared.keys.status_prefix)
-            .arg(&entry)
             .arg(self.history_limit())
             .arg(running_ttl)
-            .arg(u8::from(reopen.compensate));
+            .arg(u8::from(reopen.compensate))
+            .arg(&entry);
         let mut conn = shared.commands.clone();
         let code: i64 = shared
             .bounded("reopen", trace_id, invocation.invoke_async(&mut conn))
@@ -788,7 +798,7 @@ impl RedisStore {
         let mut invocation = SCRIPTS
             .request_compensation
             .key(shared.keys.record(trace_id));
-        invocation.arg(&entry).arg(self.history_limit());
+        invocation.arg(self.history_limit()).arg(&entry);
         let mut conn = shared.commands.clone();
         let code: i64 = shared
             .bounded(

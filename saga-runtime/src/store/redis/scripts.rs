@@ -4,10 +4,10 @@
 //! `KEYS[3]` the completion channel. `now` is the server's clock in milliseconds. A record is
 //! final when its `final` field is `1`. Numbers stay below 2^53, exact in Lua.
 //!
-//! Every write keeps the operator's views in the same atomic step: the history (lines of JSON
-//! in the record's own `hist` field, trimmed to the limit, written by the transition's `HSET`,
-//! so it costs no command of its own and shares the record's time-to-live) and the status
-//! indexes, one sorted set per status family (`{status prefix}{kind}`, scored by when the saga
+//! Every write keeps the operator's views in the same atomic step: the history (one JSON entry
+//! per field `h<n>` of the record's own hash, the latest `history_limit` kept, written by the
+//! transition's `HSET`, so it costs no command of its own and shares the record's
+//! time-to-live) and the status indexes, one sorted set per status family (`{status prefix}{kind}`, scored by when the saga
 //! entered it; the record's `kind` and `since` fields say where it is). Index keys are built
 //! from the prefix in the script, like the lease index in [`REMOVE`]: a Redis Cluster
 //! deployment keeps every key of a prefix in one slot with a `{...}` hash tag.
@@ -73,31 +73,33 @@ fn fenced(body: &str) -> Script {
 
 /// History and index helpers, shared by the writes.
 ///
-/// `appended(old, n, entries, count, limit)`: the history `old` (lines of JSON, `n` of them;
-/// nil for none) with `entries` (`count` more lines; nothing when 0) appended, keeping the
-/// latest `limit`; returns the new history and its count. The history lives in the record's
-/// hash (`hist`, `hn`): written by the same `HSET` as the transition, gone with the record.
+/// `appended(fields, hn, from, limit)`: adds the history entries `ARGV[from..]` (one JSON
+/// entry each) to the `HSET` arguments `fields`, as the record's fields `h<n>` numbered on from
+/// the `hn` it holds, with the new `hn`; keeps the latest `limit` (an `HDEL` of the oldest, only
+/// once a saga has more than `limit` entries). Appending reads nothing back and costs no command
+/// of its own: the history is written by the transition's `HSET` and goes with the record.
 ///
 /// `moved(fields, prefix, id, from, to)`: moves `id` from the status index `from` to `to`
-/// (when they differ) and adds the record's `kind` and `since` to the `HSET` fields `fields`.
+/// (when they differ) and adds the record's `kind` and `since` to the `HSET` arguments `fields`.
 const HISTORY: &str = r#"
-local function appended(old, n, entries, count, limit)
-  n = tonumber(n) or 0
-  count = tonumber(count)
-  if count == 0 then return old or '', n end
-  local hist = entries
-  if old and old ~= '' then hist = old .. '\n' .. entries end
-  n = n + count
-  limit = tonumber(limit)
-  local from = 1
-  while n > limit do
-    local cut = string.find(hist, '\n', from, true)
-    if not cut then break end
-    from = cut + 1
-    n = n - 1
+local function appended(fields, hn, from, limit)
+  local old = tonumber(hn) or 0
+  local n = old + #ARGV - from + 1
+  local keep = n - tonumber(limit) + 1
+  local k = #fields
+  for i = from, #ARGV do
+    local at = old + i - from + 1
+    if at >= keep then
+      fields[k + 1], fields[k + 2] = 'h' .. at, ARGV[i]
+      k = k + 2
+    end
   end
-  if from > 1 then hist = string.sub(hist, from) end
-  return hist, n
+  fields[k + 1], fields[k + 2] = 'hn', n
+  local drop = {}
+  for at = math.max(1, old - tonumber(limit) + 1), math.min(old, keep - 1) do
+    drop[#drop + 1] = 'h' .. at
+  end
+  if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
 end
 local function moved(fields, prefix, id, from, to)
   if from == to then return end
@@ -108,9 +110,9 @@ local function moved(fields, prefix, id, from, to)
 end
 "#;
 
-/// Reads `h` = seq, owner, final, kind, abort, hist, hn, ttl_at; see [`fenced`].
+/// Reads `h` = seq, owner, final, kind, abort, hn, ttl_at; see [`fenced`].
 const FENCE: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort', 'hist', 'hn', 'ttl_at')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort', 'hn', 'ttl_at')
 if not h[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
@@ -130,7 +132,7 @@ local lease_until = now + tonumber(ARGV[8])
 local f = {'saga', ARGV[2], 'fp', ARGV[3], 'mode', ARGV[4], 'status', ARGV[5],
   'state', ARGV[6], 'seq', 0, 'owner', ARGV[7], 'until', lease_until, 'queued', ARGV[9],
   'attempts', 0, 'final', 0, 'created', now, 'updated', now, 'kind', 'running', 'since', now,
-  'hist', ARGV[12], 'hn', 1}
+  'h1', ARGV[12], 'hn', 1}
 if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[10] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
@@ -170,16 +172,16 @@ return {4, attempts, tonumber(h[1]), h[7], false, abort}
 "#;
 
 /// ARGV: trace id, seq, token, status, state ('' for none), lease ms, queued (0/1), final
-/// (0/1), ttl ms (0: none), status kind, status index prefix, history entries, their count,
-/// history limit, abortable (0/1). Runs after [`FENCE`]. Returns a reply code. A final record
+/// (0/1), ttl ms (0: none), status kind, status index prefix, history limit, abortable (0/1),
+/// then the history entries (one each). Runs after [`FENCE`]. Returns a reply code. A final record
 /// keeps the state only when given one (a stuck saga's, for an operator to resume). A running
 /// record's safety TTL is restarted when a tenth of it passed since it was last (`ttl_at`), so
 /// a saga's quick transitions do not each pay for a `PEXPIRE`.
 const ADVANCE: &str = r#"
-if ARGV[15] == '1' and h[5] == '1' then return 5 end
-local hist, hn = appended(h[6], h[7], ARGV[12], ARGV[13], ARGV[14])
+if ARGV[13] == '1' and h[5] == '1' then return 5 end
 local f = {'status', ARGV[4], 'state', ARGV[5], 'seq', tonumber(h[1]) + 1, 'attempts', 0,
-  'updated', now, 'hist', hist, 'hn', hn}
+  'updated', now}
+appended(f, h[6], 14, ARGV[12])
 moved(f, ARGV[11], ARGV[1], h[4] or 'running', ARGV[10])
 if h[5] and ARGV[10] ~= 'running' then redis.call('HDEL', KEYS[1], 'abort') end
 local k = #f
@@ -193,10 +195,10 @@ else
   local lease_until = now + tonumber(ARGV[6])
   f[k + 1], f[k + 2], f[k + 3], f[k + 4], f[k + 5], f[k + 6] =
     'owner', ARGV[3], 'until', lease_until, 'queued', ARGV[7]
-  if ARGV[9] ~= '0' and (not h[8] or now - tonumber(h[8]) >= tonumber(ARGV[9]) / 10) then
+  if ARGV[9] ~= '0' and (not h[7] or now - tonumber(h[7]) >= tonumber(ARGV[9]) / 10) then
     redis.call('PEXPIRE', KEYS[1], ARGV[9])
     f[k + 7], f[k + 8] = 'ttl_at', now
-  elseif ARGV[9] == '0' and h[8] then
+  elseif ARGV[9] == '0' and h[7] then
     redis.call('PERSIST', KEYS[1])
     redis.call('HDEL', KEYS[1], 'ttl_at')
   end
@@ -209,14 +211,11 @@ return 4
 "#;
 
 /// ARGV: trace id, seq, token, new owner, lease ms, queued (0/1), refund an attempt (0/1),
-/// history entries, their count, history limit. Runs after [`FENCE`]. Returns a reply code.
+/// history limit, then the history entries (one each). Runs after [`FENCE`]. Returns a reply code.
 const HOLD: &str = r#"
 local lease_until = now + tonumber(ARGV[5])
 local f = {'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now}
-if ARGV[9] ~= '0' then
-  local hist, hn = appended(h[6], h[7], ARGV[8], ARGV[9], ARGV[10])
-  f[9], f[10], f[11], f[12] = 'hist', hist, 'hn', hn
-end
+if #ARGV > 8 then appended(f, h[6], 9, ARGV[8]) end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[7] == '1' then
   local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
@@ -251,28 +250,27 @@ return 0
 "#;
 
 /// ARGV: trace id, seq, status, state, owner, lease ms, queued (0/1), status kind, status
-/// index prefix, history entry, history limit, running ttl ms (0: none), compensate (0/1).
+/// index prefix, history limit, running ttl ms (0: none), compensate (0/1), history entry.
 /// Reopens a final record still at `seq`: MISSING, STALE (running, or moved on) or DONE. The
 /// caller checked that the record it read at `seq` is stuck.
 const REOPEN: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'final', 'kind', 'hist', 'hn')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'final', 'kind', 'hn')
 if not h[1] then return 0 end
 if h[2] ~= '1' or h[1] ~= ARGV[2] then return 2 end
-local hist, hn = appended(h[4], h[5], ARGV[10], 1, ARGV[11])
 local lease_until = now + tonumber(ARGV[6])
 local f = {'status', ARGV[3], 'state', ARGV[4], 'seq', tonumber(h[1]) + 1, 'final', 0,
-  'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0, 'updated', now,
-  'hist', hist, 'hn', hn}
+  'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0, 'updated', now}
+appended(f, h[4], 13, ARGV[10])
 moved(f, ARGV[9], ARGV[1], h[3] or 'stuck', ARGV[8])
-if ARGV[12] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
+if ARGV[11] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
 redis.call('HSET', KEYS[1], unpack(f))
-if ARGV[13] == '1' then
+if ARGV[12] == '1' then
   redis.call('HSET', KEYS[1], 'abort', 1)
 else
   redis.call('HDEL', KEYS[1], 'abort')
 end
-if ARGV[12] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[12])
+if ARGV[11] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[11])
 else
   redis.call('PERSIST', KEYS[1])
   redis.call('HDEL', KEYS[1], 'ttl_at')
@@ -281,14 +279,15 @@ redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 return 4
 "#;
 
-/// ARGV: history entry, history limit. Marks a running saga for compensation: MISSING,
+/// ARGV: history limit, history entry. Marks a running saga for compensation: MISSING,
 /// FINISHED or DONE.
 const REQUEST_COMPENSATION: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'final', 'hist', 'hn')
+local h = redis.call('HMGET', KEYS[1], 'final', 'hn')
 if not h[1] then return 0 end
 if h[1] == '1' then return 1 end
-local hist, hn = appended(h[2], h[3], ARGV[1], 1, ARGV[2])
-redis.call('HSET', KEYS[1], 'abort', 1, 'updated', now, 'hist', hist, 'hn', hn)
+local f = {'abort', 1, 'updated', now}
+appended(f, h[2], 2, ARGV[1])
+redis.call('HSET', KEYS[1], unpack(f))
 return 4
 "#;
 
