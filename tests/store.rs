@@ -393,7 +393,7 @@ fn transition(token: &str, step: &str, attempt: u32, error: Option<&str>) -> His
     HistoryEntry::now(
         token,
         HistoryEvent::Transition {
-            step: step.to_string(),
+            step: step.to_string().into(),
             compensation: false,
             attempt,
             elapsed_ms: 1,
@@ -449,7 +449,7 @@ async fn history_keeps_the_latest_entries_in_order(fx: &Fixture) {
     let seen: Vec<(String, u32)> = history
         .iter()
         .map(|entry| match &entry.event {
-            HistoryEvent::Transition { step, attempt, .. } => (step.clone(), *attempt),
+            HistoryEvent::Transition { step, attempt, .. } => (step.to_string(), *attempt),
             other => panic!("only transitions are left past the bound, got {other:?}"),
         })
         .collect();

@@ -340,7 +340,7 @@ fn stuck_error<S: Saga>(
 /// Journals into the store and hands every next transition to the broker.
 struct Relay<'r, S: Saga> {
     rt: &'r Runtime<S>,
-    token: String,
+    token: Arc<str>,
     seq: u64,
     route: Option<String>,
     topic: &'r str,

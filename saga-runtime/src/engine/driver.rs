@@ -9,7 +9,9 @@
 //! - a queue consumer records the transition, publishes the next state and stops
 //!   ([`consumer`](super::consumer)); its retries go back through the broker.
 
+use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::progress::{FailedStep, Progress};
@@ -36,11 +38,9 @@ pub(crate) enum Ran {
 
 impl Ran {
     /// The history entry of this event, written by the run `token`.
-    pub(crate) fn entry<S: Saga>(&self, token: &str) -> HistoryEntry {
-        let name = |cursor: Cursor| {
-            step_at::<S>(cursor)
-                .map(|step| step.name.to_string())
-                .unwrap_or_default()
+    pub(crate) fn entry<S: Saga>(&self, token: &Arc<str>) -> HistoryEntry {
+        let name = |cursor: Cursor| -> Cow<'static, str> {
+            Cow::Borrowed(step_at::<S>(cursor).map_or("", |step| step.name))
         };
         let event = match self {
             Ran::Transition {
@@ -61,7 +61,7 @@ impl Ran {
                 step: name(*cursor),
             },
         };
-        HistoryEntry::now(token, event)
+        HistoryEntry::now(token.clone(), event)
     }
 }
 

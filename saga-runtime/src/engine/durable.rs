@@ -2,6 +2,7 @@
 //! the run that drives it, the next transition run in place. It serves the orchestrator's
 //! sync mode and the recovery of a sync saga whose replica died.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{error, warn};
@@ -18,7 +19,7 @@ use crate::{Saga, SagaContext, SagaError};
 pub(super) struct Durable<'r, S: Saga> {
     pub(super) rt: &'r Runtime<S>,
     /// This run's owner token.
-    pub(super) token: String,
+    pub(super) token: Arc<str>,
     /// The sequence number the record is at.
     pub(super) seq: u64,
     /// Pod-affine route of the saga's messages, if any.

@@ -138,7 +138,7 @@ async fn reopen<S: Saga>(
         // A lapsed custody: the recovery claim below (or any replica's sweeper) takes it.
         custody: Custody::held(&token, Duration::ZERO),
         compensate,
-        entry: HistoryEntry::now(&token, event),
+        entry: HistoryEntry::now(token.clone(), event),
     };
     match rt.store.reopen(reopen).await? {
         Written::Done => {}
@@ -179,7 +179,7 @@ async fn compensate<S: Saga>(
                 return Err(past_pivot(S::cursor(&envelope.state)));
             }
             let entry = HistoryEntry::now(
-                &rt.token(),
+                rt.token(),
                 HistoryEvent::CompensationRequested { by: by.to_string() },
             );
             match rt.store.request_compensation(trace_id, entry).await? {

@@ -81,9 +81,9 @@ impl<S: Saga> Runtime<S> {
     /// A fresh owner token for one run (a sync call, a delivery, a recovery): unique across
     /// replicas, restarts and runs of one process, so custody is never confused between two
     /// runs, even of the same replica.
-    pub(super) fn token(&self) -> String {
+    pub(super) fn token(&self) -> Arc<str> {
         let run = self.runs.fetch_add(1, Ordering::Relaxed);
-        format!("{}/{:x}/{run}", self.config.pod_id, self.boot)
+        format!("{}/{:x}/{run}", self.config.pod_id, self.boot).into()
     }
 
     /// Custody held by `token` for one lease.

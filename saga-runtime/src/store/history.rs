@@ -1,6 +1,8 @@
 //! What an operator reads back from the store: a saga's history (its transitions, bounded),
 //! and pages of sagas listed by status and age from indexes kept with the records.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,8 +17,8 @@ pub struct HistoryEntry {
     /// When it happened (the end of the transition), in milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// The owner token of the run that wrote it (`{replica}/{boot}/{run}`); see
-    /// [`HistoryEntry::replica`].
-    pub run: String,
+    /// [`HistoryEntry::replica`]. Shared by the entries of one run.
+    pub run: Arc<str>,
     /// What happened.
     #[serde(flatten)]
     pub event: HistoryEvent,
@@ -24,10 +26,10 @@ pub struct HistoryEntry {
 
 impl HistoryEntry {
     /// An entry stamped now, written by the run `run`.
-    pub fn now(run: &str, event: HistoryEvent) -> Self {
+    pub fn now(run: impl Into<Arc<str>>, event: HistoryEvent) -> Self {
         Self {
             at_ms: super::now_ms(),
-            run: run.to_string(),
+            run: run.into(),
             event,
         }
     }
@@ -54,8 +56,9 @@ pub enum HistoryEvent {
     },
     /// A step or a compensation ran (its last attempt, when it was retried).
     Transition {
-        /// The step's name (of the compensated step, for a compensation).
-        step: String,
+        /// The step's name (of the compensated step, for a compensation): the definition's own
+        /// name, borrowed, when the engine writes it.
+        step: Cow<'static, str>,
         /// True for a compensation.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         compensation: bool,
@@ -88,7 +91,7 @@ pub enum HistoryEvent {
     /// (which did not run).
     CompensationStarted {
         /// The forward step the saga stood at.
-        step: String,
+        step: Cow<'static, str>,
     },
 }
 

@@ -252,7 +252,7 @@ impl MemoryStore {
         state.reindex(&id, &mut record, None, now);
         let started = HistoryEntry {
             at_ms: now,
-            run: record.owner.clone(),
+            run: record.owner.as_str().into(),
             event: HistoryEvent::Started { mode: record.mode },
         };
         let mut history = VecDeque::with_capacity(4);

@@ -77,7 +77,7 @@ pub(super) fn history(entry: &HistoryEntry) -> pb::HistoryEntry {
     let mut out = pb::HistoryEntry {
         at_ms: entry.at_ms,
         replica: entry.replica().to_string(),
-        run: entry.run.clone(),
+        run: entry.run.to_string(),
         ..pb::HistoryEntry::default()
     };
     match &entry.event {
@@ -94,7 +94,7 @@ pub(super) fn history(entry: &HistoryEntry) -> pb::HistoryEntry {
             retried,
         } => {
             out.event = "transition".into();
-            out.step = step.clone();
+            out.step = step.to_string();
             out.compensation = *compensation;
             out.attempt = *attempt;
             out.elapsed_ms = *elapsed_ms;
@@ -111,7 +111,7 @@ pub(super) fn history(entry: &HistoryEntry) -> pb::HistoryEntry {
         }
         HistoryEvent::CompensationStarted { step } => {
             out.event = "compensation_started".into();
-            out.step = step.clone();
+            out.step = step.to_string();
         }
     }
     out

@@ -460,7 +460,7 @@ impl RedisStore {
         let lease = record.lease_until_ms.saturating_sub(record.created_at_ms);
         let started = HistoryEntry {
             at_ms: record.created_at_ms,
-            run: record.owner.clone(),
+            run: record.owner.as_str().into(),
             event: HistoryEvent::Started { mode: record.mode },
         };
         let started = self.json(trace_id, "history entry", &started)?;
