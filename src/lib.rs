@@ -10,6 +10,8 @@ pub use saga_runtime::{
 };
 pub use saga_runtime::{admin, engine, error, observe, store, testing, transport};
 
+#[cfg(feature = "config")]
+pub use saga_runtime::config;
 #[cfg(feature = "grpc")]
 pub use saga_runtime::grpc;
 #[cfg(feature = "otel")]

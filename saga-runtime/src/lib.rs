@@ -25,6 +25,8 @@ pub mod store;
 pub mod testing;
 pub mod transport;
 
+#[cfg(feature = "config")]
+pub mod config;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(feature = "otel")]
