@@ -14,11 +14,17 @@
 //! spans. The code lives in the `booking` crate
 //! (`examples/booking/`), which the tests and benches use as a library.
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let options = booking::Options::parse();
+    let options = match booking::Options::load() {
+        Ok(options) => options,
+        Err(booking::ConfigError::Cli(error)) => error.exit(),
+        Err(error) => return Err(error.into()),
+    };
+    if options.print_config {
+        print!("{}", options.printout());
+        return Ok(());
+    }
     // Spans over OTLP: `cargo run --example booking --features otel -- --otlp-endpoint
     // http://127.0.0.1:4317` (the guard flushes the last spans when main returns).
     #[cfg(feature = "otel")]

@@ -46,7 +46,7 @@ use figment::value::{Dict, Value};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::redact::redact_url;
+use crate::redact::{redact_url, secrets_of};
 
 /// What the printout shows in place of a secret.
 pub const MASK: &str = "***";
@@ -229,7 +229,9 @@ pub fn masked_toml<C: Serialize>(config: &C) -> Result<String, toml::ser::Error>
 
 fn mask_urls(value: &mut toml::Value) {
     match value {
-        toml::Value::String(text) if text.contains("://") => *text = redact_url(text),
+        toml::Value::String(text) if text.contains("://") && !secrets_of(text).is_empty() => {
+            *text = redact_url(text);
+        }
         toml::Value::Array(items) => items.iter_mut().for_each(mask_urls),
         toml::Value::Table(table) => table.iter_mut().for_each(|(_, value)| mask_urls(value)),
         _ => {}

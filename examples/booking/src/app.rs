@@ -2,12 +2,14 @@
 
 use std::error::Error;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use sagaflow::RetryPolicy;
 use sagaflow::admin::Admin;
+use sagaflow::config::{ConfigError, Secret, masked_toml};
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig, Routing};
 use sagaflow::grpc::admin::AdminService;
 use sagaflow::grpc::{GrpcServer, ServerHandle, TraceIdPolicy};
@@ -15,6 +17,7 @@ use sagaflow::store::{MemoryStore, RedisStore, SagaStore, StoreConfig};
 use sagaflow::transport::{
     MemoryTransport, NatsTransport, RabbitMqTransport, Transport, TransportConfig, TransportError,
 };
+use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 use tracing::info;
 
@@ -25,7 +28,8 @@ use crate::service::BookingApi;
 use crate::upstream::LoadConfig;
 
 /// Which broker carries the async and throttled sagas.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TransportKind {
     /// In-process (one process only).
     Memory,
@@ -36,7 +40,8 @@ pub enum TransportKind {
 }
 
 /// Where saga records live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum StoreKind {
     /// In-process (one process only, or pod-affine routing).
     Memory,
@@ -45,7 +50,8 @@ pub enum StoreKind {
 }
 
 /// What this process runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Order service, Payment service and the orchestrator.
     All,
@@ -58,7 +64,8 @@ pub enum Role {
 }
 
 /// How the trace id of a request is found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TraceIds {
     /// `x-request-id` is required (missing: INVALID_ARGUMENT).
     Require,
@@ -68,9 +75,24 @@ pub enum TraceIds {
 
 /// The booking example: Order and Payment gRPC services and the saga orchestrator's
 /// `pb.BookingService`, in one process or one role per process.
-#[derive(Clone, Debug, Parser)]
+///
+/// Every setting can come from a TOML file (`--config`, keys named as the flags with `_`),
+/// a `BOOKING_*` environment variable or a flag, each overriding the one before
+/// ([`Options::load`]); `--print-config` shows the result with secrets masked.
+#[derive(Clone, Debug, Parser, Serialize, Deserialize)]
 #[command(name = "booking", version)]
+#[serde(deny_unknown_fields)]
 pub struct Options {
+    /// A TOML file of settings (keys as the flags, `admin_token = { file = "..." }` for a
+    /// secret kept in a file); environment variables and flags override it.
+    #[arg(long, env = "BOOKING_CONFIG")]
+    #[serde(default, skip_serializing)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (from defaults, the file, the environment and the
+    /// flags; every secret masked) as TOML, and exit.
+    #[arg(long)]
+    #[serde(default, skip_serializing)]
+    pub print_config: bool,
     /// What this process runs.
     #[arg(long, value_enum, default_value = "all", env = "BOOKING_ROLE")]
     pub role: Role,
@@ -150,16 +172,20 @@ pub struct Options {
     /// How long this replica's custody of a running saga lasts without renewal; a saga whose
     /// replica died is recovered by another replica once it passed (`250ms`, `5s`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", env = "BOOKING_LEASE")]
+    #[serde(with = "humantime_serde")]
     pub lease: Duration,
     /// How often this replica's recovery sweeper looks for sagas whose custody lapsed.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", env = "BOOKING_SWEEP_INTERVAL")]
+    #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
     /// How long a saga's next message may wait on the broker before the sweeper publishes
     /// it again.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s", env = "BOOKING_REQUEUE_AFTER")]
+    #[serde(with = "humantime_serde")]
     pub requeue_after: Duration,
     /// Latency added to each upstream call (overload demo; `20ms`, `0s` for none).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s", env = "BOOKING_UPSTREAM_LATENCY")]
+    #[serde(with = "humantime_serde")]
     pub upstream_latency: Duration,
     /// Serve Prometheus metrics on `http://{addr}/metrics` (e.g. `127.0.0.1:9100`); off unless
     /// given.
@@ -168,6 +194,7 @@ pub struct Options {
     /// How often the orchestrator's health monitor probes the store, the broker and the
     /// consumers (the gRPC health status follows it).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", env = "BOOKING_HEALTH_INTERVAL")]
+    #[serde(with = "humantime_serde")]
     pub health_interval: Duration,
     /// Export spans over OTLP/gRPC to this collector (e.g. `http://127.0.0.1:4317`); needs a
     /// build with `--features otel`.
@@ -182,12 +209,33 @@ pub struct Options {
     #[arg(long, env = "BOOKING_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
     /// Bearer token every admin API call must carry (`authorization: Bearer <token>`);
-    /// required when `--admin-addr` is not a loopback address.
+    /// required when `--admin-addr` is not a loopback address. `file:PATH` reads it from a
+    /// file.
     #[arg(long, env = "SAGAFLOW_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 }
 
 impl Options {
+    /// The options of this process: its command line over its environment over the TOML
+    /// file named by `--config` (or `BOOKING_CONFIG`) over the defaults.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// As [`Options::load`], from `args` (the program name first).
+    pub fn load_from<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        sagaflow::config::load(args, "config")
+    }
+
+    /// The effective options as TOML, every secret masked (`--print-config`).
+    pub fn printout(&self) -> String {
+        masked_toml(self).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+
     /// Refuses an admin API that would be reachable beyond this machine without a token (or
     /// with an empty one), and one asked of a process that runs no orchestrator.
     pub fn check_admin(&self) -> Result<(), String> {
@@ -199,7 +247,7 @@ impl Options {
                 "--admin-addr {addr}: the admin API is served by the orchestrator; run role `all` or `orchestrator`"
             ));
         }
-        match self.admin_token.as_deref() {
+        match self.admin_token.as_ref().map(Secret::expose) {
             Some("") => Err(
                 "--admin-token (SAGAFLOW_ADMIN_TOKEN) is empty: set a secret token or leave it unset"
                     .to_string(),
@@ -418,7 +466,7 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         if let Some(admin_addr) = options.admin_addr {
             let admin = Admin::new(store).register(&orchestrator);
             let handle = AdminService::new(admin)
-                .with_token(options.admin_token.as_deref())
+                .with_token(options.admin_token.as_ref().map(Secret::expose))
                 .server()
                 .serve(admin_addr)
                 .await?;

@@ -34,6 +34,7 @@ pub mod upstream;
 use std::error::Error;
 
 pub use app::{App, Options, start};
+pub use sagaflow::config::ConfigError;
 
 /// Logs to stdout with the `RUST_LOG` filter (`info` when unset). With `--otlp-endpoint`,
 /// call [`telemetry::init_otel`] instead (feature `otel` of the root package).
