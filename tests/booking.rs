@@ -18,6 +18,8 @@ use std::time::Duration;
 use booking_proto::order::OrderStatus;
 use booking_proto::payment::PaymentStatus;
 use booking_proto::pb::BookingRequest;
+use booking_proto::pb::booking_service_client::BookingServiceClient;
+use clap::Parser;
 use futures_util::future::join_all;
 use harness::{Backend, TestApp, booking, trace_id};
 use sagaflow::SagaError;
@@ -459,4 +461,45 @@ async fn throttled_over_rabbitmq_and_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_over_nats_and_redis() {
     throttled_over(Backend::Nats, "nats").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_steps_book_without_any_upstream_service() {
+    let options = booking::Options::parse_from([
+        "booking",
+        "--simulate",
+        "--listen",
+        "127.0.0.1:0",
+        "--topic-prefix",
+        &trace_id("simulate"),
+    ]);
+    let app = booking::start(options)
+        .await
+        .expect("the simulated app starts");
+    assert!(
+        app.order.is_none() && app.payment.is_none(),
+        "no Order or Payment service is started"
+    );
+    let addr = app.booking_addr.expect("BookingService listens");
+    let mut client = BookingServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect to BookingService");
+    let id = trace_id("simulate-ok");
+    let reply = client
+        .handle_sync_booking(booking(&id, 7, 2, false))
+        .await
+        .expect("a simulated booking completes")
+        .into_inner();
+    assert_eq!(reply.request_id, id);
+    assert!(
+        reply.order_id > 0 && reply.payment_id > reply.order_id,
+        "{reply:?}"
+    );
+    let declined = trace_id("simulate-fault");
+    let status = client
+        .handle_sync_booking(booking(&declined, 7, 1, true))
+        .await
+        .expect_err("a fault-injected payment is declined");
+    assert_payment_refused(&status, &declined);
+    app.shutdown().await.expect("shutdown");
 }

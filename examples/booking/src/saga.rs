@@ -6,7 +6,9 @@ use booking_proto::order::{CancelOrderRequest, CreateOrderRequest};
 use booking_proto::payment::CreatePaymentRequest;
 use booking_proto::payment::payment_service_client::PaymentServiceClient;
 use sagaflow::grpc::outgoing_request;
-use sagaflow::{SagaContext, StepResult, saga};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use sagaflow::{SagaContext, StepError, StepResult, saga};
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
@@ -37,21 +39,50 @@ pub struct Booked {
     pub payment_id: i64,
 }
 
-/// The saga type: holds the clients of the upstream services its steps call.
+/// The saga type: holds the clients of the upstream services its steps call, or simulates
+/// them.
 #[derive(Debug)]
 pub struct Booking {
-    orders: OrderServiceClient<Channel>,
-    payments: PaymentServiceClient<Channel>,
+    upstream: Upstream,
+}
+
+/// Where the steps' work happens.
+#[derive(Debug)]
+enum Upstream {
+    /// The Order and Payment services, over gRPC.
+    Services {
+        orders: OrderServiceClient<Channel>,
+        payments: PaymentServiceClient<Channel>,
+    },
+    /// In the step itself: ids from a counter, a fault-injected payment declined, no call
+    /// made (`--simulate`: the framework measured on the same work as a simulated-step server).
+    Simulated { next_id: AtomicI64 },
 }
 
 impl Booking {
     /// A booking saga calling the Order and Payment services over these channels.
     pub fn new(orders: Channel, payments: Channel) -> Self {
         Self {
-            orders: OrderServiceClient::new(orders),
-            payments: PaymentServiceClient::new(payments),
+            upstream: Upstream::Services {
+                orders: OrderServiceClient::new(orders),
+                payments: PaymentServiceClient::new(payments),
+            },
         }
     }
+
+    /// A booking saga whose steps call nothing: the order and payment ids come from a
+    /// counter, and a fault-injected payment is declined (so the order is "cancelled").
+    pub fn simulated() -> Self {
+        Self {
+            upstream: Upstream::Simulated {
+                next_id: AtomicI64::new(1),
+            },
+        }
+    }
+}
+
+fn next(counter: &AtomicI64) -> i64 {
+    counter.fetch_add(1, Ordering::Relaxed)
 }
 
 #[saga]
@@ -59,12 +90,19 @@ impl Booking {
     /// Creates the order (idempotent per the step's idempotency key).
     #[step(compensate = cancel_order, timeout_ms = 5000, retry(max_attempts = 3, initial_backoff_ms = 20, max_backoff_ms = 200))]
     async fn create_order(&self, cx: &SagaContext, req: &BookingInput) -> StepResult<CreatedOrder> {
+        let orders = match &self.upstream {
+            Upstream::Services { orders, .. } => orders,
+            Upstream::Simulated { next_id } => {
+                return Ok(CreatedOrder {
+                    order_id: next(next_id),
+                });
+            }
+        };
         let request = CreateOrderRequest {
             product_id: req.product_id,
             count: req.count,
         };
-        let order = self
-            .orders
+        let order = orders
             .clone()
             .create_order(outgoing_request(cx, request))
             .await?
@@ -74,10 +112,13 @@ impl Booking {
 
     /// Cancels every order of the trace id (idempotent).
     async fn cancel_order(&self, cx: &SagaContext, _order: &CreatedOrder) -> StepResult<()> {
+        let Upstream::Services { orders, .. } = &self.upstream else {
+            return Ok(());
+        };
         let request = CancelOrderRequest {
             trace_id: cx.trace_id().to_string(),
         };
-        self.orders
+        orders
             .clone()
             .cancel_order(outgoing_request(cx, request))
             .await?;
@@ -96,13 +137,24 @@ impl Booking {
         req: &BookingInput,
         create_order: &CreatedOrder,
     ) -> StepResult<Booked> {
+        let payments = match &self.upstream {
+            Upstream::Services { payments, .. } => payments,
+            Upstream::Simulated { .. } if req.fault_inject => {
+                return Err(StepError::fatal("payment declined (fault injected)"));
+            }
+            Upstream::Simulated { next_id } => {
+                return Ok(Booked {
+                    order_id: create_order.order_id,
+                    payment_id: next(next_id),
+                });
+            }
+        };
         let request = CreatePaymentRequest {
             order_id: create_order.order_id,
             amount: req.count * 100,
             fail: req.fault_inject,
         };
-        let payment = self
-            .payments
+        let payment = payments
             .clone()
             .create_payment(outgoing_request(cx, request))
             .await?
