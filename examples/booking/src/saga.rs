@@ -50,23 +50,27 @@ pub struct Booking {
 #[derive(Debug)]
 enum Upstream {
     /// The Order and Payment services, over gRPC.
-    Services {
-        orders: OrderServiceClient<Channel>,
-        payments: PaymentServiceClient<Channel>,
-    },
+    Services(Box<Services>),
     /// In the step itself: ids from a counter, a fault-injected payment declined, no call
     /// made (`--simulate`: the framework measured on the same work as a simulated-step server).
     Simulated { next_id: AtomicI64 },
+}
+
+/// The clients of the upstream services.
+#[derive(Debug)]
+struct Services {
+    orders: OrderServiceClient<Channel>,
+    payments: PaymentServiceClient<Channel>,
 }
 
 impl Booking {
     /// A booking saga calling the Order and Payment services over these channels.
     pub fn new(orders: Channel, payments: Channel) -> Self {
         Self {
-            upstream: Upstream::Services {
+            upstream: Upstream::Services(Box::new(Services {
                 orders: OrderServiceClient::new(orders),
                 payments: PaymentServiceClient::new(payments),
-            },
+            })),
         }
     }
 
@@ -91,7 +95,7 @@ impl Booking {
     #[step(compensate = cancel_order, timeout_ms = 5000, retry(max_attempts = 3, initial_backoff_ms = 20, max_backoff_ms = 200))]
     async fn create_order(&self, cx: &SagaContext, req: &BookingInput) -> StepResult<CreatedOrder> {
         let orders = match &self.upstream {
-            Upstream::Services { orders, .. } => orders,
+            Upstream::Services(services) => &services.orders,
             Upstream::Simulated { next_id } => {
                 return Ok(CreatedOrder {
                     order_id: next(next_id),
@@ -112,9 +116,10 @@ impl Booking {
 
     /// Cancels every order of the trace id (idempotent).
     async fn cancel_order(&self, cx: &SagaContext, _order: &CreatedOrder) -> StepResult<()> {
-        let Upstream::Services { orders, .. } = &self.upstream else {
+        let Upstream::Services(services) = &self.upstream else {
             return Ok(());
         };
+        let orders = &services.orders;
         let request = CancelOrderRequest {
             trace_id: cx.trace_id().to_string(),
         };
@@ -138,7 +143,7 @@ impl Booking {
         create_order: &CreatedOrder,
     ) -> StepResult<Booked> {
         let payments = match &self.upstream {
-            Upstream::Services { payments, .. } => payments,
+            Upstream::Services(services) => &services.payments,
             Upstream::Simulated { .. } if req.fault_inject => {
                 return Err(StepError::fatal("payment declined (fault injected)"));
             }
