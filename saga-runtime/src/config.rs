@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use clap::Parser;
-//! use sagaflow::config::{Secret, load, masked_toml};
+//! use saga_runtime::config::{Secret, load, masked_toml};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Parser, Serialize, Deserialize)]
