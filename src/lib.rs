@@ -8,7 +8,7 @@ pub use saga_runtime::{
     Cursor, Effect, ErrorKind, RetryPolicy, Saga, SagaContext, SagaDescription, SagaError,
     StepDescription, StepError, StepKind, StepResult,
 };
-pub use saga_runtime::{admin, engine, error, observe, store, testing, transport};
+pub use saga_runtime::{admin, engine, error, observe, store, testing, tls, transport};
 
 #[cfg(feature = "config")]
 pub use saga_runtime::config;

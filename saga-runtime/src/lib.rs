@@ -23,6 +23,7 @@ pub mod retry;
 pub mod saga;
 pub mod store;
 pub mod testing;
+pub mod tls;
 pub mod transport;
 
 #[cfg(feature = "config")]

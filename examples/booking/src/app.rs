@@ -12,8 +12,9 @@ use sagaflow::admin::Admin;
 use sagaflow::config::{ConfigError, Secret, masked_toml};
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig, Routing};
 use sagaflow::grpc::admin::AdminService;
-use sagaflow::grpc::{GrpcServer, ServerHandle, TraceIdPolicy};
+use sagaflow::grpc::{GrpcServer, ServerHandle, TraceIdPolicy, client_tls_config};
 use sagaflow::store::{MemoryStore, RedisStore, SagaStore, StoreConfig};
+use sagaflow::tls::{ClientTls, ServerTls};
 use sagaflow::transport::{
     MemoryTransport, NatsTransport, RabbitMqTransport, Transport, TransportConfig, TransportError,
 };
@@ -219,6 +220,29 @@ pub struct Options {
     /// file.
     #[arg(long, env = "SAGAFLOW_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+    /// PEM certificate chain of this process's gRPC servers (BookingService, Order, Payment,
+    /// admin API), with `--tls-key`: they then serve TLS only. Plaintext unless given.
+    #[arg(long, env = "BOOKING_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "BOOKING_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) client certificates must chain to: the servers then refuse a
+    /// client without such a certificate (mutual TLS). Needs `--tls-cert`.
+    #[arg(long, env = "BOOKING_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// PEM CA certificate(s) the Order and Payment services' certificates must chain to: the
+    /// orchestrator then calls them over TLS only (`https://` URLs; role all uses its own
+    /// services over TLS when `--tls-cert` is given, and needs this).
+    #[arg(long, env = "BOOKING_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// PEM client certificate the orchestrator presents to the Order and Payment services
+    /// (their `--tls-client-ca`), with `--upstream-key`. Needs `--upstream-ca`.
+    #[arg(long, env = "BOOKING_UPSTREAM_CERT", requires_all = ["upstream_key", "upstream_ca"])]
+    pub upstream_cert: Option<PathBuf>,
+    /// PEM private key of `--upstream-cert`.
+    #[arg(long, env = "BOOKING_UPSTREAM_KEY", requires = "upstream_cert")]
+    pub upstream_key: Option<PathBuf>,
 }
 
 impl Options {
@@ -267,6 +291,72 @@ impl Options {
             _ => Ok(()),
         }
     }
+}
+
+impl Options {
+    /// The TLS settings of this process's gRPC servers (`--tls-cert`, `--tls-key`,
+    /// `--tls-client-ca`), if any.
+    pub fn server_tls(&self) -> Option<ServerTls> {
+        let (cert, key) = (self.tls_cert.as_ref()?, self.tls_key.as_ref()?);
+        let tls = ServerTls::new(cert, key);
+        Some(match &self.tls_client_ca {
+            Some(ca) => tls.require_client_certs(ca),
+            None => tls,
+        })
+    }
+
+    /// The TLS settings of the orchestrator's calls to Order and Payment (`--upstream-ca`,
+    /// `--upstream-cert`, `--upstream-key`), if any.
+    pub fn upstream_tls(&self) -> Option<ClientTls> {
+        let tls = ClientTls::with_ca(self.upstream_ca.as_ref()?);
+        Some(match (&self.upstream_cert, &self.upstream_key) {
+            (Some(cert), Some(key)) => tls.identity(cert, key),
+            _ => tls,
+        })
+    }
+
+    /// Refuses role `all` with TLS servers but no way for its orchestrator to call them: no
+    /// `--upstream-ca`, or no client certificate when they require one.
+    pub fn check_tls(&self) -> Result<(), String> {
+        // Simulated steps call no service.
+        if self.role != Role::All || self.tls_cert.is_none() || self.simulate {
+            return Ok(());
+        }
+        if self.upstream_ca.is_none() {
+            return Err("role all serves Order and Payment over TLS (--tls-cert) and calls them: \
+                 give --upstream-ca with the CA that signed --tls-cert"
+                .to_string());
+        }
+        if self.tls_client_ca.is_some() && self.upstream_cert.is_none() {
+            return Err("role all requires client certificates (--tls-client-ca) from its own \
+                 orchestrator too: give --upstream-cert and --upstream-key"
+                .to_string());
+        }
+        Ok(())
+    }
+}
+
+/// A lazily connected channel to the upstream service at `url`: over TLS with `tls` (the URL
+/// must then be `https://`), plaintext without (the URL must then be `http://`).
+pub fn upstream_channel(url: &str, tls: Option<&ClientTls>) -> Result<Channel, Box<dyn Error>> {
+    let endpoint = Channel::from_shared(url.to_string())?;
+    let https = url.starts_with("https://");
+    Ok(match tls {
+        Some(tls) if https => endpoint.tls_config(client_tls_config(tls)?)?.connect_lazy(),
+        Some(_) => {
+            return Err(format!(
+                "--upstream-ca is set but `{url}` is plaintext: use an https:// URL"
+            )
+            .into());
+        }
+        None if https => {
+            return Err(format!(
+                "`{url}` is https: give --upstream-ca with the CA its certificate chains to"
+            )
+            .into());
+        }
+        None => endpoint.connect_lazy(),
+    })
 }
 
 fn default_pod_id() -> String {
@@ -353,13 +443,21 @@ impl App {
     }
 }
 
-fn server() -> GrpcServer {
-    GrpcServer::new().register_file_descriptor_set(booking_proto::FILE_DESCRIPTOR_SET)
+/// A server of this process, over TLS when `tls` is given.
+fn server(tls: Option<&ServerTls>) -> GrpcServer {
+    let server = GrpcServer::new().register_file_descriptor_set(booking_proto::FILE_DESCRIPTOR_SET);
+    match tls {
+        Some(tls) => server.tls(tls.clone()),
+        None => server,
+    }
 }
 
 /// Starts what `options.role` says and returns once every server listens.
 pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
     options.check_admin()?;
+    options.check_tls()?;
+    let tls = options.server_tls();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let load = LoadConfig {
         latency: options.upstream_latency,
         capacity: options.upstream_capacity,
@@ -385,32 +483,33 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
     let upstream = !options.simulate;
     if upstream && matches!(options.role, Role::All | Role::Order) {
         let svc = OrderSvc::new(load);
-        let handle = server()
+        let handle = server(tls.as_ref())
             .add_service(svc.clone().into_server())
             .serve(options.order_listen)
             .await?;
         let addr = handle.local_addr();
-        info!(%addr, "Order service listening");
-        order_url = format!("http://{addr}");
+        info!(%addr, tls = tls.is_some(), "Order service listening");
+        order_url = format!("{scheme}://{addr}");
         app.order = Some((svc, addr));
         app.servers.push(handle);
     }
     if upstream && matches!(options.role, Role::All | Role::Payment) {
         let svc = PaymentSvc::new(load);
-        let handle = server()
+        let handle = server(tls.as_ref())
             .add_service(svc.clone().into_server())
             .serve(options.payment_listen)
             .await?;
         let addr = handle.local_addr();
-        info!(%addr, "Payment service listening");
-        payment_url = format!("http://{addr}");
+        info!(%addr, tls = tls.is_some(), "Payment service listening");
+        payment_url = format!("{scheme}://{addr}");
         app.payment = Some((svc, addr));
         app.servers.push(handle);
     }
     if matches!(options.role, Role::All | Role::Orchestrator) {
         let saga = if upstream {
-            let orders = Channel::from_shared(order_url.clone())?.connect_lazy();
-            let payments = Channel::from_shared(payment_url.clone())?.connect_lazy();
+            let upstream_tls = options.upstream_tls();
+            let orders = upstream_channel(&order_url, upstream_tls.as_ref())?;
+            let payments = upstream_channel(&payment_url, upstream_tls.as_ref())?;
             Arc::new(Booking::new(orders, payments))
         } else {
             info!("steps simulated: no Order or Payment service is called");
@@ -462,7 +561,7 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
             TraceIds::Generate => TraceIdPolicy::Generate,
         };
         let api = BookingApi::new(orchestrator.clone(), policy);
-        let handle = server()
+        let handle = server(tls.as_ref())
             .add_service(api.into_server())
             .health(health)
             .serve(options.listen)
@@ -470,22 +569,25 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
         let addr = handle.local_addr();
         info!(
             %addr, transport = ?options.transport, store = ?options.store, pod_id = %options.pod_id,
-            %order_url, %payment_url, "BookingService listening"
+            %order_url, %payment_url, tls = tls.is_some(), "BookingService listening"
         );
         println!("booking: BookingService listening on {addr}");
         app.booking_addr = Some(addr);
         app.servers.push(handle);
         if let Some(admin_addr) = options.admin_addr {
             let admin = Admin::new(store).register(&orchestrator);
-            let handle = AdminService::new(admin)
+            let admin = AdminService::new(admin)
                 .with_token(options.admin_token.as_ref().map(Secret::expose))
-                .server()
-                .serve(admin_addr)
-                .await?;
+                .server();
+            let admin = match &tls {
+                Some(tls) => admin.tls(tls.clone()),
+                None => admin,
+            };
+            let handle = admin.serve(admin_addr).await?;
             let addr = handle.local_addr();
             let token = options.admin_token.is_some();
-            info!(%addr, token, "admin API listening");
-            println!("booking: admin API listening on {addr} (sagaflow --addr http://{addr})");
+            info!(%addr, token, tls = tls.is_some(), "admin API listening");
+            println!("booking: admin API listening on {addr} (sagaflow --addr {scheme}://{addr})");
             app.admin_addr = Some(addr);
             app.servers.push(handle);
         }

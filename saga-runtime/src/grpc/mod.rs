@@ -11,8 +11,11 @@
 //!   a `Status` with a documented code and the trace id in its details
 //!   ([`status_from_saga_error`], read back with [`trace_id_from_status`]).
 //! - Serving: [`GrpcServer`] adds reflection (v1 and v1alpha), health (driven by a
-//!   [`HealthWatch`](crate::observe::HealthWatch) with [`GrpcServer::health`]) and graceful
-//!   shutdown.
+//!   [`HealthWatch`](crate::observe::HealthWatch) with [`GrpcServer::health`]), graceful
+//!   shutdown and TLS ([`GrpcServer::tls`], optionally mutual).
+//! - TLS: [`server_tls_config`] and [`client_tls_config`] turn the PEM files of a
+//!   [`ServerTls`](crate::tls::ServerTls) or [`ClientTls`](crate::tls::ClientTls) into tonic
+//!   settings (a client `Channel` to an upstream service over `https://`).
 //! - Operating: [`admin::AdminService`] serves the admin API (`sagaflow.admin.v1.SagaAdmin`)
 //!   that the `sagaflow` CLI talks to.
 
@@ -21,6 +24,7 @@ mod health;
 mod outgoing;
 mod server;
 mod status;
+mod tls;
 mod trace;
 
 pub use health::{report_health, serving_status};
@@ -30,6 +34,7 @@ pub use status::{
     ERROR_DOMAIN, saga_error_reason, status_from_saga_error, step_error_from_status,
     trace_id_from_status,
 };
+pub use tls::{client_tls_config, server_tls_config};
 pub use trace::{
     FORWARDED_BY_DEFAULT, MAX_TRACE_ID_LEN, RequestPolicy, TRACE_ID_PUNCTUATION, TraceIdPolicy,
     generate_trace_id, saga_context, validate_trace_id,

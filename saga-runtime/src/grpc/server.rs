@@ -18,6 +18,7 @@ use tonic_health::server::HealthReporter;
 
 use super::health::report_health;
 use crate::observe::HealthWatch;
+use crate::tls::{ServerTls, TlsError};
 
 type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -47,7 +48,10 @@ pub enum ServeError {
         "cannot install the shutdown signal handlers: {0}; disable them with `shutdown_on_signals(false)`"
     )]
     Signal(std::io::Error),
-    /// The server failed while running.
+    /// The TLS files cannot be used (missing, unreadable, not PEM).
+    #[error("cannot serve gRPC over TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The server failed while running, or rustls refused the TLS identity.
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     /// The server task panicked or was cancelled.
@@ -85,6 +89,7 @@ pub struct GrpcServer {
     shutdown: Option<ShutdownFuture>,
     builder: Option<Server>,
     health: Option<HealthWatch>,
+    tls: Option<ServerTls>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -96,6 +101,7 @@ impl std::fmt::Debug for GrpcServer {
             .field("shutdown", &self.shutdown.is_some())
             .field("custom_builder", &self.builder.is_some())
             .field("health_monitor", &self.health.is_some())
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -117,7 +123,18 @@ impl GrpcServer {
             shutdown: None,
             builder: None,
             health: None,
+            tls: None,
         }
+    }
+
+    /// Serves over TLS with `tls`'s identity, and, when it names a client CA, only to
+    /// clients presenting a certificate that chains to it (mutual TLS; a client without one
+    /// fails its handshake). The files are read by [`GrpcServer::serve`], which fails with
+    /// [`ServeError::Tls`] naming a file that is missing or not PEM. Without it the server
+    /// speaks plaintext HTTP/2 (`grpcurl -plaintext`).
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Reports health from `health` (a started
@@ -131,8 +148,8 @@ impl GrpcServer {
     }
 
     /// Serves with `builder`, the user's tonic server builder, instead of a default one: its
-    /// settings apply (timeouts, concurrency and HTTP/2 limits, keep-alive, TLS when tonic's
-    /// `tls` feature is enabled in your build). Its routes are this server's. For tower layers
+    /// settings apply (timeouts, concurrency and HTTP/2 limits, keep-alive, its TLS unless
+    /// [`GrpcServer::tls`] replaces it). Its routes are this server's. For tower layers
     /// (which change the builder's type), take the routes with [`GrpcServer::into_routes`] and
     /// serve them with your own `Server::builder().layer(...)`.
     pub fn with_builder(mut self, builder: Server) -> Self {
@@ -198,11 +215,15 @@ impl GrpcServer {
     }
 
     /// Binds `addr` (port 0 picks a free port), spawns the server on the current tokio
-    /// runtime and returns once it accepts connections.
+    /// runtime and returns once it accepts connections (over TLS when [`GrpcServer::tls`]
+    /// was given).
     pub async fn serve(mut self, addr: SocketAddr) -> Result<ServerHandle, ServeError> {
+        let mut builder = self.builder.take().unwrap_or_else(Server::builder);
+        if let Some(tls) = self.tls.take() {
+            builder = builder.tls_config(super::server_tls_config(&tls)?)?;
+        }
         let on_signals = self.on_signals;
         let shutdown = self.shutdown.take();
-        let builder = self.builder.take();
         let monitor = self.health.take();
         let services = self.services.clone();
         let (routes, health) = self.into_routes().await?;
@@ -239,7 +260,6 @@ impl GrpcServer {
             }
         };
 
-        let mut builder = builder.unwrap_or_else(Server::builder);
         let server = builder.add_routes(routes);
         let task = tokio::spawn(server.serve_with_incoming_shutdown(incoming, signal));
         tracing::info!(%local_addr, ?services, "gRPC server listening");

@@ -3,11 +3,13 @@
 //! Durations deserialize from human-readable strings (`"5s"`, `"250ms"`, `"2m"`).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::SubscribeOptions;
+use crate::tls::ClientTls;
 
 /// How a transport names topics and how many deliveries a subscriber handles at once.
 ///
@@ -73,6 +75,43 @@ pub struct TransportConfig {
     /// opens two connections, named `{connection_name}-publisher` and
     /// `{connection_name}-consumer`. Default `"sagaflow"`.
     pub connection_name: String,
+    /// TLS settings of the broker connection (RabbitMQ and NATS; memory ignores them). A
+    /// TLS URL (`amqps://`, `tls://`) connects over TLS or not at all, trusting
+    /// [`ca_file`](ClientTls::ca_file) when set. With any file set, RabbitMQ refuses an
+    /// `amqp://` URL and NATS requires TLS whatever the URL's scheme. Default: none.
+    pub tls: ClientTls,
+    /// NATS only: how the client authenticates besides the URL's `user:password@` or
+    /// `token@`. Default: nothing more.
+    pub nats_auth: NatsAuth,
+}
+
+/// How a NATS client authenticates, by file reference (the secret stays out of the config and
+/// out of the URL the client logs). At most one is set; none goes with credentials in the URL.
+///
+/// ```
+/// # use saga_runtime::transport::TransportConfig;
+/// let config: TransportConfig = serde_json::from_str(
+///     r#"{ "tls": { "ca_file": "ca.pem" }, "nats_auth": { "credentials_file": "app.creds" } }"#,
+/// ).unwrap();
+/// assert!(config.tls.is_configured());
+/// assert!(config.nats_auth.is_configured());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsAuth {
+    /// A `.creds` file (user JWT and nkey seed, as `nsc` writes it): decentralized auth.
+    pub credentials_file: Option<PathBuf>,
+    /// A file holding an nkey seed (`SU...`): the client signs the server's nonce with it.
+    pub nkey_file: Option<PathBuf>,
+    /// A file holding the server's authorization token (surrounding white space ignored).
+    pub token_file: Option<PathBuf>,
+}
+
+impl NatsAuth {
+    /// Whether any file is set.
+    pub fn is_configured(&self) -> bool {
+        self.credentials_file.is_some() || self.nkey_file.is_some() || self.token_file.is_some()
+    }
 }
 
 impl Default for TransportConfig {
@@ -87,6 +126,8 @@ impl Default for TransportConfig {
             ack_wait: Duration::from_secs(5),
             max_deliveries: 100,
             connection_name: "sagaflow".to_owned(),
+            tls: ClientTls::default(),
+            nats_auth: NatsAuth::default(),
         }
     }
 }

@@ -84,10 +84,11 @@ use super::config::check_size;
 use super::dispatch::{self, Pending, Source};
 use super::{
     DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SUFFIX, Delivery, Disposition, Handler, Headers,
-    MESSAGE_ID_HEADER, Message, Reason, SubscribeOptions, Subscription, Transport, TransportConfig,
-    TransportError, dead_letter_topic,
+    MESSAGE_ID_HEADER, Message, NatsAuth, Reason, SubscribeOptions, Subscription, Transport,
+    TransportConfig, TransportError, dead_letter_topic,
 };
 use crate::redact::{redact_url, secrets_of};
+use crate::tls::ClientTls;
 
 const BROKER: &str = "NATS";
 
@@ -171,28 +172,39 @@ fn from_header_map(map: Option<&HeaderMap>) -> Headers {
 }
 
 impl NatsTransport {
-    /// Connects to `url` (`nats://127.0.0.1:4222`) and creates (or reuses) the prefix's
-    /// stream. Fails with [`TransportError::Connect`] naming the address when the URL is bad,
-    /// the server does not answer within
-    /// [`connect_timeout`](TransportConfig::connect_timeout), or JetStream is off.
+    /// Connects to `url` (`nats://127.0.0.1:4222`, `tls://host:4222`) and creates (or
+    /// reuses) the prefix's stream. Fails with [`TransportError::Connect`] naming the address
+    /// when the URL is bad, the server does not answer within
+    /// [`connect_timeout`](TransportConfig::connect_timeout), JetStream is off, or TLS cannot
+    /// be had.
+    ///
+    /// TLS is required (the client never talks plaintext, to this server or to one it
+    /// discovers or reconnects to) when the URL is `tls://` or [`TransportConfig::tls`] has a
+    /// file set: the CA file is trusted besides the system's roots, the client certificate is
+    /// presented for mutual TLS. A `nats://` URL also gets TLS when the server requires it.
+    /// Credentials come from the URL (`user:password@`, `token@`) or, by file reference,
+    /// from [`TransportConfig::nats_auth`] (a `.creds` file, an nkey seed, a token), never
+    /// both.
     pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
         let timeout = config.connect_timeout;
         let address = redact_url(url);
-        let secrets = secrets_of(url);
-        let connect_error = |reason: Reason| reason.scrubbed(&secrets).connect(BROKER, &address);
+        let mut secrets = secrets_of(url);
         let stream_name = sanitize(&config.topic_prefix);
-        let (server, credentials) = split_credentials(url).map_err(connect_error)?;
+        let split = split_credentials(url)
+            .and_then(|(server, url_credentials)| {
+                Ok((server, credentials(url_credentials, &config.nats_auth)?))
+            })
+            .map_err(|reason| reason.scrubbed(&secrets).connect(BROKER, &address));
+        let (server, credentials) = split?;
+        secrets.extend(credentials.secrets());
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        let connect_error = |reason: Reason| reason.scrubbed(&secrets).connect(BROKER, &address);
         let attempt = async {
             let options = async_nats::ConnectOptions::new()
                 .name(&config.connection_name)
                 .connection_timeout(timeout);
-            let options = match credentials {
-                Credentials::None => options,
-                Credentials::Token(token) => options.token(token),
-                Credentials::UserAndPassword(user, password) => {
-                    options.user_and_password(user, password)
-                }
-            };
+            let options = secure(options, &server, &config.tls)?;
+            let options = credentials.apply(options).await?;
             let client = options
                 .connect(server.as_str())
                 .await
@@ -274,6 +286,101 @@ enum Credentials {
     Token(String),
     /// `nats://user:password@host`.
     UserAndPassword(String, String),
+    /// An nkey seed, from [`NatsAuth::nkey_file`].
+    Nkey(String),
+    /// A `.creds` file, [`NatsAuth::credentials_file`].
+    File(std::path::PathBuf),
+}
+
+/// `options` with TLS required when `server` is `tls://` or `tls` has a file set, trusting
+/// its CA and presenting its client certificate (files checked here, so a bad one is named).
+fn secure(
+    options: async_nats::ConnectOptions,
+    server: &str,
+    tls: &ClientTls,
+) -> Result<async_nats::ConnectOptions, Reason> {
+    if !(server.starts_with("tls://") || tls.is_configured()) {
+        return Ok(options);
+    }
+    tls.load()
+        .map_err(|e| Reason::caused_by("invalid TLS settings", e))?;
+    let mut options = options.require_tls(true);
+    if let Some(ca) = &tls.ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(options)
+}
+
+/// The URL's `credentials`, or those `auth` refers to (read here, so their secrets can be
+/// scrubbed from errors): at most one source.
+fn credentials(credentials: Credentials, auth: &NatsAuth) -> Result<Credentials, Reason> {
+    let set = [
+        auth.credentials_file.is_some(),
+        auth.nkey_file.is_some(),
+        auth.token_file.is_some(),
+    ]
+    .into_iter()
+    .filter(|set| *set)
+    .count();
+    if set == 0 {
+        return Ok(credentials);
+    }
+    if set > 1 || !matches!(credentials, Credentials::None) {
+        return Err(Reason::from(
+            "more than one NATS credential: give either the URL's user:password@ or token@, or one of `nats_auth`'s credentials_file, nkey_file and token_file".to_string(),
+        ));
+    }
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|text| text.trim().to_string())
+            .map_err(|e| {
+                Reason::caused_by(
+                    format!("cannot read the NATS {what} file `{}`", path.display()),
+                    e,
+                )
+            })
+    };
+    Ok(match (&auth.credentials_file, &auth.nkey_file, &auth.token_file) {
+        (Some(path), _, _) => Credentials::File(path.clone()),
+        (_, Some(path), _) => Credentials::Nkey(read("nkey seed", path)?),
+        (_, _, Some(path)) => Credentials::Token(read("token", path)?),
+        _ => Credentials::None,
+    })
+}
+
+impl Credentials {
+    /// The secrets to scrub from errors, besides the URL's.
+    fn secrets(&self) -> Vec<String> {
+        match self {
+            Credentials::Token(secret) | Credentials::Nkey(secret) => vec![secret.clone()],
+            Credentials::UserAndPassword(_, password) => vec![password.clone()],
+            Credentials::None | Credentials::File(_) => Vec::new(),
+        }
+    }
+
+    /// `options` authenticating with these credentials.
+    async fn apply(
+        self,
+        options: async_nats::ConnectOptions,
+    ) -> Result<async_nats::ConnectOptions, Reason> {
+        Ok(match self {
+            Credentials::None => options,
+            Credentials::Token(token) => options.token(token),
+            Credentials::UserAndPassword(user, password) => {
+                options.user_and_password(user, password)
+            }
+            Credentials::Nkey(seed) => options.nkey(seed),
+            Credentials::File(path) => options.credentials_file(&path).await.map_err(|e| {
+                Reason::caused_by(
+                    format!("cannot use the NATS credentials file `{}`", path.display()),
+                    e,
+                )
+            })?,
+        })
+    }
 }
 
 /// The server address of `url` (scheme, host and port only) and its credentials, so they are
@@ -282,7 +389,7 @@ enum Credentials {
 /// is not a URL with a host is refused here, before the client sees it.
 fn split_credentials(url: &str) -> Result<(String, Credentials), Reason> {
     let invalid = format!(
-        "invalid NATS URL `{}`: expected nats://[user:password@ or token@]host[:port]",
+        "invalid NATS URL `{}`: expected nats:// or tls://[user:password@ or token@]host[:port]",
         redact_url(url)
     );
     let parsed = match url::Url::parse(url) {

@@ -58,6 +58,7 @@ use super::{
     StoreErrorKind, Written, millis,
 };
 use crate::redact::{Scrubbed, redact_url, secrets_of};
+use crate::tls::{ClientTls, wants_tls};
 
 const BACKEND: &str = "redis";
 
@@ -81,6 +82,10 @@ pub struct RedisConfig {
     /// Bound on each operation (a command, or a reconnection it waits for). Default 5 s.
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
+    /// TLS settings for a `rediss://` URL: the CA file is trusted instead of the bundled
+    /// Mozilla roots, the client certificate is presented for mutual TLS. With any file set
+    /// the URL must be `rediss://`. Default: none.
+    pub tls: ClientTls,
 }
 
 impl Default for RedisConfig {
@@ -96,6 +101,7 @@ impl From<StoreConfig> for RedisConfig {
             key_prefix: "sagaflow".to_string(),
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(5),
+            tls: ClientTls::default(),
         }
     }
 }
@@ -306,25 +312,39 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`).
+    /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`, or
+    /// `rediss://...` over TLS; the user is an ACL user).
     ///
     /// Fails within `config.connect_timeout` with a [`StoreError`] naming the address when the
-    /// URL is invalid or Redis is unreachable. `config` is a [`RedisConfig`] or a
-    /// [`StoreConfig`] (then the Redis settings take their defaults).
+    /// URL is invalid, Redis is unreachable or refuses the credentials, or, for `rediss://`,
+    /// the TLS handshake fails: a `rediss://` URL never connects in plaintext. With
+    /// [`RedisConfig::tls`] files set, the URL must be `rediss://` (else
+    /// [`StoreErrorKind::InvalidConfig`], as for a TLS file that is missing or not PEM).
+    /// `config` is a [`RedisConfig`] or a [`StoreConfig`] (then the Redis settings take their
+    /// defaults).
     pub async fn connect(url: &str, config: impl Into<RedisConfig>) -> Result<Self, StoreError> {
         let config = config.into();
         let secrets = secrets_of(url);
-        let info = url.into_connection_info().map_err(|error| {
-            StoreError::new(
-                BACKEND,
-                StoreErrorKind::InvalidConfig,
-                format!("invalid Redis URL `{}`", redact_url(url)),
+        let invalid = |what: String, error: &(dyn std::error::Error + 'static)| {
+            StoreError::new(BACKEND, StoreErrorKind::InvalidConfig, what)
+                .caused_by(Scrubbed::of(error, &secrets))
+        };
+        let info = url
+            .into_connection_info()
+            .map_err(|error| invalid(format!("invalid Redis URL `{}`", redact_url(url)), &error))?;
+        let tls_error = |error: crate::tls::TlsError| {
+            invalid(
+                format!("invalid TLS settings for Redis at `{}`", redact_url(url)),
+                &error,
             )
-            .caused_by(Scrubbed::of(&error, &secrets))
-        })?;
+        };
+        let tls = match wants_tls(url, &config.tls, "rediss").map_err(tls_error)? {
+            true => Some(config.tls.load().map_err(tls_error)?),
+            false => None,
+        };
         let addr = info.addr().to_string();
         let bound = config.connect_timeout;
-        let open = Self::open(info, config, addr.clone(), &secrets);
+        let open = Self::open(info, tls, config, addr.clone(), &secrets);
         match tokio::time::timeout(bound, open).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::new(
@@ -341,6 +361,7 @@ impl RedisStore {
     /// user name back).
     async fn open(
         info: ConnectionInfo,
+        tls: Option<crate::tls::ClientPem>,
         config: RedisConfig,
         addr: String,
         secrets: &[String],
@@ -353,7 +374,24 @@ impl RedisStore {
             )
             .caused_by(Scrubbed::of(&error, secrets))
         };
-        let client = Client::open(info.clone()).map_err(connect_error)?;
+        let client = match tls {
+            // `rediss://` with no file set: the bundled roots, no client certificate.
+            Some(pem) if pem.ca.is_some() || pem.identity.is_some() => {
+                let certificates = ::redis::TlsCertificates {
+                    client_tls: pem.identity.map(|(client_cert, client_key)| {
+                        ::redis::ClientTlsConfig {
+                            client_cert,
+                            client_key,
+                        }
+                    }),
+                    root_cert: pem.ca,
+                };
+                Client::build_with_tls(info, certificates).map_err(connect_error)?
+            }
+            _ => Client::open(info).map_err(connect_error)?,
+        };
+        // With its TLS parameters, for the watcher's connection.
+        let info = client.get_connection_info().clone();
         // One direct attempt first: the connection managers retry with backoff, which would
         // hide the cause (refused, auth, ...) behind the connect timeout.
         let probe = AsyncConnectionConfig::new()

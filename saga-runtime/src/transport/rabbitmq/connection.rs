@@ -10,6 +10,7 @@ use backon::{ExponentialBuilder, Retryable};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use lapin::options::ConfirmSelectOptions;
+use lapin::tcp::OwnedTLSConfig;
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use super::topology;
@@ -181,15 +182,46 @@ fn properties(config: &TransportConfig, role: &str) -> ConnectionProperties {
         .with_connection_name(format!("{}-{role}", config.connection_name).into())
 }
 
+/// Where and how a connection is opened: the URL (with its credentials) and, for `amqps://`,
+/// the TLS settings read from their files.
+#[derive(Clone)]
+pub(super) struct Endpoint {
+    pub(super) url: String,
+    /// Whether the URL is `amqps://` (lapin then always does TLS, never plaintext).
+    pub(super) tls: bool,
+    pub(super) tls_config: OwnedTLSConfig,
+}
+
+/// Opens one lapin connection to `endpoint` named `{connection_name}-{role}`.
+async fn open(
+    endpoint: &Endpoint,
+    config: &TransportConfig,
+    role: &str,
+) -> Result<Connection, lapin::Error> {
+    Connection::connect_with_config(
+        &endpoint.url,
+        properties(config, role),
+        endpoint.tls_config.clone(),
+        lapin::runtime::default_runtime()?,
+    )
+    .await
+}
+
 /// Runs `attempt` within the connect timeout.
 async fn bounded<T>(
+    endpoint: &Endpoint,
     config: &TransportConfig,
     attempt: impl Future<Output = Result<T, lapin::Error>>,
 ) -> Result<T, Reason> {
     let timeout = config.connect_timeout;
+    let failed = if endpoint.tls {
+        "cannot open the TLS connection (is this the broker's TLS port, and does its certificate chain to the trusted CA?)"
+    } else {
+        "cannot open the connection"
+    };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(opened)) => Ok(opened),
-        Ok(Err(e)) => Err(Reason::caused_by("cannot open the connection", e)),
+        Ok(Err(e)) => Err(Reason::caused_by(failed, e)),
         Err(_) => Err(Reason::from(format!(
             "no answer within {timeout:?}; is the broker running?"
         ))),
@@ -199,11 +231,11 @@ async fn bounded<T>(
 /// Opens the publisher connection, its confirm channel, and declares the prefix's exchange;
 /// one attempt, bounded by the connect timeout.
 pub(super) async fn open_publisher(
-    url: &str,
+    endpoint: &Endpoint,
     config: &TransportConfig,
 ) -> Result<Publisher, Reason> {
-    bounded(config, async {
-        let connection = Connection::connect(url, properties(config, "publisher")).await?;
+    bounded(endpoint, config, async {
+        let connection = open(endpoint, config, "publisher").await?;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -219,11 +251,11 @@ pub(super) async fn open_publisher(
 
 /// Opens the consumers' connection; one attempt, bounded by the connect timeout.
 pub(super) async fn open_consumers(
-    url: &str,
+    endpoint: &Endpoint,
     config: &TransportConfig,
 ) -> Result<Consumers, Reason> {
-    bounded(config, async {
-        let connection = Connection::connect(url, properties(config, "consumer")).await?;
+    bounded(endpoint, config, async {
+        let connection = open(endpoint, config, "consumer").await?;
         Ok(Consumers { connection })
     })
     .await

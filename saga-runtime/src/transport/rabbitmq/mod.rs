@@ -63,7 +63,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use self::connection::{Consumers, Link, Publisher, open_consumers, open_publisher};
+use self::connection::{Consumers, Endpoint, Link, Publisher, open_consumers, open_publisher};
 use self::consume::RabbitSource;
 use self::topology::Declared;
 use super::config::{check_size, message_size};
@@ -73,6 +73,7 @@ use super::{
     TransportError,
 };
 use crate::redact::{redact_url, secrets_of};
+use crate::tls::{ClientTls, wants_tls};
 
 const BROKER: &str = "RabbitMQ";
 
@@ -94,7 +95,7 @@ impl fmt::Debug for RabbitMqTransport {
 
 struct Inner {
     config: TransportConfig,
-    url: String,
+    endpoint: Endpoint,
     /// The URL without credentials, for errors and logs.
     address: String,
     publisher: Arc<Link<Publisher>>,
@@ -104,17 +105,25 @@ struct Inner {
 }
 
 impl RabbitMqTransport {
-    /// Connects to `url` (`amqp://user:pass@host:5672/vhost`): opens, at once, the publisher
-    /// connection with its confirm channel (declaring the prefix's exchange) and the consumer
-    /// connection. Fails with [`TransportError::Connect`] (naming the address,
-    /// without the password) when the URL is bad or the broker does not answer within
-    /// [`connect_timeout`](TransportConfig::connect_timeout).
+    /// Connects to `url` (`amqp://user:pass@host:5672/vhost`, or `amqps://...:5671/...` over
+    /// TLS): opens, at once, the publisher connection with its confirm channel (declaring the
+    /// prefix's exchange) and the consumer connection. Fails with [`TransportError::Connect`]
+    /// (naming the address, without the password) when the URL is bad, the broker does not
+    /// answer within [`connect_timeout`](TransportConfig::connect_timeout), or, for
+    /// `amqps://`, the TLS handshake fails (a plaintext port, a certificate that does not
+    /// chain to the trusted CA): an `amqps://` URL never connects in plaintext. With
+    /// [`TransportConfig::tls`] files set, the URL must be `amqps://`; the CA file is trusted
+    /// besides the bundled Mozilla roots, and the client certificate is presented when the
+    /// broker asks for one.
     pub async fn connect(url: &str, config: TransportConfig) -> Result<Self, TransportError> {
         let address = redact_url(url);
         let secrets = secrets_of(url);
         let connect_error = |reason: Reason| reason.scrubbed(&secrets).connect(BROKER, &address);
-        let (publisher, consumers) =
-            tokio::join!(open_publisher(url, &config), open_consumers(url, &config));
+        let endpoint = endpoint(url, &config.tls).map_err(connect_error)?;
+        let (publisher, consumers) = tokio::join!(
+            open_publisher(&endpoint, &config),
+            open_consumers(&endpoint, &config)
+        );
         let (publisher, consumers) = match (publisher, consumers) {
             (Ok(publisher), Ok(consumers)) => (publisher, consumers),
             (publisher, consumers) => {
@@ -141,7 +150,7 @@ impl RabbitMqTransport {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                url: url.to_owned(),
+                endpoint,
                 address,
                 publisher: Link::new("publisher", publisher),
                 consumers: Link::new("consumer", consumers),
@@ -176,6 +185,28 @@ impl RabbitMqTransport {
     }
 }
 
+/// The endpoint of `url`: for `amqps://`, with the CA and client identity read from `tls`'s
+/// files (checked here, so a bad file fails `connect` with its name).
+fn endpoint(url: &str, tls: &ClientTls) -> Result<Endpoint, Reason> {
+    let invalid = |e| Reason::caused_by("invalid TLS settings", e);
+    let secure = wants_tls(url, tls, "amqps").map_err(invalid)?;
+    let mut tls_config = lapin::tcp::OwnedTLSConfig::default();
+    if secure {
+        let pem = tls.load().map_err(invalid)?;
+        tls_config.cert_chain = pem
+            .ca
+            .map(|ca| String::from_utf8_lossy(&ca).into_owned());
+        tls_config.identity = pem
+            .identity
+            .map(|(pem, key)| lapin::tcp::OwnedIdentity::PKCS8 { pem, key });
+    }
+    Ok(Endpoint {
+        url: url.to_owned(),
+        tls: secure,
+        tls_config,
+    })
+}
+
 impl Inner {
     fn connect_error(&self, reason: Reason) -> TransportError {
         reason.connect(BROKER, &self.address)
@@ -186,11 +217,11 @@ impl Inner {
         if let Some(publisher) = self.publisher.current() {
             return Ok(publisher);
         }
-        let (url, config) = (self.url.clone(), self.config.clone());
+        let (endpoint, config) = (self.endpoint.clone(), self.config.clone());
         self.publisher
             .get(move || {
-                let (url, config) = (url.clone(), config.clone());
-                async move { open_publisher(&url, &config).await }
+                let (endpoint, config) = (endpoint.clone(), config.clone());
+                async move { open_publisher(&endpoint, &config).await }
             })
             .await
             .map_err(|reason| self.connect_error(reason))
@@ -201,11 +232,11 @@ impl Inner {
         if let Some(consumers) = self.consumers.current() {
             return Ok(consumers);
         }
-        let (url, config) = (self.url.clone(), self.config.clone());
+        let (endpoint, config) = (self.endpoint.clone(), self.config.clone());
         self.consumers
             .get(move || {
-                let (url, config) = (url.clone(), config.clone());
-                async move { open_consumers(&url, &config).await }
+                let (endpoint, config) = (endpoint.clone(), config.clone());
+                async move { open_consumers(&endpoint, &config).await }
             })
             .await
             .map_err(|reason| self.connect_error(reason))
