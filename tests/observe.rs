@@ -15,7 +15,5 @@ mod common;
 mod health;
 #[path = "observe/metrics.rs"]
 mod metrics;
-#[path = "observe/servers.rs"]
-mod servers;
 #[path = "observe/spans.rs"]
 mod spans;

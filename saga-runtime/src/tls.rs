@@ -222,10 +222,9 @@ impl ClientTls {
             .transpose()?;
         let identity = match (&self.cert_file, &self.key_file) {
             (None, None) => None,
-            (Some(cert), Some(key)) => Some((
-                read_certificates("certificate", cert)?,
-                read_key(key)?,
-            )),
+            (Some(cert), Some(key)) => {
+                Some((read_certificates("certificate", cert)?, read_key(key)?))
+            }
             _ => return Err(TlsError::HalfIdentity),
         };
         Ok(ClientPem { ca, identity })
@@ -323,11 +322,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_and_a_server_needs_its_identity() {
-        let unknown = serde_json::from_str::<ClientTls>(r#"{ "ca": "ca.pem" }"#)
-            .expect_err("unknown field");
+        let unknown =
+            serde_json::from_str::<ClientTls>(r#"{ "ca": "ca.pem" }"#).expect_err("unknown field");
         assert!(unknown.to_string().contains("ca_file"), "{unknown}");
-        let missing = serde_json::from_str::<ServerTls>(r#"{ "cert_file": "s.pem" }"#)
-            .expect_err("no key");
+        let missing =
+            serde_json::from_str::<ServerTls>(r#"{ "cert_file": "s.pem" }"#).expect_err("no key");
         assert!(missing.to_string().contains("key_file"), "{missing}");
     }
 
@@ -363,7 +362,10 @@ mod tests {
         let missing = dir.join("missing.pem");
 
         let error = ClientTls::with_ca(&missing).load().expect_err("missing");
-        assert!(matches!(error, TlsError::Read { what: "CA", .. }), "{error}");
+        assert!(
+            matches!(error, TlsError::Read { what: "CA", .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("missing.pem"), "{error}");
         let error = ClientTls::with_ca(&garbage).load().expect_err("not PEM");
         assert!(
@@ -375,7 +377,13 @@ mod tests {
             ..ClientTls::default()
         };
         assert!(matches!(half.load(), Err(TlsError::HalfIdentity)));
-        assert!(ClientTls::default().load().expect("nothing to read").ca.is_none());
+        assert!(
+            ClientTls::default()
+                .load()
+                .expect("nothing to read")
+                .ca
+                .is_none()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,8 +1,10 @@
 //! The command line: global options and subcommands.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use saga_runtime::tls::ClientTls;
 
 /// The admin address the CLI talks to when neither `--addr` nor `SAGAFLOW_ADMIN_ADDR` is set:
 /// the booking example's `--admin-addr 127.0.0.1:10003`.
@@ -31,12 +33,45 @@ pub(crate) struct Cli {
     /// Who you are, recorded in the history of the sagas you resume or compensate.
     #[arg(long, global = true, env = "USER", default_value = "sagaflow-cli")]
     pub(crate) operator: String,
+    /// PEM CA certificate(s) the admin API's certificate must chain to: the CLI then talks
+    /// TLS only, to an `https://` --addr (the orchestrator's `--tls-cert`).
+    #[arg(long, global = true, env = "SAGAFLOW_ADMIN_CA")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to an admin API that requires one (the
+    /// orchestrator's `--tls-client-ca`), with --key-file.
+    #[arg(
+        long,
+        global = true,
+        env = "SAGAFLOW_ADMIN_CERT",
+        requires = "key_file"
+    )]
+    pub(crate) cert_file: Option<PathBuf>,
+    /// PEM private key of --cert-file.
+    #[arg(
+        long,
+        global = true,
+        env = "SAGAFLOW_ADMIN_KEY",
+        requires = "cert_file"
+    )]
+    pub(crate) key_file: Option<PathBuf>,
     /// Print one JSON document instead of tables (errors still go to stderr as text).
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// What to do.
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// The TLS settings of the connection to the admin API (--ca-file, --cert-file,
+    /// --key-file).
+    pub(crate) fn tls(&self) -> ClientTls {
+        ClientTls {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
 }
 
 /// The subcommands.

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use saga_runtime::grpc::admin::pb::saga_admin_client::SagaAdminClient;
 use saga_runtime::grpc::admin::{OPERATOR_HEADER, pb};
+use saga_runtime::grpc::client_tls_config;
+use saga_runtime::tls::ClientTls;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -42,17 +44,41 @@ fn root_cause(error: &tonic::transport::Error) -> String {
 }
 
 impl Client {
-    /// Connects to the admin API at `addr`; [`Exit::Unavailable`] when nothing answers there.
+    /// Connects to the admin API at `addr`, over TLS with `tls` (then `addr` must be
+    /// `https://`); [`Exit::Unavailable`] when nothing answers there or the TLS handshake
+    /// fails.
     pub(crate) async fn connect(
         addr: &str,
+        tls: &ClientTls,
         token: Option<&str>,
         operator: &str,
     ) -> Result<Self, Failure> {
         let addr = url(addr);
+        let usage = |message: String| Failure::new(Exit::Usage, message);
         let endpoint = Endpoint::from_shared(addr.clone())
-            .map_err(|e| Failure::new(Exit::Usage, format!("invalid --addr `{addr}`: {e}")))?
+            .map_err(|e| usage(format!("invalid --addr `{addr}`: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
+        let https = addr.starts_with("https://");
+        let endpoint = match (https, tls.ca_file.is_some()) {
+            (true, true) => {
+                let config = client_tls_config(tls).map_err(|e| usage(e.to_string()))?;
+                endpoint
+                    .tls_config(config)
+                    .map_err(|e| usage(format!("TLS settings refused: {e}")))?
+            }
+            (true, false) => {
+                return Err(usage(format!(
+                    "--addr `{addr}` is https: give --ca-file with the CA its certificate chains to"
+                )));
+            }
+            (false, _) if tls.is_configured() => {
+                return Err(usage(format!(
+                    "TLS files are set but --addr `{addr}` is plaintext: use https://"
+                )));
+            }
+            (false, _) => endpoint,
+        };
         let channel = endpoint
             .connect()
             .await

@@ -78,7 +78,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> Result<Output, Failure> {
-    let mut client = Client::connect(&cli.addr, cli.token.as_deref(), &cli.operator).await?;
+    let mut client =
+        Client::connect(&cli.addr, &cli.tls(), cli.token.as_deref(), &cli.operator).await?;
     match &cli.command {
         Command::Get { trace_id } => {
             let saga = client.get(trace_id).await?;

@@ -12,9 +12,13 @@ use sagaflow::error::SagaFailure;
 use sagaflow::grpc::ServerHandle;
 use sagaflow::grpc::admin::AdminService;
 use sagaflow::store::{MemoryStore, SagaStore, StoreConfig};
+use sagaflow::tls::ServerTls;
 use sagaflow::transport::{MemoryTransport, TransportConfig};
 use sagaflow::{RetryPolicy, SagaContext, SagaError, StepError, StepResult, saga};
 use serde_json::Value;
+
+#[path = "../../tests/tls/pki.rs"]
+mod pki;
 
 /// Reserves an item, then charges for it, which always fails; releasing the item fails until
 /// the warehouse is back (`release_ok`), so the saga gets stuck compensating.
@@ -52,6 +56,11 @@ struct Fixture {
 }
 
 async fn fixture(token: Option<&str>) -> Fixture {
+    fixture_with(token, None).await
+}
+
+/// A fixture whose admin API serves TLS with `tls`.
+async fn fixture_with(token: Option<&str>, tls: Option<ServerTls>) -> Fixture {
     let release_ok = Arc::new(AtomicBool::new(false));
     let saga = Arc::new(Reservation {
         release_ok: Arc::clone(&release_ok),
@@ -70,15 +79,20 @@ async fn fixture(token: Option<&str>) -> Fixture {
     let server = AdminService::new(admin)
         .with_token(token)
         .server()
-        .shutdown_on_signals(false)
-        .serve("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("the admin API listens");
+        .shutdown_on_signals(false);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(tls) => server.tls(tls),
+        None => server,
+    }
+    .serve("127.0.0.1:0".parse().expect("an address"))
+    .await
+    .expect("the admin API listens");
     Fixture {
         orchestrator,
         store,
         release_ok,
-        addr: format!("http://{}", server.local_addr()),
+        addr: format!("{scheme}://{}", server.local_addr()),
         _server: server,
     }
 }
@@ -92,6 +106,9 @@ async fn sagaflow(addr: &str, args: &[&str]) -> Output {
         .args(args)
         .env_remove("SAGAFLOW_ADMIN_TOKEN")
         .env_remove("SAGAFLOW_ADMIN_ADDR")
+        .env_remove("SAGAFLOW_ADMIN_CA")
+        .env_remove("SAGAFLOW_ADMIN_CERT")
+        .env_remove("SAGAFLOW_ADMIN_KEY")
         .env("USER", "alice")
         .output()
         .await
@@ -238,4 +255,48 @@ async fn a_missing_or_wrong_token_exits_6_and_the_right_one_is_admitted() {
     assert!(!stderr(&wrong).contains("guess"), "{}", stderr(&wrong));
     let right = json(&sagaflow(&fixture.addr, &["--token", "s3cret", "sagas", "--json"]).await);
     assert_eq!(right["sagas"][0]["name"], "Reservation", "{right}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_mutual_tls_the_cli_needs_the_ca_and_a_client_certificate() {
+    let pki = pki::Pki::generate("cli");
+    let fixture = fixture_with(None, Some(pki.server().require_client_certs(&pki.ca))).await;
+    let (ca, cert, key) = (
+        pki::Pki::arg(&pki.ca),
+        pki::Pki::arg(&pki.client_cert),
+        pki::Pki::arg(&pki.client_key),
+    );
+    let admitted = json(
+        &sagaflow(
+            &fixture.addr,
+            &[
+                "--ca-file",
+                &ca,
+                "--cert-file",
+                &cert,
+                "--key-file",
+                &key,
+                "sagas",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(admitted["sagas"][0]["name"], "Reservation", "{admitted}");
+
+    // No client certificate: the handshake fails, the orchestrator is unreachable this way.
+    let no_cert = sagaflow(&fixture.addr, &["--ca-file", &ca, "sagas"]).await;
+    assert_eq!(code(&no_cert), 5, "stderr: {}", stderr(&no_cert));
+    // https without a CA to check the server against, or TLS files with http: usage errors.
+    let no_ca = sagaflow(&fixture.addr, &["sagas"]).await;
+    assert_eq!(code(&no_ca), 1, "stderr: {}", stderr(&no_ca));
+    assert!(stderr(&no_ca).contains("--ca-file"), "{}", stderr(&no_ca));
+    let plaintext = fixture.addr.replacen("https://", "http://", 1);
+    let refused = sagaflow(&plaintext, &["--ca-file", &ca, "sagas"]).await;
+    assert_eq!(code(&refused), 1, "stderr: {}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("https://"),
+        "{}",
+        stderr(&refused)
+    );
 }

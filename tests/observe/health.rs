@@ -17,7 +17,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::common::backends::unique_prefix;
-use crate::servers::Private;
+use crate::common::servers::Private;
 
 struct Noop;
 

@@ -323,14 +323,18 @@ impl Options {
             return Ok(());
         }
         if self.upstream_ca.is_none() {
-            return Err("role all serves Order and Payment over TLS (--tls-cert) and calls them: \
+            return Err(
+                "role all serves Order and Payment over TLS (--tls-cert) and calls them: \
                  give --upstream-ca with the CA that signed --tls-cert"
-                .to_string());
+                    .to_string(),
+            );
         }
         if self.tls_client_ca.is_some() && self.upstream_cert.is_none() {
-            return Err("role all requires client certificates (--tls-client-ca) from its own \
+            return Err(
+                "role all requires client certificates (--tls-client-ca) from its own \
                  orchestrator too: give --upstream-cert and --upstream-key"
-                .to_string());
+                    .to_string(),
+            );
         }
         Ok(())
     }
@@ -668,6 +672,66 @@ mod tests {
                 .check_admin()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn tls_flags_make_servers_and_upstream_calls_tls_only() {
+        let plain = options(&[]);
+        assert!(plain.server_tls().is_none() && plain.upstream_tls().is_none());
+        assert!(plain.check_tls().is_ok());
+
+        let tls = options(&[
+            "--tls-cert",
+            "s.pem",
+            "--tls-key",
+            "s.key",
+            "--upstream-ca",
+            "ca.pem",
+        ]);
+        assert_eq!(tls.server_tls(), Some(ServerTls::new("s.pem", "s.key")));
+        assert_eq!(tls.upstream_tls(), Some(ClientTls::with_ca("ca.pem")));
+        assert!(tls.check_tls().is_ok());
+        let no_ca = options(&["--tls-cert", "s.pem", "--tls-key", "s.key"]);
+        assert!(
+            no_ca
+                .check_tls()
+                .expect_err("role all calls its own TLS services")
+                .contains("--upstream-ca")
+        );
+        // Another role calls nothing of its own: no upstream CA needed.
+        let order = options(&[
+            "--role",
+            "order",
+            "--tls-cert",
+            "s.pem",
+            "--tls-key",
+            "s.key",
+        ]);
+        assert!(order.check_tls().is_ok());
+        Options::try_parse_from(["booking", "--tls-cert", "s.pem"]).expect_err("a key too");
+        Options::try_parse_from([
+            "booking",
+            "--upstream-cert",
+            "c.pem",
+            "--upstream-key",
+            "c.key",
+        ])
+        .expect_err("a CA too");
+    }
+
+    #[tokio::test]
+    async fn an_upstream_url_must_match_its_tls_settings() {
+        let ca = ClientTls::with_ca("ca.pem");
+        let plaintext = upstream_channel("http://127.0.0.1:10001", Some(&ca))
+            .expect_err("TLS settings with http");
+        assert!(plaintext.to_string().contains("https://"), "{plaintext}");
+        let no_ca =
+            upstream_channel("https://127.0.0.1:10001", None).expect_err("https without a CA");
+        assert!(no_ca.to_string().contains("--upstream-ca"), "{no_ca}");
+        let missing =
+            upstream_channel("https://127.0.0.1:10001", Some(&ca)).expect_err("no such file");
+        assert!(missing.to_string().contains("ca.pem"), "{missing}");
+        upstream_channel("http://127.0.0.1:10001", None).expect("plaintext without TLS settings");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -343,12 +343,14 @@ fn credentials(credentials: Credentials, auth: &NatsAuth) -> Result<Credentials,
                 )
             })
     };
-    Ok(match (&auth.credentials_file, &auth.nkey_file, &auth.token_file) {
-        (Some(path), _, _) => Credentials::File(path.clone()),
-        (_, Some(path), _) => Credentials::Nkey(read("nkey seed", path)?),
-        (_, _, Some(path)) => Credentials::Token(read("token", path)?),
-        _ => Credentials::None,
-    })
+    Ok(
+        match (&auth.credentials_file, &auth.nkey_file, &auth.token_file) {
+            (Some(path), _, _) => Credentials::File(path.clone()),
+            (_, Some(path), _) => Credentials::Nkey(read("nkey seed", path)?),
+            (_, _, Some(path)) => Credentials::Token(read("token", path)?),
+            _ => Credentials::None,
+        },
+    )
 }
 
 impl Credentials {

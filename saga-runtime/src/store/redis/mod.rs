@@ -65,6 +65,15 @@ const BACKEND: &str = "redis";
 /// How a user makes Redis reachable, appended to connection errors.
 const START_HINT: &str = "is Redis running and reachable? Start it (e.g. `redis-server`, or `docker compose -f deployment/local/compose.yaml up redis`) or fix the URL";
 
+/// What a connect error adds when the connection is TLS: where to look.
+fn over_tls(tls: bool) -> &'static str {
+    if tls {
+        " over TLS (is this Redis's TLS port, and does its certificate chain to the trusted CA?)"
+    } else {
+        ""
+    }
+}
+
 /// Settings of the Redis store. `From<StoreConfig>` gives the defaults below with those
 /// store settings. Reads from a config file like [`StoreConfig`] (the common settings under
 /// `store`).
@@ -344,6 +353,7 @@ impl RedisStore {
         };
         let addr = info.addr().to_string();
         let bound = config.connect_timeout;
+        let over = over_tls(tls.is_some());
         let open = Self::open(info, tls, config, addr.clone(), &secrets);
         match tokio::time::timeout(bound, open).await {
             Ok(result) => result,
@@ -351,7 +361,7 @@ impl RedisStore {
                 BACKEND,
                 StoreErrorKind::Connect,
                 format!(
-                    "cannot connect to Redis at {addr}: no connection within {bound:?}; {START_HINT}"
+                    "cannot connect to Redis at {addr}{over}: no connection within {bound:?}; {START_HINT}"
                 ),
             )),
         }
@@ -366,11 +376,12 @@ impl RedisStore {
         addr: String,
         secrets: &[String],
     ) -> Result<Self, StoreError> {
+        let over = over_tls(tls.is_some());
         let connect_error = |error: ::redis::RedisError| {
             StoreError::new(
                 BACKEND,
                 StoreErrorKind::Connect,
-                format!("cannot connect to Redis at {addr}; {START_HINT}"),
+                format!("cannot connect to Redis at {addr}{over}; {START_HINT}"),
             )
             .caused_by(Scrubbed::of(&error, secrets))
         };

@@ -193,9 +193,7 @@ fn endpoint(url: &str, tls: &ClientTls) -> Result<Endpoint, Reason> {
     let mut tls_config = lapin::tcp::OwnedTLSConfig::default();
     if secure {
         let pem = tls.load().map_err(invalid)?;
-        tls_config.cert_chain = pem
-            .ca
-            .map(|ca| String::from_utf8_lossy(&ca).into_owned());
+        tls_config.cert_chain = pem.ca.map(|ca| String::from_utf8_lossy(&ca).into_owned());
         tls_config.identity = pem
             .identity
             .map(|(pem, key)| lapin::tcp::OwnedIdentity::PKCS8 { pem, key });
