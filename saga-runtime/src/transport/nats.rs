@@ -354,13 +354,18 @@ fn credentials(credentials: Credentials, auth: &NatsAuth) -> Result<Credentials,
 }
 
 impl Credentials {
-    /// The secrets to scrub from errors, besides the URL's.
+    /// The secrets to scrub from errors, besides the URL's (3 bytes or more, as
+    /// [`secrets_of`]'s).
     fn secrets(&self) -> Vec<String> {
-        match self {
-            Credentials::Token(secret) | Credentials::Nkey(secret) => vec![secret.clone()],
-            Credentials::UserAndPassword(_, password) => vec![password.clone()],
-            Credentials::None | Credentials::File(_) => Vec::new(),
-        }
+        let secret = match self {
+            Credentials::Token(secret) | Credentials::Nkey(secret) => secret,
+            Credentials::UserAndPassword(_, password) => password,
+            Credentials::None | Credentials::File(_) => return Vec::new(),
+        };
+        [secret.clone()]
+            .into_iter()
+            .filter(|secret| secret.len() >= 3)
+            .collect()
     }
 
     /// `options` authenticating with these credentials.

@@ -371,7 +371,7 @@ impl RedisStore {
     /// user name back).
     async fn open(
         info: ConnectionInfo,
-        tls: Option<crate::tls::ClientPem>,
+        tls: Option<crate::tls::files::ClientPem>,
         config: RedisConfig,
         addr: String,
         secrets: &[String],
