@@ -35,8 +35,8 @@ fn url(addr: &str) -> String {
 }
 
 /// The innermost cause of a connection failure ("Connection refused (os error 111)").
-fn root_cause(error: &tonic::transport::Error) -> String {
-    let mut cause: &dyn std::error::Error = error;
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
     while let Some(source) = cause.source() {
         cause = source;
     }
@@ -114,9 +114,17 @@ impl Client {
     }
 
     fn answer<T>(&self, result: Result<Response<T>, Status>) -> Result<T, Failure> {
-        result
-            .map(Response::into_inner)
-            .map_err(|status| Failure::from_status(&status, &self.addr))
+        result.map(Response::into_inner).map_err(|status| {
+            // A call that never reached the API (the connection broke: a TLS server that
+            // refused the client certificate after the handshake) is unreachable, not an
+            // answer.
+            match std::error::Error::source(&status) {
+                Some(transport) if status.code() == tonic::Code::Unknown => {
+                    unreachable(&self.addr, &root_cause(transport))
+                }
+                _ => Failure::from_status(&status, &self.addr),
+            }
+        })
     }
 
     pub(crate) async fn get(&mut self, trace_id: &str) -> Result<pb::GetSagaResponse, Failure> {

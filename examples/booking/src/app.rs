@@ -315,9 +315,47 @@ impl Options {
         })
     }
 
-    /// Refuses role `all` with TLS servers but no way for its orchestrator to call them: no
-    /// `--upstream-ca`, or no client certificate when they require one.
+    /// Refuses TLS settings that would leave a connection in plaintext or unusable: a
+    /// certificate without its key (or the reverse), a client CA or an upstream client
+    /// certificate with nothing to go with (from flags, variables or the config file, where
+    /// clap's own checks do not reach), and role `all` with TLS servers but no way for its
+    /// orchestrator to call them (no `--upstream-ca`, or no client certificate when they
+    /// require one).
     pub fn check_tls(&self) -> Result<(), String> {
+        let pairs = [
+            (
+                self.tls_cert.is_some(),
+                self.tls_key.is_some(),
+                "--tls-cert",
+                "--tls-key",
+            ),
+            (
+                self.tls_client_ca.is_some() && self.tls_cert.is_none(),
+                false,
+                "--tls-client-ca",
+                "--tls-cert",
+            ),
+            (
+                self.upstream_cert.is_some(),
+                self.upstream_key.is_some(),
+                "--upstream-cert",
+                "--upstream-key",
+            ),
+            (
+                self.upstream_cert.is_some() && self.upstream_ca.is_none(),
+                false,
+                "--upstream-cert",
+                "--upstream-ca",
+            ),
+        ];
+        for (has, other, flag, needs) in pairs {
+            if has != other {
+                let (given, missing) = if has { (flag, needs) } else { (needs, flag) };
+                return Err(format!(
+                    "{given} needs {missing} (a flag, a BOOKING_* variable or a config file key)"
+                ));
+            }
+        }
         // Simulated steps call no service.
         if self.role != Role::All || self.tls_cert.is_none() || self.simulate {
             return Ok(());
@@ -709,6 +747,17 @@ mod tests {
         ]);
         assert!(order.check_tls().is_ok());
         Options::try_parse_from(["booking", "--tls-cert", "s.pem"]).expect_err("a key too");
+        // As a config file may give it, past clap's checks: refused, never plaintext.
+        let mut half = options(&[]);
+        half.tls_cert = Some("s.pem".into());
+        let refused = half.check_tls().expect_err("a certificate without its key");
+        assert!(refused.contains("--tls-cert needs --tls-key"), "{refused}");
+        let mut orphan = options(&[]);
+        orphan.upstream_key = Some("c.key".into());
+        let refused = orphan
+            .check_tls()
+            .expect_err("a key without its certificate");
+        assert!(refused.contains("--upstream-cert"), "{refused}");
         Options::try_parse_from([
             "booking",
             "--upstream-cert",
