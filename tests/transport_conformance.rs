@@ -591,6 +591,7 @@ macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         conformance!(@kind memory, Memory, all(), $($test),*);
         conformance!(@kind rabbitmq, RabbitMq, feature = "rabbitmq", $($test),*);
+        conformance!(@kind rabbitmq_quorum, RabbitMqQuorum, feature = "rabbitmq", $($test),*);
         conformance!(@kind nats, Nats, feature = "nats", $($test),*);
     };
     (@kind $module:ident, $kind:ident, $cfg:meta, $($test:ident),*) => {
@@ -800,6 +801,73 @@ mod rabbitmq_reconnection {
         })
         .await;
     }
+}
+
+/// RabbitMQ with `queue_type = quorum`: every queue the transport declares for a group (its
+/// queue, its dead-letter queue, a retry queue) is a quorum queue, as the broker lists it
+/// (the conformance suite above runs on them as `rabbitmq_quorum::*`).
+#[cfg(feature = "rabbitmq")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_quorum_queues_are_declared_as_quorum() {
+    run(Kind::RabbitMqQuorum, "quorum-type", |h| async move {
+        let retried = Shared::new(0_u32);
+        let subscription = {
+            let retried = retried.clone();
+            h.transport
+                .subscribe(
+                    "typed",
+                    options("g", 1),
+                    handler(move |_: Delivery| {
+                        let retried = retried.clone();
+                        async move {
+                            // Once through a retry queue, then done.
+                            if retried.update(|n| {
+                                *n += 1;
+                                *n
+                            }) == 1
+                            {
+                                Disposition::Nack {
+                                    delay: Some(Duration::from_millis(50)),
+                                }
+                            } else {
+                                Disposition::Ack
+                            }
+                        }
+                    }),
+                )
+                .await
+                .unwrap()
+        };
+        h.transport.publish("typed", message("m")).await.unwrap();
+        retried
+            .wait_until("the retried delivery", |n| *n >= 2)
+            .await;
+        let prefix = h
+            .connection_name
+            .trim_start_matches("sagaflow-")
+            .to_string();
+        let listing = tokio::task::spawn_blocking(|| {
+            let output = std::process::Command::new("rabbitmqctl")
+                .args(["list_queues", "-q", "--no-table-headers", "name", "type"])
+                .output()
+                .expect("rabbitmqctl runs (RabbitMQ is installed on this machine)");
+            assert!(output.status.success(), "rabbitmqctl list_queues failed");
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        })
+        .await
+        .unwrap();
+        let ours: Vec<&str> = listing.lines().filter(|l| l.contains(&prefix)).collect();
+        assert!(
+            ours.len() >= 3,
+            "queue, dead-letter queue and a retry queue: {ours:?}"
+        );
+        assert!(
+            ours.iter().all(|line| line.ends_with("quorum")),
+            "every queue is a quorum queue: {ours:?}"
+        );
+        subscription.shutdown(Duration::from_secs(30)).await;
+    })
+    .await;
 }
 
 /// NATS: a private `nats-server` (own port, own store directory, so no other test is

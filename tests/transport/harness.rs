@@ -35,6 +35,8 @@ pub const WAIT: Duration = Duration::from_secs(90);
 pub enum Kind {
     Memory,
     RabbitMq,
+    /// RabbitMQ with quorum queues (`TransportConfig::queue_type`).
+    RabbitMqQuorum,
     Nats,
 }
 
@@ -43,6 +45,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Memory => "memory",
             Kind::RabbitMq => "rabbitmq",
+            Kind::RabbitMqQuorum => "rabbitmq-quorum",
             Kind::Nats => "nats",
         })
     }
@@ -97,17 +100,12 @@ impl Harness {
                 }
             }
             #[cfg(feature = "rabbitmq")]
-            Kind::RabbitMq => match RabbitMqTransport::connect(RABBITMQ_URL, config).await {
-                Ok(transport) => Self {
-                    kind,
-                    connection_name,
-                    transport: Arc::new(transport.clone()),
-                    backend: Backend::RabbitMq(transport),
-                },
-                Err(error) => panic!(
-                    "RabbitMQ is not reachable at 127.0.0.1:5672 ({error}); start it with `{RABBITMQ_START}`"
-                ),
-            },
+            Kind::RabbitMq | Kind::RabbitMqQuorum => {
+                if kind == Kind::RabbitMqQuorum {
+                    config.queue_type = sagaflow::transport::QueueType::Quorum;
+                }
+                Self::rabbitmq(kind, config, connection_name).await
+            }
             #[cfg(feature = "nats")]
             Kind::Nats => match NatsTransport::connect(NATS_URL, config).await {
                 Ok(transport) => Self {
@@ -122,6 +120,21 @@ impl Harness {
             },
             #[allow(unreachable_patterns)]
             other => panic!("the {other} transport needs `--features {other}`"),
+        }
+    }
+
+    #[cfg(feature = "rabbitmq")]
+    async fn rabbitmq(kind: Kind, config: TransportConfig, connection_name: String) -> Self {
+        match RabbitMqTransport::connect(RABBITMQ_URL, config).await {
+            Ok(transport) => Self {
+                kind,
+                connection_name,
+                transport: Arc::new(transport.clone()),
+                backend: Backend::RabbitMq(transport),
+            },
+            Err(error) => panic!(
+                "RabbitMQ is not reachable at 127.0.0.1:5672 ({error}); start it with `{RABBITMQ_START}`"
+            ),
         }
     }
 

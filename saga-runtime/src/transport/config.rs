@@ -83,6 +83,23 @@ pub struct TransportConfig {
     /// NATS only: how the client authenticates besides the URL's `user:password@` or
     /// `token@`. Default: nothing more.
     pub nats_auth: NatsAuth,
+    /// RabbitMQ only: the type of the queues the transport declares (a group's queue, its
+    /// dead-letter queue and its retry queues). [`QueueType::Quorum`] replicates them across
+    /// a cluster's nodes (Raft), so a node's loss loses no message; [`QueueType::Classic`]
+    /// (the default) keeps each on one node. A queue keeps the type it was declared with:
+    /// switching a running prefix is refused by the broker (use a new prefix).
+    pub queue_type: QueueType,
+}
+
+/// The type of the RabbitMQ queues a transport declares ([`TransportConfig::queue_type`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueType {
+    /// Classic queues (the broker's default): on one node.
+    #[default]
+    Classic,
+    /// Quorum queues: replicated across the cluster's nodes, durable by design.
+    Quorum,
 }
 
 /// How a NATS client authenticates, by file reference (the secret stays out of the config and
@@ -128,6 +145,7 @@ impl Default for TransportConfig {
             connection_name: "sagaflow".to_owned(),
             tls: ClientTls::default(),
             nats_auth: NatsAuth::default(),
+            queue_type: QueueType::default(),
         }
     }
 }

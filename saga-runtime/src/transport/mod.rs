@@ -50,7 +50,7 @@ pub mod nats;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 
-pub use config::{NatsAuth, TransportConfig};
+pub use config::{NatsAuth, QueueType, TransportConfig};
 pub use memory::MemoryTransport;
 #[cfg(feature = "nats")]
 pub use nats::NatsTransport;

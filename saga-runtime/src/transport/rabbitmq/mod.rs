@@ -147,6 +147,7 @@ impl RabbitMqTransport {
                 return Err(connect_error(reason));
             }
         };
+        let queue_type = config.queue_type;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -154,7 +155,7 @@ impl RabbitMqTransport {
                 address,
                 publisher: Link::new("publisher", publisher),
                 consumers: Link::new("consumer", consumers),
-                declared: Declared::default(),
+                declared: Declared::new(queue_type),
             }),
         })
     }

@@ -11,7 +11,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::transport::{TransportConfig, dead_letter_topic};
+use crate::transport::{QueueType, TransportConfig, dead_letter_topic};
 
 /// How long a retry queue outlives its last use, in milliseconds (past its message TTL).
 const RETRY_QUEUE_EXPIRY_MS: u32 = 60_000;
@@ -45,12 +45,32 @@ pub(super) async fn declare_exchange(
 }
 
 /// Every queue declared through a [`Declared`], for `delete_topology`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Declared {
     queues: Mutex<BTreeSet<String>>,
+    queue_type: QueueType,
 }
 
 impl Declared {
+    pub(super) fn new(queue_type: QueueType) -> Self {
+        Self {
+            queues: Mutex::default(),
+            queue_type,
+        }
+    }
+
+    /// The arguments every queue is declared with: its type, when not the broker's default.
+    fn queue_arguments(&self) -> FieldTable {
+        let mut arguments = FieldTable::default();
+        if self.queue_type == QueueType::Quorum {
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
+        arguments
+    }
+
     fn remember(&self, queue: &str) {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         if !queues.contains(queue) {
@@ -80,7 +100,7 @@ impl Declared {
                         durable: true,
                         ..Default::default()
                     },
-                    FieldTable::default(),
+                    self.queue_arguments(),
                 )
                 .await?;
             channel
@@ -107,7 +127,7 @@ impl Declared {
         millis: u32,
     ) -> Result<String, lapin::Error> {
         let retry_queue = retry_queue_name(queue, millis);
-        let mut arguments = FieldTable::default();
+        let mut arguments = self.queue_arguments();
         arguments.insert("x-message-ttl".into(), AMQPValue::LongUInt(millis));
         arguments.insert(
             "x-dead-letter-exchange".into(),
