@@ -870,6 +870,88 @@ async fn rabbitmq_quorum_queues_are_declared_as_quorum() {
     .await;
 }
 
+/// NATS: the prefix's stream kept by the three nodes of a private JetStream cluster
+/// (`nats_replicas = 3`); one node other than the client's is killed (SIGKILL) in the middle
+/// of the run, and every message published, before and after, is delivered.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_replicated_stream_loses_nothing_when_a_node_dies() {
+    use crate::nats_server::Cluster;
+    use sagaflow::transport::{NatsTransport, Transport, TransportConfig};
+
+    const COUNT: u32 = 200;
+    // The setting reaches JetStream: a single server cannot keep three replicas.
+    let mut single = TransportConfig::with_prefix(format!("replicas-{}", std::process::id()));
+    single.nats_replicas = 3;
+    let refused = NatsTransport::connect(harness::NATS_URL, single)
+        .await
+        .expect_err("one server cannot hold a 3-replica stream");
+    assert!(refused.to_string().contains("stream"), "{refused}");
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::new("replicas"))
+        .await
+        .unwrap();
+    let mut config = TransportConfig::with_prefix("replicated");
+    config.nats_replicas = 3;
+    config.ack_wait = Duration::from_secs(2);
+    // The cluster elects its JetStream leader after the nodes meet: retry until the
+    // replicated stream can be created.
+    let deadline = tokio::time::Instant::now() + harness::WAIT;
+    let transport = loop {
+        match NatsTransport::connect(&cluster.url(0), config.clone()).await {
+            Ok(transport) => break transport,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                eprintln!("replicated stream not ready yet: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => panic!("the 3-node cluster never took a 3-replica stream: {error}"),
+        }
+    };
+    let got = Shared::new(std::collections::BTreeSet::<String>::new());
+    let subscription = {
+        let got = got.clone();
+        transport
+            .subscribe(
+                "replicated",
+                options("g", 4),
+                handler(move |d: Delivery| {
+                    let got = got.clone();
+                    async move {
+                        got.update(|g| g.insert(String::from_utf8_lossy(&d.payload).into()));
+                        Disposition::Ack
+                    }
+                }),
+            )
+            .await
+            .unwrap()
+    };
+    for i in 0..COUNT {
+        if i == COUNT / 2 {
+            cluster.kill(2);
+        }
+        // A publish in flight when the node died may need another try (at least once).
+        let deadline = tokio::time::Instant::now() + harness::WAIT;
+        loop {
+            match transport
+                .publish("replicated", message(format!("m{i}")))
+                .await
+            {
+                Ok(()) => break,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    eprintln!("publish m{i} after the node died: {error}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("publish m{i} never succeeded: {error}"),
+            }
+        }
+    }
+    got.wait_until("every message, before and after the node died", |g| {
+        g.len() == COUNT as usize
+    })
+    .await;
+    subscription.shutdown(Duration::from_secs(30)).await;
+    drop(cluster);
+}
+
 /// NATS: a private `nats-server` (own port, own store directory, so no other test is
 /// touched) is restarted under a running subscription; publishing and consuming resume.
 #[cfg(feature = "nats")]

@@ -103,3 +103,85 @@ impl Drop for Server {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A private 3-node nats-server cluster with JetStream (each node its own client port,
+/// route port and store directory). Only these processes are ever killed.
+pub struct Cluster {
+    nodes: Vec<(Child, u16, PathBuf)>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Cluster {
+    /// Starts three clustered nodes named after `test` and waits until each listens.
+    pub fn new(test: &str) -> Self {
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, route))| {
+                let dir = std::env::temp_dir().join(format!(
+                    "sagaflow-nats-cluster-{test}-{}-{client}",
+                    std::process::id()
+                ));
+                let _ = std::fs::remove_dir_all(&dir);
+                let routes: Vec<String> = ports
+                    .iter()
+                    .filter(|(c, _)| c != client)
+                    .map(|(_, r)| format!("nats://127.0.0.1:{r}"))
+                    .collect();
+                let child = Command::new(NATS_SERVER)
+                    .args(["-a", "127.0.0.1", "-p", &client.to_string(), "-js", "-sd"])
+                    .arg(&dir)
+                    .args(["-n", &format!("{test}-{i}"), "--cluster_name", test])
+                    .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
+                    .args(["--routes", &routes.join(",")])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| {
+                        panic!("cannot start {NATS_SERVER} ({e}); is nats-server installed?")
+                    });
+                (child, *client, dir)
+            })
+            .collect::<Vec<_>>();
+        for (_, port, _) in &nodes {
+            let address = SocketAddr::from(([127, 0, 0, 1], *port));
+            let deadline = std::time::Instant::now() + harness::WAIT;
+            while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "private clustered nats-server did not listen on {address}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Self { nodes }
+    }
+
+    /// The client URL of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].1)
+    }
+
+    /// `kill -9` node `i` and waits for it to exit.
+    pub fn kill(&mut self, i: usize) {
+        let _ = self.nodes[i].0.kill();
+        let _ = self.nodes[i].0.wait();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (child, _, dir) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -89,6 +89,11 @@ pub struct TransportConfig {
     /// (the default) keeps each on one node. A queue keeps the type it was declared with:
     /// switching a running prefix is refused by the broker (use a new prefix).
     pub queue_type: QueueType,
+    /// NATS only: how many servers of a JetStream cluster keep the prefix's stream (and its
+    /// consumers), `num_replicas`: 3 on a 3-node cluster survives the loss of one node. 1 (the
+    /// default) on a single server. The stream is created with it; an existing stream keeps
+    /// the replicas it was created with.
+    pub nats_replicas: usize,
 }
 
 /// The type of the RabbitMQ queues a transport declares ([`TransportConfig::queue_type`]).
@@ -146,6 +151,7 @@ impl Default for TransportConfig {
             tls: ClientTls::default(),
             nats_auth: NatsAuth::default(),
             queue_type: QueueType::default(),
+            nats_replicas: 1,
         }
     }
 }

@@ -217,6 +217,7 @@ impl NatsTransport {
                     subjects: vec![format!("{}.>", config.topic_prefix)],
                     retention: RetentionPolicy::Interest,
                     storage: StorageType::File,
+                    num_replicas: config.nats_replicas.max(1),
                     ..Default::default()
                 })
                 .await
