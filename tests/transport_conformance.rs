@@ -68,6 +68,27 @@ fn message(payload: impl Into<Bytes>) -> Message {
 
 /// Publishes `0..count` as decimal payloads, many publishes in flight at once (each still
 /// resolves on its own confirm).
+/// Publishes `payload` on `topic`, trying again every 200 ms while the broker refuses it
+/// (a connection being re-established), for at most [`harness::WAIT`].
+#[cfg_attr(not(any(feature = "rabbitmq", feature = "nats")), allow(dead_code))]
+async fn publish_until_accepted(
+    transport: &dyn sagaflow::transport::Transport,
+    topic: &str,
+    payload: &str,
+) {
+    let deadline = tokio::time::Instant::now() + harness::WAIT;
+    loop {
+        match transport.publish(topic, message(payload.to_string())).await {
+            Ok(()) => return,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                eprintln!("publish {payload} on {topic}: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("publish {payload} on {topic} never succeeded: {error}"),
+        }
+    }
+}
+
 async fn publish_numbers(h: &Harness, topic: &str, count: u32) {
     let transport = h.transport.clone();
     let results: Vec<_> = futures_util::stream::iter(0..count)
@@ -782,17 +803,7 @@ mod rabbitmq_reconnection {
 
             // The first publish after the drop may race the client noticing it; at-least-once
             // allows a retry, which the engine would do the same way.
-            let deadline = tokio::time::Instant::now() + harness::WAIT;
-            loop {
-                match h.transport.publish("resilient", message("after")).await {
-                    Ok(()) => break,
-                    Err(error) if tokio::time::Instant::now() < deadline => {
-                        eprintln!("publish after drop: {error}; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Err(error) => panic!("publish never recovered: {error}"),
-                }
-            }
+            publish_until_accepted(h.transport.as_ref(), "resilient", "after").await;
             got.wait_until("the message after the drop", |g| {
                 g.iter().any(|p| p == "after")
             })
@@ -929,20 +940,7 @@ async fn nats_replicated_stream_loses_nothing_when_a_node_dies() {
             cluster.kill(2);
         }
         // A publish in flight when the node died may need another try (at least once).
-        let deadline = tokio::time::Instant::now() + harness::WAIT;
-        loop {
-            match transport
-                .publish("replicated", message(format!("m{i}")))
-                .await
-            {
-                Ok(()) => break,
-                Err(error) if tokio::time::Instant::now() < deadline => {
-                    eprintln!("publish m{i} after the node died: {error}; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(error) => panic!("publish m{i} never succeeded: {error}"),
-            }
-        }
+        publish_until_accepted(&transport, "replicated", &format!("m{i}")).await;
     }
     got.wait_until("every message, before and after the node died", |g| {
         g.len() == COUNT as usize
@@ -1002,17 +1000,7 @@ mod nats_reconnection {
         .unwrap();
 
         // Publishes fail while the client reconnects; at-least-once allows retrying them.
-        let deadline = tokio::time::Instant::now() + harness::WAIT;
-        loop {
-            match transport.publish("resilient", message("after")).await {
-                Ok(()) => break,
-                Err(error) if tokio::time::Instant::now() < deadline => {
-                    eprintln!("publish after restart: {error}; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(error) => panic!("publish never recovered: {error}"),
-            }
-        }
+        publish_until_accepted(&transport, "resilient", "after").await;
         got.wait_until("the message after the restart", |g| {
             g.iter().any(|p| p == "after")
         })
