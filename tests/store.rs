@@ -18,9 +18,9 @@ use futures_util::future::join_all;
 use sagaflow::StepError;
 use sagaflow::error::{Report, SagaFailure, StuckAt};
 use sagaflow::store::{
-    Advance, Begin, Claim, Claimed, Custody, HistoryEntry, HistoryEvent, Hold, MemoryStore, Mode,
-    RedisConfig, RedisStore, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreErrorKind,
-    Written, fingerprint,
+    Advance, Begin, Claim, Claimed, Custody, HistoryEntry, HistoryEvent, Hold, ListQuery,
+    MemoryStore, Mode, RedisConfig, RedisStore, SagaRecord, SagaStatus, SagaStore, StatusKind,
+    StoreConfig, StoreErrorKind, Written, fingerprint,
 };
 use serde_json::json;
 
@@ -1678,6 +1678,62 @@ async fn redis_bad_url_is_refused() {
     assert!(
         !error.message().contains("secret"),
         "password leaked: {error}"
+    );
+}
+
+/// A Redis that lost its scripts (restarted, failed over to a replica that never ran them,
+/// `SCRIPT FLUSH`) answers `NOSCRIPT`: every operation loads its script and runs it again.
+#[tokio::test]
+async fn redis_operations_reload_flushed_scripts() {
+    let fx = Fixture::redis("noscript").await;
+    let Stores::Redis { admin, .. } = &fx.stores else {
+        unreachable!()
+    };
+    let flush = || {
+        let mut admin = admin.clone();
+        async move {
+            let _: () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut admin)
+                .await
+                .expect("SCRIPT FLUSH");
+        }
+    };
+    let (a, b) = (fx.a(), fx.b());
+    flush().await;
+    assert_eq!(
+        a.begin(record("flushed", &json!(1))).await.expect("begin"),
+        Begin::Started
+    );
+    flush().await;
+    assert_eq!(
+        advance(&a, "flushed", 0, OWNER, running(1, "create_payment")).await,
+        Written::Done
+    );
+    flush().await;
+    assert!(matches!(
+        claim(&b, "flushed", Some(1), "other", false).await,
+        Claimed::Busy
+    ));
+    flush().await;
+    assert_eq!(
+        advance(&a, "flushed", 1, OWNER, completed(json!("done"))).await,
+        Written::Done
+    );
+    let record = get(&b, "flushed").await;
+    assert_eq!(record.seq, 2);
+    assert_eq!(record.status, completed(json!("done")));
+    flush().await;
+    let page = b
+        .list(&ListQuery::new(StatusKind::Completed))
+        .await
+        .expect("list");
+    assert_eq!(
+        page.sagas
+            .iter()
+            .map(|s| s.trace_id.as_str())
+            .collect::<Vec<_>>(),
+        ["flushed"]
     );
 }
 

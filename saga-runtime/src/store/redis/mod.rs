@@ -16,10 +16,12 @@
 //!   recovery sweeper reads (`ZRANGEBYSCORE`), so finding expired sagas never scans keys.
 //! - `{prefix}:done:{trace_id}`: the pub/sub channel on which the final status is published,
 //!   by the same script that makes the record final.
-//! - `{prefix}:status:{kind}`: one sorted set per status family ([`StatusKind`](super::StatusKind)) of the trace
-//!   ids in it, scored by when they entered it (the record's `kind` and `since` fields), which
-//!   listings page through (`ZRANGEBYSCORE`) without scanning keys. Entries of expired final
-//!   records are pruned by the sweeper's periodic read of expired leases and by listings.
+//! - `{prefix}:status`: the status index, one sorted set of every saga's trace id, scored by
+//!   its status family ([`StatusKind`](super::StatusKind), one band of scores each) plus when
+//!   it entered it (the record's `kind` and `since` fields): a saga changing family is moved
+//!   by one `ZADD`, and listings page through one band (`ZRANGEBYSCORE`) without scanning
+//!   keys. Entries of expired final records are pruned by the sweeper's periodic read of
+//!   expired leases and by listings.
 //!
 //! Every operation is one Lua script (one round trip) that reads, fences (sequence number,
 //! owner token, lease), writes the hash and the lease index, and publishes. Lease times use
@@ -50,7 +52,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use self::scripts::LISTED_FIELDS;
-use self::scripts::{SCRIPTS, reply};
+use self::scripts::{SCRIPTS, band, band_end, reply, status_score};
 use self::watcher::Watcher;
 use super::{
     Advance, Begin, Claim, Claimed, HistoryEntry, HistoryEvent, Hold, ListCursor, ListQuery, Mode,
@@ -121,7 +123,8 @@ struct Keys {
     record_prefix: String,
     channel_prefix: String,
     leases_prefix: String,
-    status_prefix: String,
+    /// The status index: every saga, scored by status family and since when.
+    status_index: String,
 }
 
 impl Keys {
@@ -130,12 +133,8 @@ impl Keys {
             record_prefix: format!("{prefix}:saga:"),
             channel_prefix: format!("{prefix}:done:"),
             leases_prefix: format!("{prefix}:leases:"),
-            status_prefix: format!("{prefix}:status:"),
+            status_index: format!("{prefix}:status"),
         }
-    }
-
-    fn status(&self, kind: super::StatusKind) -> String {
-        format!("{}{}", self.status_prefix, kind.as_str())
     }
 
     fn record(&self, trace_id: &str) -> String {
@@ -513,10 +512,14 @@ impl RedisStore {
             event: HistoryEvent::Started { mode: record.mode },
         };
         let started = self.json(trace_id, "history entry", &started)?;
-        let mut invocation = SCRIPTS.begin.key(shared.keys.record(trace_id));
-        invocation
-            .key(shared.keys.leases(&record.saga))
-            .arg(trace_id)
+        let (key, leases) = (
+            shared.keys.record(trace_id),
+            shared.keys.leases(&record.saga),
+        );
+        let mut call = SCRIPTS
+            .begin
+            .call(&[&key, &leases, &shared.keys.status_index]);
+        call.arg(trace_id)
             .arg(&record.saga)
             .arg(&record.fingerprint)
             .arg(record.mode.as_str())
@@ -526,11 +529,10 @@ impl RedisStore {
             .arg(lease)
             .arg(u8::from(record.queued))
             .arg(self.ttl_ms(&record.status))
-            .arg(&shared.keys.status_prefix)
             .arg(&started);
         let mut conn = shared.commands.clone();
         let existing: HashMap<String, String> = shared
-            .bounded("begin", trace_id, invocation.invoke_async(&mut conn))
+            .bounded("begin", trace_id, call.invoke(&mut conn))
             .await?;
         if existing.is_empty() {
             return Ok(Begin::Started);
@@ -546,17 +548,16 @@ impl RedisStore {
     async fn claim_record(&self, claim: Claim<'_>) -> Result<Claimed, StoreError> {
         let shared = &self.shared;
         let trace_id = claim.trace_id;
-        let mut invocation = SCRIPTS.claim.key(shared.keys.record(trace_id));
-        invocation
-            .key(shared.keys.leases(claim.saga))
-            .arg(trace_id)
+        let (key, leases) = (shared.keys.record(trace_id), shared.keys.leases(claim.saga));
+        let mut call = SCRIPTS.claim.call(&[&key, &leases]);
+        call.arg(trace_id)
             .arg(claim.seq.map(|seq| seq.to_string()).unwrap_or_default())
             .arg(claim.token)
             .arg(millis(claim.lease))
             .arg(u8::from(claim.recovery));
         let mut conn = shared.commands.clone();
         let reply: Vec<::redis::Value> = shared
-            .bounded("claim", trace_id, invocation.invoke_async(&mut conn))
+            .bounded("claim", trace_id, call.invoke(&mut conn))
             .await?;
         let corrupt = || {
             shared.error(
@@ -594,11 +595,15 @@ impl RedisStore {
         let trace_id = advance.trace_id;
         let status = self.json(trace_id, "status", &advance.status)?;
         let entries = self.entries(trace_id, advance.history)?;
-        let mut invocation = SCRIPTS.advance.key(shared.keys.record(trace_id));
-        invocation
-            .key(shared.keys.leases(advance.saga))
-            .key(shared.keys.channel(trace_id))
-            .arg(trace_id)
+        let (key, leases) = (
+            shared.keys.record(trace_id),
+            shared.keys.leases(advance.saga),
+        );
+        let channel = shared.keys.channel(trace_id);
+        let mut call = SCRIPTS
+            .advance
+            .call(&[&key, &leases, &channel, &shared.keys.status_index]);
+        call.arg(trace_id)
             .arg(advance.seq)
             .arg(advance.token)
             .arg(&status)
@@ -608,15 +613,14 @@ impl RedisStore {
             .arg(u8::from(advance.status.is_final()))
             .arg(self.ttl_ms(&advance.status))
             .arg(advance.status.kind().as_str())
-            .arg(&shared.keys.status_prefix)
             .arg(self.history_limit())
             .arg(u8::from(advance.abortable));
         for entry in &entries {
-            invocation.arg(entry);
+            call.arg(entry);
         }
         let mut conn = shared.commands.clone();
         let code: i64 = shared
-            .bounded("advance", trace_id, invocation.invoke_async(&mut conn))
+            .bounded("advance", trace_id, call.invoke(&mut conn))
             .await?;
         Ok(written(code))
     }
@@ -633,10 +637,9 @@ impl RedisStore {
             history,
         } = hold;
         let entries = self.entries(trace_id, history)?;
-        let mut invocation = SCRIPTS.hold.key(shared.keys.record(trace_id));
-        invocation
-            .key(shared.keys.leases(saga))
-            .arg(trace_id)
+        let (key, leases) = (shared.keys.record(trace_id), shared.keys.leases(saga));
+        let mut call = SCRIPTS.hold.call(&[&key, &leases]);
+        call.arg(trace_id)
             .arg(seq)
             .arg(token)
             .arg(&custody.token)
@@ -645,30 +648,24 @@ impl RedisStore {
             .arg(u8::from(refund_attempt))
             .arg(self.history_limit());
         for entry in &entries {
-            invocation.arg(entry);
+            call.arg(entry);
         }
         let mut conn = shared.commands.clone();
         let code: i64 = shared
-            .bounded("hold", trace_id, invocation.invoke_async(&mut conn))
+            .bounded("hold", trace_id, call.invoke(&mut conn))
             .await?;
         Ok(written(code))
     }
 
     async fn expired_records(&self, saga: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let shared = &self.shared;
-        let mut invocation = SCRIPTS.expired.key(shared.keys.leases(saga));
+        let leases = shared.keys.leases(saga);
+        let mut call = SCRIPTS.expired.call(&[&leases, &shared.keys.status_index]);
         let finished_ttl = shared.config.store.finished_ttl;
-        invocation
-            .arg(limit)
-            .arg(&shared.keys.status_prefix)
-            .arg(millis(finished_ttl).max(1));
+        call.arg(limit).arg(millis(finished_ttl).max(1));
         let mut conn = shared.commands.clone();
         shared
-            .bounded(
-                "read expired leases",
-                "-",
-                invocation.invoke_async(&mut conn),
-            )
+            .bounded("read expired leases", "-", call.invoke(&mut conn))
             .await
     }
 
@@ -744,38 +741,36 @@ impl RedisStore {
     async fn list_records(&self, query: &ListQuery) -> Result<SagaPage, StoreError> {
         let shared = &self.shared;
         let limit = query.page_size();
+        let kind = query.status;
         let newest = match query.older_than {
             // The server's clock decides in the script for leases; for an operator's age
             // filter this replica's clock is close enough.
-            Some(age) => super::now_ms().saturating_sub(millis(age)).to_string(),
-            None => "+inf".to_string(),
+            Some(age) => status_score(kind, super::now_ms().saturating_sub(millis(age))),
+            None => band_end(kind),
         };
-        let mut invocation = SCRIPTS.list.key(shared.keys.status(query.status));
-        invocation
-            .arg(&shared.keys.record_prefix)
-            .arg(&newest)
+        let index = &shared.keys.status_index;
+        let mut call = SCRIPTS.list.call(&[index]);
+        call.arg(&shared.keys.record_prefix)
+            .arg(newest)
             .arg(
                 query
                     .after
                     .as_ref()
-                    .map(|after| after.since_ms.to_string())
+                    .map(|after| status_score(kind, after.since_ms).to_string())
                     .unwrap_or_default(),
             )
             .arg(query.after.as_ref().map_or("", |after| &after.trace_id))
             .arg(limit)
             .arg(query.saga.as_deref().unwrap_or_default())
-            .arg(limit.saturating_mul(10).max(1000));
+            .arg(limit.saturating_mul(10).max(1000))
+            .arg(band(kind));
         let mut conn = shared.commands.clone();
-        let reply: Vec<::redis::Value> = shared
-            .bounded("list", "-", invocation.invoke_async(&mut conn))
-            .await?;
+        let reply: Vec<::redis::Value> =
+            shared.bounded("list", "-", call.invoke(&mut conn)).await?;
         let corrupt = || {
             shared.error(
                 StoreErrorKind::Corrupt,
-                format!(
-                    "unexpected reply of the list script on `{}`",
-                    shared.keys.status(query.status)
-                ),
+                format!("unexpected reply of the list script on `{index}`"),
             )
         };
         let mut reply = reply.into_iter();
@@ -797,7 +792,7 @@ impl RedisStore {
             // The script stopped at its examination bound: go on after what it examined.
             match (last_score.and_then(|s| s.parse::<f64>().ok()), last_id) {
                 (Some(score), Some(trace_id)) => Some(ListCursor {
-                    since_ms: score as u64,
+                    since_ms: (score as u64).saturating_sub(band(kind)),
                     trace_id,
                 }),
                 _ => return Err(corrupt()),
@@ -814,10 +809,14 @@ impl RedisStore {
         let status = self.json(trace_id, "status", &reopen.status)?;
         let entry = self.json(trace_id, "history entry", &reopen.entry)?;
         let running_ttl = self.ttl_ms(&reopen.status);
-        let mut invocation = SCRIPTS.reopen.key(shared.keys.record(trace_id));
-        invocation
-            .key(shared.keys.leases(reopen.saga))
-            .arg(trace_id)
+        let (key, leases) = (
+            shared.keys.record(trace_id),
+            shared.keys.leases(reopen.saga),
+        );
+        let mut call = SCRIPTS
+            .reopen
+            .call(&[&key, &leases, &shared.keys.status_index]);
+        call.arg(trace_id)
             .arg(reopen.seq)
             .arg(&status)
             .arg(reopen.state)
@@ -825,14 +824,13 @@ impl RedisStore {
             .arg(millis(reopen.custody.lease))
             .arg(u8::from(reopen.custody.queued))
             .arg(reopen.status.kind().as_str())
-            .arg(&shared.keys.status_prefix)
             .arg(self.history_limit())
             .arg(running_ttl)
             .arg(u8::from(reopen.compensate))
             .arg(&entry);
         let mut conn = shared.commands.clone();
         let code: i64 = shared
-            .bounded("reopen", trace_id, invocation.invoke_async(&mut conn))
+            .bounded("reopen", trace_id, call.invoke(&mut conn))
             .await?;
         Ok(written(code))
     }
@@ -844,17 +842,12 @@ impl RedisStore {
     ) -> Result<Written, StoreError> {
         let shared = &self.shared;
         let entry = self.json(trace_id, "history entry", &entry)?;
-        let mut invocation = SCRIPTS
-            .request_compensation
-            .key(shared.keys.record(trace_id));
-        invocation.arg(self.history_limit()).arg(&entry);
+        let key = shared.keys.record(trace_id);
+        let mut call = SCRIPTS.request_compensation.call(&[&key]);
+        call.arg(self.history_limit()).arg(&entry);
         let mut conn = shared.commands.clone();
         let code: i64 = shared
-            .bounded(
-                "request compensation",
-                trace_id,
-                invocation.invoke_async(&mut conn),
-            )
+            .bounded("request compensation", trace_id, call.invoke(&mut conn))
             .await?;
         Ok(written(code))
     }
@@ -862,13 +855,10 @@ impl RedisStore {
     async fn remove_record(&self, trace_id: &str) -> Result<(), StoreError> {
         let key = self.shared.keys.record(trace_id);
         let mut conn = self.shared.commands.clone();
-        let mut invocation = SCRIPTS.remove.key(&key);
-        invocation
-            .arg(&self.shared.keys.leases_prefix)
-            .arg(trace_id)
-            .arg(&self.shared.keys.status_prefix);
+        let mut call = SCRIPTS.remove.call(&[&key, &self.shared.keys.status_index]);
+        call.arg(&self.shared.keys.leases_prefix).arg(trace_id);
         self.shared
-            .bounded("remove", trace_id, invocation.invoke_async::<()>(&mut conn))
+            .bounded("remove", trace_id, call.invoke::<()>(&mut conn))
             .await
     }
 }

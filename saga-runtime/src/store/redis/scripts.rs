@@ -7,14 +7,21 @@
 //! Every write keeps the operator's views in the same atomic step: the history (one JSON entry
 //! per field `h<n>` of the record's own hash, the latest `history_limit` kept, written by the
 //! transition's `HSET`, so it costs no command of its own and shares the record's
-//! time-to-live) and the status indexes, one sorted set per status family (`{status prefix}{kind}`, scored by when the saga
-//! entered it; the record's `kind` and `since` fields say where it is). Index keys are built
-//! from the prefix in the script, like the lease index in [`REMOVE`]: a Redis Cluster
-//! deployment keeps every key of a prefix in one slot with a `{...}` hash tag.
+//! time-to-live) and the status index: one sorted set for every status family, each family a
+//! band of scores (`band(kind) + since`, [`status_score`]), so a saga that changes family is
+//! moved by one `ZADD` (the record's `kind` and `since` fields say where it is). The status
+//! index is a key of every script that touches it; the lease index of [`REMOVE`] is built from
+//! its prefix: a Redis Cluster deployment keeps every key of a prefix in one slot with a
+//! `{...}` hash tag.
+//!
+//! Scripts are called through [`Lua::call`]: `EVALSHA` built straight into one command, the
+//! script loaded on a `NOSCRIPT` reply (a restarted or flushed Redis).
 
 use std::sync::LazyLock;
 
-use ::redis::Script;
+use ::redis::{Cmd, FromRedisValue, RedisResult, Script, ToRedisArgs};
+
+use crate::store::StatusKind;
 
 /// Reply codes of [`Scripts::claim`], [`Scripts::advance`] and [`Scripts::hold`].
 pub(super) mod reply {
@@ -34,17 +41,92 @@ pub(super) mod reply {
 
 const NOW: &str = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
 
+/// Width of a status family's band of scores in the status index: 2^43 ms (about 278
+/// years), so `band + since` stays an exact integer in a double (below 2^53).
+const BAND_WIDTH: u64 = 1 << 43;
+
+/// The score of a saga in the status index: its family's band plus when it entered it (ms).
+pub(super) fn status_score(kind: StatusKind, since_ms: u64) -> u64 {
+    band(kind) + since_ms.min(BAND_WIDTH - 1)
+}
+
+/// The lowest score of `kind`'s band.
+pub(super) fn band(kind: StatusKind) -> u64 {
+    let rank = StatusKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .expect("every kind is in StatusKind::ALL") as u64;
+    rank * BAND_WIDTH
+}
+
+/// The highest score of `kind`'s band.
+pub(super) fn band_end(kind: StatusKind) -> u64 {
+    band(kind) + BAND_WIDTH - 1
+}
+
+/// One Lua script, called by its SHA.
+pub(super) struct Lua(Script);
+
+impl Lua {
+    fn new(body: &str) -> Self {
+        Self(Script::new(&format!("{NOW}{STATUS_BANDS}{body}")))
+    }
+
+    /// A call of this script on `keys`; add its arguments with [`Call::arg`].
+    pub(super) fn call(&self, keys: &[&str]) -> Call<'_> {
+        let mut cmd = Cmd::with_capacity(3 + keys.len() + 16, 512);
+        cmd.arg("EVALSHA")
+            .arg(self.0.get_hash())
+            .arg(keys.len())
+            .arg(keys);
+        Call { script: self, cmd }
+    }
+}
+
+/// A script call being built: `EVALSHA sha numkeys keys... args...`, every argument written
+/// once into the command's buffer (`redis::ScriptInvocation` keeps a buffer per argument and
+/// copies them all again).
+pub(super) struct Call<'s> {
+    script: &'s Lua,
+    cmd: Cmd,
+}
+
+impl Call<'_> {
+    /// Appends an argument (`ARGV[n]`).
+    pub(super) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Runs the script; on `NOSCRIPT` loads it and runs it again.
+    pub(super) async fn invoke<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ::redis::aio::ConnectionLike,
+    ) -> RedisResult<T> {
+        match self.cmd.query_async(conn).await {
+            Err(error)
+                if error.kind()
+                    == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+            {
+                self.script.0.load_async(conn).await?;
+                self.cmd.query_async(conn).await
+            }
+            result => result,
+        }
+    }
+}
+
 /// The compiled scripts (their SHA is computed once per process).
 pub(super) struct Scripts {
-    pub(super) begin: Script,
-    pub(super) claim: Script,
-    pub(super) advance: Script,
-    pub(super) hold: Script,
-    pub(super) expired: Script,
-    pub(super) remove: Script,
-    pub(super) reopen: Script,
-    pub(super) request_compensation: Script,
-    pub(super) list: Script,
+    pub(super) begin: Lua,
+    pub(super) claim: Lua,
+    pub(super) advance: Lua,
+    pub(super) hold: Lua,
+    pub(super) expired: Lua,
+    pub(super) remove: Lua,
+    pub(super) reopen: Lua,
+    pub(super) request_compensation: Lua,
+    pub(super) list: Lua,
 }
 
 /// The scripts, built once.
@@ -60,14 +142,21 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     list: script(LIST),
 });
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{NOW}{body}"))
+fn script(body: &str) -> Lua {
+    Lua::new(body)
 }
+
+/// `band(kind)`: the lowest score of a status family in the status index (see
+/// [`status_score`]; the ranks follow [`StatusKind::ALL`]).
+const STATUS_BANDS: &str = r#"
+local BANDS = {running = 0, compensating = 1, stuck = 2, completed = 3, compensated = 4}
+local function band(kind) return BANDS[kind] * 8796093022208 end
+"#;
 
 /// A script that first checks that `KEYS[1]` is at seq `ARGV[2]`, held by token `ARGV[3]`, and
 /// not final; otherwise it returns MISSING (dropping the lease entry `ARGV[1]`), FINISHED or
 /// STALE. The body sees the record's seq as `h[1]`.
-fn fenced(body: &str) -> Script {
+fn fenced(body: &str) -> Lua {
     script(&format!("{HISTORY}{FENCE}{body}"))
 }
 
@@ -79,8 +168,9 @@ fn fenced(body: &str) -> Script {
 /// once a saga has more than `limit` entries). Appending reads nothing back and costs no command
 /// of its own: the history is written by the transition's `HSET` and goes with the record.
 ///
-/// `moved(fields, prefix, id, from, to)`: moves `id` from the status index `from` to `to`
-/// (when they differ) and adds the record's `kind` and `since` to the `HSET` arguments `fields`.
+/// `moved(fields, index, id, from, to)`: moves `id` from the status family `from` to `to` in
+/// the status index (one `ZADD`; nothing when they are the same) and adds the record's `kind`
+/// and `since` to the `HSET` arguments `fields`.
 const HISTORY: &str = r#"
 local function appended(fields, hn, from, limit)
   local old = tonumber(hn) or 0
@@ -101,10 +191,9 @@ local function appended(fields, hn, from, limit)
   end
   if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
 end
-local function moved(fields, prefix, id, from, to)
+local function moved(fields, index, id, from, to)
   if from == to then return end
-  redis.call('ZREM', prefix .. from, id)
-  redis.call('ZADD', prefix .. to, now, id)
+  redis.call('ZADD', index, band(to) + now, id)
   local k = #fields
   fields[k + 1], fields[k + 2], fields[k + 3], fields[k + 4] = 'kind', to, 'since', now
 end
@@ -121,9 +210,9 @@ if h[3] == '1' then return 1 end
 if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return 2 end
 "#;
 
-/// ARGV: trace id, saga, fingerprint, mode, status, state, owner, lease ms, queued (0/1), ttl
-/// ms (0: none), status index prefix, history entry. Returns `{}` when created, else the
-/// existing hash (HGETALL).
+/// KEYS[3]: the status index. ARGV: trace id, saga, fingerprint, mode, status, state, owner,
+/// lease ms, queued (0/1), ttl ms (0: none), history entry. Returns `{}` when created, else
+/// the existing hash (HGETALL).
 const BEGIN: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HGETALL', KEYS[1])
@@ -132,12 +221,12 @@ local lease_until = now + tonumber(ARGV[8])
 local f = {'saga', ARGV[2], 'fp', ARGV[3], 'mode', ARGV[4], 'status', ARGV[5],
   'state', ARGV[6], 'seq', 0, 'owner', ARGV[7], 'until', lease_until, 'queued', ARGV[9],
   'attempts', 0, 'final', 0, 'created', now, 'updated', now, 'kind', 'running', 'since', now,
-  'h1', ARGV[12], 'hn', 1}
+  'h1', ARGV[11], 'hn', 1}
 if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[10] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
-redis.call('ZADD', ARGV[11] .. 'running', now, ARGV[1])
+redis.call('ZADD', KEYS[3], band('running') + now, ARGV[1])
 return {}
 "#;
 
@@ -171,18 +260,18 @@ end
 return {4, attempts, tonumber(h[1]), h[7], false, abort}
 "#;
 
-/// ARGV: trace id, seq, token, status, state ('' for none), lease ms, queued (0/1), final
-/// (0/1), ttl ms (0: none), status kind, status index prefix, history limit, abortable (0/1),
-/// then the history entries (one each). Runs after [`FENCE`]. Returns a reply code. A final record
+/// KEYS[4]: the status index. ARGV: trace id, seq, token, status, state ('' for none), lease
+/// ms, queued (0/1), final (0/1), ttl ms (0: none), status kind, history limit, abortable
+/// (0/1), then the history entries (one each). Runs after [`FENCE`]. Returns a reply code. A final record
 /// keeps the state only when given one (a stuck saga's, for an operator to resume). A running
 /// record's safety TTL is restarted when a tenth of it passed since it was last (`ttl_at`), so
 /// a saga's quick transitions do not each pay for a `PEXPIRE`.
 const ADVANCE: &str = r#"
-if ARGV[13] == '1' and h[5] == '1' then return 5 end
+if ARGV[12] == '1' and h[5] == '1' then return 5 end
 local f = {'status', ARGV[4], 'state', ARGV[5], 'seq', tonumber(h[1]) + 1, 'attempts', 0,
   'updated', now}
-appended(f, h[6], 14, ARGV[12])
-moved(f, ARGV[11], ARGV[1], h[4] or 'running', ARGV[10])
+appended(f, h[6], 13, ARGV[11])
+moved(f, KEYS[4], ARGV[1], h[4] or 'running', ARGV[10])
 if h[5] and ARGV[10] ~= 'running' then redis.call('HDEL', KEYS[1], 'abort') end
 local k = #f
 if ARGV[8] == '1' then
@@ -225,32 +314,34 @@ redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 return 4
 "#;
 
-/// KEYS[1]: the lease index. ARGV: limit, status index prefix, finished ttl ms (0: none).
+/// KEYS[1]: the lease index, KEYS[2]: the status index. ARGV: limit, finished ttl ms (0:
+/// none).
 /// Returns the trace ids whose lease passed. Also drops the entries of expired final records
 /// from the final status indexes (the sweeper calls this periodically, so ending a saga does
 /// not pay for it).
 const EXPIRED: &str = r#"
-if ARGV[3] ~= '0' then
-  local before = '(' .. (now - tonumber(ARGV[3]))
+if ARGV[2] ~= '0' then
+  local before = now - tonumber(ARGV[2])
   for _, kind in ipairs({'stuck', 'completed', 'compensated'}) do
-    redis.call('ZREMRANGEBYSCORE', ARGV[2] .. kind, '-inf', before)
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], band(kind), '(' .. (band(kind) + before))
   end
 end
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 "#;
 
-/// ARGV: lease index prefix, trace id, status index prefix. Deletes the record (and the
-/// history it holds), its lease entry and its status index entry.
+/// KEYS[2]: the status index. ARGV: lease index prefix, trace id. Deletes the record (and
+/// the history it holds), its lease entry and its status index entry.
 const REMOVE: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'saga', 'kind')
+local saga = redis.call('HGET', KEYS[1], 'saga')
 redis.call('DEL', KEYS[1])
-if h[1] then redis.call('ZREM', ARGV[1] .. h[1], ARGV[2]) end
-if h[2] then redis.call('ZREM', ARGV[3] .. h[2], ARGV[2]) end
+if saga then redis.call('ZREM', ARGV[1] .. saga, ARGV[2]) end
+redis.call('ZREM', KEYS[2], ARGV[2])
 return 0
 "#;
 
-/// ARGV: trace id, seq, status, state, owner, lease ms, queued (0/1), status kind, status
-/// index prefix, history limit, running ttl ms (0: none), compensate (0/1), history entry.
+/// KEYS[3]: the status index. ARGV: trace id, seq, status, state, owner, lease ms, queued
+/// (0/1), status kind, history limit, running ttl ms (0: none), compensate (0/1), history
+/// entry.
 /// Reopens a final record still at `seq`: MISSING, STALE (running, or moved on) or DONE. The
 /// caller checked that the record it read at `seq` is stuck.
 const REOPEN: &str = r#"
@@ -260,17 +351,17 @@ if h[2] ~= '1' or h[1] ~= ARGV[2] then return 2 end
 local lease_until = now + tonumber(ARGV[6])
 local f = {'status', ARGV[3], 'state', ARGV[4], 'seq', tonumber(h[1]) + 1, 'final', 0,
   'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0, 'updated', now}
-appended(f, h[4], 13, ARGV[10])
-moved(f, ARGV[9], ARGV[1], h[3] or 'stuck', ARGV[8])
-if ARGV[11] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
+appended(f, h[4], 12, ARGV[9])
+moved(f, KEYS[3], ARGV[1], h[3] or 'stuck', ARGV[8])
+if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
 redis.call('HSET', KEYS[1], unpack(f))
-if ARGV[12] == '1' then
+if ARGV[11] == '1' then
   redis.call('HSET', KEYS[1], 'abort', 1)
 else
   redis.call('HDEL', KEYS[1], 'abort')
 end
-if ARGV[11] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[11])
+if ARGV[10] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[10])
 else
   redis.call('PERSIST', KEYS[1])
   redis.call('HDEL', KEYS[1], 'ttl_at')
@@ -298,15 +389,15 @@ pub(super) const LISTED_FIELDS: [&str; 15] = [
     "created", "updated", "since", "abort", "kind",
 ];
 
-/// KEYS[1]: a status index. ARGV: record key prefix, newest score ('+inf' for any), cursor
-/// score ('' for the start), cursor trace id, page size, saga name ('' for any), most index
-/// entries to examine. Reads the index in order from the cursor and returns
+/// KEYS[1]: the status index. ARGV: record key prefix, newest score, cursor score ('' for the
+/// start), cursor trace id, page size, saga name ('' for any), most index entries to examine,
+/// lowest score (the family's band; see [`status_score`]). Reads the index in order from the cursor and returns
 /// `{more, last score, last id, id, fields, id, fields, ...}`: up to page size + 1 matching
 /// sagas (the extra one says there is more), each with [`LISTED_FIELDS`]. `more` is 1 when
 /// the examination bound stopped the read first: the listing goes on after the last entry
 /// examined. Entries whose record expired are dropped from the index on the way.
 const LIST: &str = r#"
-local min = '-inf'
+local min = ARGV[8]
 if ARGV[3] ~= '' then min = ARGV[3] end
 local cursor = tonumber(ARGV[3])
 local want = tonumber(ARGV[5]) + 1
