@@ -2,9 +2,11 @@
 # CPU per saga of one saga_modes run: the bench process plus redis-server and nats-server
 # (their /proc/<pid>/stat ticks before and after), over the sagas it ran.
 # Usage: benches/cpu_per_saga.sh <saga_modes binary> <memory|nats|rabbitmq> <sync|async|throttled> <seconds>
+# REDIS_PID / NATS_PID name the servers to count (default: the first of each found); see
+# benches/isolated.sh to run on private servers nobody else uses.
 bin=$1; tr=$2; mode=$3; dur=$4
 ticks() { awk '{print $14+$15}' /proc/$1/stat; }
-rp=$(pgrep -x redis-server | head -1); np=$(pgrep -x nats-server | head -1)
+rp=${REDIS_PID:-$(pgrep -x redis-server | head -1)}; np=${NATS_PID:-$(pgrep -x nats-server | head -1)}
 r0=$(ticks $rp); n0=$(ticks $np)
 out=$( { /usr/bin/time -f "TIME %U %S" $bin --transports $tr --modes $mode --sagas 50 --duration ${dur}s --no-fault; } 2>&1 )
 r1=$(ticks $rp); n1=$(ticks $np)
