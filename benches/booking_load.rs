@@ -14,13 +14,27 @@
 //! cargo bench --bench booking_load -- --rpc throttled --concurrency 50 --duration 10s \
 //!     --spawn-example -- --transport nats --store redis
 //! ```
-//! With `--rpc async` the figures are for accepted sagas (the RPC answers once the first
-//! message is confirmed), not for completed ones.
+//! With `--rpc async` the request figures are for accepted sagas (the RPC answers once the
+//! first message is confirmed). `--metrics-url` (the server's Prometheus `/metrics`) adds the
+//! end-to-end figures: after the senders stop, the harness polls the saga end counters
+//! (completed, compensated, stuck, invalid, summed over their labels) until they grew by the
+//! number of accepted sagas (at most `--drain-timeout`), and prints the sagas completed per
+//! second from the first request to the last end, and the drain time after the senders
+//! stopped. With `--spawn-example` and `--rpc async` it passes `--metrics-addr` to the example
+//! itself (on a free loopback port, unless the example arguments give one), and prints the
+//! server's CPU time per saga.
+//!
+//! ```sh
+//! cargo bench --bench booking_load -- --rpc async --concurrency 50 --duration 20s \
+//!     --spawn-example -- --simulate --transport nats --store redis --topic-prefix e2e-$RANDOM
+//! ```
+
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,6 +49,9 @@ use hdrhistogram::Histogram;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
+
+use support::example;
+use support::prometheus::{SagaCounts, saga_counts};
 
 /// Which RPC of `pb.BookingService` to call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -80,8 +97,16 @@ struct Args {
     upstream_stats: Vec<String>,
     /// Start the booking example binary first (default path: target/release/examples/booking)
     /// with the arguments after `--`, wait until it listens, stop it at the end.
-    #[arg(long, num_args = 0..=1, default_missing_value = "target/release/examples/booking")]
+    #[arg(long, num_args = 0..=1, default_missing_value = example::DEFAULT_PATH)]
     spawn_example: Option<PathBuf>,
+    /// The server's Prometheus page (e.g. `http://127.0.0.1:9100/metrics`): after sending,
+    /// wait until the sagas ended (completed, compensated, stuck) reach the accepted ones and
+    /// print end-to-end figures. Set by itself with `--spawn-example` and `--rpc async`.
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// How long to wait after the senders stopped for the accepted sagas to end.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -202,50 +227,6 @@ async fn worker(mut client: BookingServiceClient<Channel>, plan: Arc<Plan>) -> T
     tally
 }
 
-/// Starts the example, waits for its "listening" line, and keeps draining its output.
-fn spawn_example(path: &PathBuf, args: &[String]) -> Child {
-    let mut child = Command::new(path)
-        .args(args)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_string()),
-        )
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} ({e}); build it with `cargo build --release --example booking`",
-                path.display()
-            )
-        });
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut ready = Some(ready_tx);
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("BookingService listening")
-                && let Some(tx) = ready.take()
-            {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        let _ = child.kill();
-        panic!(
-            "{} did not report `BookingService listening` within 60 s",
-            path.display()
-        );
-    }
-    eprintln!(
-        "booking_load: started {} {}",
-        path.display(),
-        args.join(" ")
-    );
-    child
-}
-
 async fn upstream_stats(urls: &[String], reset: bool) -> Vec<(String, LoadStats)> {
     let mut stats = Vec::new();
     for url in urls {
@@ -331,13 +312,124 @@ fn report(args: &Args, total: &Tally, elapsed: Duration) {
     );
 }
 
+/// The end-to-end figures: how many of the accepted sagas ended, and when the last did.
+struct Drained {
+    /// The counters' growth since the run began.
+    counts: SagaCounts,
+    /// When the ended sagas first reached the accepted ones (or the last poll, if never).
+    last_end: Instant,
+    /// Whether they did within `--drain-timeout`.
+    complete: bool,
+}
+
+/// Polls the end counters every 50 ms until `target` sagas ended since `before`, or until
+/// `timeout` after the senders stopped.
+async fn drain(url: &str, before: &SagaCounts, target: u64, timeout: Duration) -> Drained {
+    let deadline = Instant::now() + timeout;
+    let mut seen = SagaCounts::default();
+    let mut last_end = Instant::now();
+    loop {
+        match saga_counts(url).await {
+            Ok(now) => {
+                let counts = now.since(before);
+                if counts.ended() > seen.ended() {
+                    last_end = Instant::now();
+                }
+                seen = counts;
+                if seen.ended() >= target as f64 {
+                    return Drained {
+                        counts: seen,
+                        last_end,
+                        complete: true,
+                    };
+                }
+            }
+            Err(e) => eprintln!("booking_load: metrics: {e}"),
+        }
+        if Instant::now() >= deadline {
+            return Drained {
+                counts: seen,
+                last_end,
+                complete: false,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn report_end_to_end(
+    drained: &Drained,
+    accepted: u64,
+    started: Instant,
+    senders_stopped: Instant,
+    cpu: Option<Duration>,
+) {
+    let c = &drained.counts;
+    let span = drained.last_end.duration_since(started).as_secs_f64();
+    let drain = drained
+        .last_end
+        .saturating_duration_since(senders_stopped)
+        .as_secs_f64();
+    println!(
+        "end to end   accepted {accepted}, started {:.0}; ended {:.0}: completed {:.0}, compensated {:.0}, stuck {:.0}, invalid {:.0}",
+        c.started,
+        c.ended(),
+        c.completed,
+        c.compensated,
+        c.stuck,
+        c.invalid
+    );
+    if !drained.complete {
+        println!(
+            "  NOT DRAINED: {:.0} of {accepted} accepted sagas ended by the drain timeout; the rates below are lower bounds",
+            c.ended()
+        );
+    }
+    println!(
+        "  last end {span:.2}s after the first request; drain {drain:.2}s after the senders stopped"
+    );
+    println!(
+        "completed/s  {:.0} end to end (completed / first request to last end); ended/s {:.0}",
+        c.completed / span,
+        c.ended() / span
+    );
+    if let Some(cpu) = cpu.filter(|_| c.ended() > 0.0) {
+        println!(
+            "server CPU   {:.1}s, {:.0} µs per ended saga (user + system, the spawned example)",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / c.ended()
+        );
+    }
+}
+
+/// User + system CPU time of process `pid` so far (Linux `/proc/<pid>/stat`, 100 ticks/s).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let args = Args::parse();
-    let mut child = args
+    let mut args = Args::parse();
+    if args.spawn_example.is_some() && args.rpc == Rpc::Async && args.metrics_url.is_none() {
+        let addr = match example::flag_value(&args.example_args, "--metrics-addr") {
+            Some(addr) => addr.to_string(),
+            None => {
+                let addr = example::free_addr().to_string();
+                args.example_args
+                    .extend(["--metrics-addr".to_string(), addr.clone()]);
+                addr
+            }
+        };
+        args.metrics_url = Some(format!("http://{addr}/metrics"));
+    }
+    let mut child: Option<Child> = args
         .spawn_example
         .as_ref()
-        .map(|path| spawn_example(path, &args.example_args));
+        .map(|path| example::spawn(path, &args.example_args));
 
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
@@ -348,6 +440,7 @@ async fn main() {
             Err(e) => {
                 if let Some(child) = child.as_mut() {
                     let _ = child.kill();
+                    let _ = child.wait();
                 }
                 panic!(
                     "cannot connect to {} ({e}); is the server running?",
@@ -359,6 +452,17 @@ async fn main() {
     if !args.upstream_stats.is_empty() {
         upstream_stats(&args.upstream_stats, true).await;
     }
+    let before = match &args.metrics_url {
+        Some(url) => match saga_counts(url).await {
+            Ok(counts) => Some(counts),
+            Err(e) => {
+                eprintln!("booking_load: no end-to-end figures: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let cpu_before = child.as_ref().and_then(|c| cpu_time(c.id()));
 
     let id_prefix = format!("{}-{}", args.request_id_prefix, run_id());
     eprintln!("booking_load: x-request-id prefix {id_prefix}");
@@ -381,8 +485,20 @@ async fn main() {
     for worker in workers {
         total.merge(worker.await.expect("worker task"));
     }
-    let elapsed = started.elapsed();
+    let senders_stopped = Instant::now();
+    let elapsed = senders_stopped.duration_since(started);
     report(&args, &total, elapsed);
+
+    if let (Some(url), Some(before)) = (&args.metrics_url, &before) {
+        // Sagas that must end: every accepted one (async), every answered one otherwise.
+        let accepted = total.ok + total.fault_failed + total.fault_succeeded;
+        let drained = drain(url, before, accepted, args.drain_timeout).await;
+        let cpu = match (child.as_ref().and_then(|c| cpu_time(c.id())), cpu_before) {
+            (Some(after), Some(before)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
+        report_end_to_end(&drained, accepted, started, senders_stopped, cpu);
+    }
 
     for (url, stats) in upstream_stats(&args.upstream_stats, false).await {
         println!(

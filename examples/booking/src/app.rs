@@ -95,6 +95,11 @@ pub struct Options {
     #[arg(long, env = "BOOKING_SIMULATE")]
     #[serde(default)]
     pub simulate: bool,
+    /// With `--simulate`: how long each simulated step (and compensation) takes, a timer and
+    /// no CPU, so sagas stay in flight (`2s`; below the steps' 5 s timeout). `0s`: at once.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s", env = "BOOKING_SIMULATE_LATENCY")]
+    #[serde(default, with = "humantime_serde")]
+    pub simulate_latency: Duration,
     /// Print the effective configuration (from defaults, the file, the environment and the
     /// flags; every secret masked) as TOML, and exit.
     #[arg(long)]
@@ -315,6 +320,29 @@ impl Options {
         })
     }
 
+    /// Refuses a `--simulate-latency` that would not apply (no `--simulate`: the real services
+    /// take `--upstream-latency`) or that every step would time out on (5 s or more).
+    pub fn check_simulate(&self) -> Result<(), String> {
+        let latency = self.simulate_latency;
+        if latency.is_zero() {
+            return Ok(());
+        }
+        if !self.simulate {
+            return Err(format!(
+                "--simulate-latency {} needs --simulate (with the real services, use --upstream-latency)",
+                humantime::format_duration(latency)
+            ));
+        }
+        if latency >= SIMULATED_STEP_TIMEOUT {
+            return Err(format!(
+                "--simulate-latency {}: every step would time out (the steps' timeout is {}); give less",
+                humantime::format_duration(latency),
+                humantime::format_duration(SIMULATED_STEP_TIMEOUT)
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses TLS settings that would leave a connection in plaintext or unusable: a
     /// certificate without its key (or the reverse), a client CA or an upstream client
     /// certificate with nothing to go with (from flags, variables or the config file, where
@@ -400,6 +428,9 @@ pub fn upstream_channel(url: &str, tls: Option<&ClientTls>) -> Result<Channel, B
         None => endpoint.connect_lazy(),
     })
 }
+
+/// The timeout of the booking saga's steps (`timeout_ms = 5000` in [`crate::saga`]).
+const SIMULATED_STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn default_pod_id() -> String {
     format!("pod-{}", std::process::id())
@@ -498,6 +529,7 @@ fn server(tls: Option<&ServerTls>) -> GrpcServer {
 pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
     options.check_admin()?;
     options.check_tls()?;
+    options.check_simulate()?;
     let tls = options.server_tls();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let load = LoadConfig {
@@ -554,8 +586,12 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
             let payments = upstream_channel(&payment_url, upstream_tls.as_ref())?;
             Arc::new(Booking::new(orders, payments))
         } else {
-            info!("steps simulated: no Order or Payment service is called");
-            Arc::new(Booking::simulated())
+            let latency = options.simulate_latency;
+            info!(
+                latency = %humantime::format_duration(latency),
+                "steps simulated: no Order or Payment service is called"
+            );
+            Arc::new(Booking::simulated_with_latency(latency))
         };
         let (transport, broker) = transport(&options).await?;
         app.broker = broker;
@@ -710,6 +746,54 @@ mod tests {
                 .check_admin()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn simulate_latency_is_parsed_and_checked() {
+        let plain = options(&["--simulate"]);
+        assert_eq!(plain.simulate_latency, Duration::ZERO);
+        assert!(plain.check_simulate().is_ok());
+        let slow = options(&["--simulate", "--simulate-latency", "2s"]);
+        assert_eq!(slow.simulate_latency, Duration::from_secs(2));
+        assert!(slow.check_simulate().is_ok());
+        let unsimulated = options(&["--simulate-latency", "2s"])
+            .check_simulate()
+            .expect_err("the real services take --upstream-latency");
+        assert!(unsimulated.contains("--simulate"), "{unsimulated}");
+        let too_slow = options(&["--simulate", "--simulate-latency", "5s"])
+            .check_simulate()
+            .expect_err("every step would time out");
+        assert!(too_slow.contains("time out"), "{too_slow}");
+    }
+
+    /// A simulated saga waits the latency in each of its two steps, and still books.
+    #[tokio::test]
+    async fn simulated_steps_wait_the_simulated_latency() {
+        use crate::saga::BookingInput;
+        use sagaflow::engine::SyncEngine;
+        use sagaflow::{Saga, SagaContext};
+
+        let latency = Duration::from_millis(150);
+        let saga = Booking::simulated_with_latency(latency);
+        assert_eq!(saga.simulated_latency(), latency);
+        let input = BookingInput {
+            product_id: 1,
+            count: 1,
+            fault_inject: false,
+        };
+        let cx = SagaContext::new(Booking::description().name, "slow-1");
+        let started = std::time::Instant::now();
+        let booked = SyncEngine::new()
+            .run(&saga, &cx, input)
+            .await
+            .expect("a simulated booking completes");
+        let took = started.elapsed();
+        assert!(
+            took >= 2 * latency,
+            "two steps of {latency:?} took {took:?}"
+        );
+        assert_eq!((booked.order_id, booked.payment_id), (1, 2));
+        assert_eq!(Booking::simulated().simulated_latency(), Duration::ZERO);
     }
 
     #[test]

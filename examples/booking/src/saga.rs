@@ -7,6 +7,7 @@ use booking_proto::payment::CreatePaymentRequest;
 use booking_proto::payment::payment_service_client::PaymentServiceClient;
 use sagaflow::grpc::outgoing_request;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use sagaflow::{SagaContext, StepError, StepResult, saga};
 use serde::{Deserialize, Serialize};
@@ -53,7 +54,12 @@ enum Upstream {
     Services(Box<Services>),
     /// In the step itself: ids from a counter, a fault-injected payment declined, no call
     /// made (`--simulate`: the framework measured on the same work as a simulated-step server).
-    Simulated { next_id: AtomicI64 },
+    /// Each step and compensation first sleeps `latency` (`--simulate-latency`: sagas stay in
+    /// flight that long per step, as with a slow upstream).
+    Simulated {
+        next_id: AtomicI64,
+        latency: Duration,
+    },
 }
 
 /// The clients of the upstream services.
@@ -77,10 +83,34 @@ impl Booking {
     /// A booking saga whose steps call nothing: the order and payment ids come from a
     /// counter, and a fault-injected payment is declined (so the order is "cancelled").
     pub fn simulated() -> Self {
+        Self::simulated_with_latency(Duration::ZERO)
+    }
+
+    /// As [`Booking::simulated`], but every step and compensation first waits `latency` (a
+    /// timer, no CPU), so each saga stays in flight at least twice that long. Keep it below
+    /// the steps' 5 s timeout, or every step times out.
+    pub fn simulated_with_latency(latency: Duration) -> Self {
         Self {
             upstream: Upstream::Simulated {
                 next_id: AtomicI64::new(1),
+                latency,
             },
+        }
+    }
+
+    /// The simulated latency of each step (zero when the steps call the real services).
+    pub fn simulated_latency(&self) -> Duration {
+        match &self.upstream {
+            Upstream::Simulated { latency, .. } => *latency,
+            Upstream::Services(_) => Duration::ZERO,
+        }
+    }
+
+    /// Waits the simulated latency, if any.
+    async fn simulate_latency(&self) {
+        let latency = self.simulated_latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
         }
     }
 }
@@ -96,7 +126,8 @@ impl Booking {
     async fn create_order(&self, cx: &SagaContext, req: &BookingInput) -> StepResult<CreatedOrder> {
         let orders = match &self.upstream {
             Upstream::Services(services) => &services.orders,
-            Upstream::Simulated { next_id } => {
+            Upstream::Simulated { next_id, .. } => {
+                self.simulate_latency().await;
                 return Ok(CreatedOrder {
                     order_id: next(next_id),
                 });
@@ -117,6 +148,7 @@ impl Booking {
     /// Cancels every order of the trace id (idempotent).
     async fn cancel_order(&self, cx: &SagaContext, _order: &CreatedOrder) -> StepResult<()> {
         let Upstream::Services(services) = &self.upstream else {
+            self.simulate_latency().await;
             return Ok(());
         };
         let orders = &services.orders;
@@ -145,9 +177,11 @@ impl Booking {
         let payments = match &self.upstream {
             Upstream::Services(services) => &services.payments,
             Upstream::Simulated { .. } if req.fault_inject => {
+                self.simulate_latency().await;
                 return Err(StepError::fatal("payment declined (fault injected)"));
             }
-            Upstream::Simulated { next_id } => {
+            Upstream::Simulated { next_id, .. } => {
+                self.simulate_latency().await;
                 return Ok(Booked {
                     order_id: create_order.order_id,
                     payment_id: next(next_id),
