@@ -46,6 +46,8 @@ type Id = Arc<str>;
 
 /// Everything the store holds about one saga, under one map entry (one lookup per write).
 struct Slot {
+    /// The key of its map entry, shared by the indexes.
+    id: Id,
     record: SagaRecord,
     /// Its history, oldest entry first, at most [`StoreConfig::history_limit`] entries.
     history: VecDeque<HistoryEntry>,
@@ -56,6 +58,14 @@ struct Slot {
 #[derive(Default)]
 struct State {
     records: HashMap<Id, Slot>,
+    /// Kept apart from `records`, so that a write changes a slot and the indexes with one
+    /// lookup of the slot.
+    index: Indexes,
+}
+
+/// The indexes over [`State::records`].
+#[derive(Default)]
+struct Indexes {
     /// `(lease_until_ms, trace_id)` of every running record.
     leases: BTreeSet<(u64, Id)>,
     /// `(expires_at_ms, trace_id, generation)` of finished records, in the order they ended
@@ -84,49 +94,35 @@ fn append(history: &mut VecDeque<HistoryEntry>, entries: &[HistoryEntry], limit:
     history.drain(..over);
 }
 
-impl State {
+/// Why [`MemoryStore::live`] found no slot.
+enum Gone {
+    Missing,
+    /// Past its TTL: the caller forgets it ([`State::forget`]).
+    Expired,
+}
+
+impl Indexes {
     fn set_lease(&mut self, id: &Id, record: &mut SagaRecord, until: u64) {
         self.leases.remove(&(record.lease_until_ms, id.clone()));
         record.lease_until_ms = until;
         self.leases.insert((until, id.clone()));
     }
 
-    /// Takes the slot of `trace_id` out of the map (to be put back with [`State::put`]), so
-    /// that it and the indexes can be changed together.
-    fn take(&mut self, trace_id: &str) -> Option<(Id, Slot)> {
-        self.records.remove_entry(trace_id)
-    }
-
-    fn put(&mut self, id: Id, slot: Slot) {
-        self.records.insert(id, slot);
-    }
-
     /// Enters a record that just ended into the retention queue.
-    fn retain_ended(&mut self, id: &Id, slot: &mut Slot, expires_at: u64) {
+    fn retain_ended(&mut self, slot: &mut Slot, expires_at: u64) {
         let generation = self.next_generation;
         self.next_generation += 1;
         if slot.generation.replace(generation).is_none() {
             self.finished_held += 1;
         }
         self.finished
-            .push_back((expires_at, id.clone(), generation));
+            .push_back((expires_at, slot.id.clone(), generation));
     }
 
     /// Takes a finished record out of the retention queue (its queue entry goes stale).
     fn unretain(&mut self, slot: &mut Slot) {
         if slot.generation.take().is_some() {
             self.finished_held -= 1;
-        }
-    }
-
-    /// Forgets the record of `trace_id` (removed, or expired on access).
-    fn forget(&mut self, trace_id: &str) {
-        if let Some((id, mut slot)) = self.take(trace_id) {
-            let record = &slot.record;
-            self.leases.remove(&(record.lease_until_ms, id.clone()));
-            self.by_status[slot_of(record.status.kind())]
-                .remove(&(record.status_since_ms, id.clone()));
-            self.unretain(&mut slot);
         }
     }
 
@@ -149,18 +145,36 @@ impl State {
         record.status_since_ms = now;
         self.by_status[slot_of(kind)].insert((now, id.clone()));
     }
+}
+
+/// Forgets the record of `trace_id` (removed, or expired on access).
+fn forget(records: &mut HashMap<Id, Slot>, index: &mut Indexes, trace_id: &str) {
+    if let Some(mut slot) = records.remove(trace_id) {
+        let record = &slot.record;
+        let id = slot.id.clone();
+        index.leases.remove(&(record.lease_until_ms, id.clone()));
+        index.by_status[slot_of(record.status.kind())].remove(&(record.status_since_ms, id));
+        index.unretain(&mut slot);
+    }
+}
+
+impl State {
+    /// Forgets the record of `trace_id` (removed, or expired on access).
+    fn forget(&mut self, trace_id: &str) {
+        forget(&mut self.records, &mut self.index, trace_id);
+    }
 
     /// Drops finished records past their TTL or over the cap, oldest first; O(1) per entry.
     fn evict(&mut self, now: u64, cap: usize) {
-        while let Some((expires_at, id, generation)) = self.finished.front() {
+        while let Some((expires_at, id, generation)) = self.index.finished.front() {
             let live = self
                 .records
                 .get(id)
                 .is_some_and(|slot| slot.generation == Some(*generation));
-            if live && *expires_at > now && self.finished_held <= cap {
+            if live && *expires_at > now && self.index.finished_held <= cap {
                 break;
             }
-            if let Some((_, id, _)) = self.finished.pop_front()
+            if let Some((_, id, _)) = self.index.finished.pop_front()
                 && live
             {
                 self.forget(&id);
@@ -169,13 +183,40 @@ impl State {
     }
 }
 
+/// The live slot of `$trace_id` in `$records` ([`MemoryStore::live`]), or returns `$missing`
+/// from the enclosing function, forgetting the record first when it expired.
+macro_rules! live_or_return {
+    ($store:expr, $records:expr, $index:expr, $trace_id:expr, $now:expr, $missing:expr) => {
+        match $store.live($records, $trace_id, $now) {
+            Ok(slot) => slot,
+            Err(gone) => {
+                if let Gone::Expired = gone {
+                    forget($records, $index, $trace_id);
+                }
+                return $missing;
+            }
+        }
+    };
+}
+
+/// Whether `record` is running at `seq` under `token`, or why not.
+fn fenced(record: &SagaRecord, seq: u64, token: &str) -> Result<(), Written> {
+    if record.status.is_final() {
+        return Err(Written::Finished);
+    }
+    if record.seq != seq || record.owner != token {
+        return Err(Written::Fenced);
+    }
+    Ok(())
+}
+
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.lock();
         f.debug_struct("MemoryStore")
             .field("config", &self.config)
             .field("records", &state.records.len())
-            .field("running", &state.leases.len())
+            .field("running", &state.index.leases.len())
             .field("waiters", &self.waiters.count())
             .finish()
     }
@@ -225,8 +266,33 @@ impl MemoryStore {
             .is_some_and(|ttl| now >= record.updated_at_ms.saturating_add(millis(ttl)))
     }
 
-    fn live<'s>(&self, state: &'s mut State, trace_id: &str, now: u64) -> Option<&'s mut Slot> {
-        let expired = self.expired(&state.records.get(trace_id)?.record, now);
+    /// The slot of `trace_id` if it is held and not past its TTL (one lookup). On
+    /// [`Gone::Expired`] the caller forgets it.
+    fn live<'s>(
+        &self,
+        records: &'s mut HashMap<Id, Slot>,
+        trace_id: &str,
+        now: u64,
+    ) -> Result<&'s mut Slot, Gone> {
+        let slot = records.get_mut(trace_id).ok_or(Gone::Missing)?;
+        if self.expired(&slot.record, now) {
+            return Err(Gone::Expired);
+        }
+        Ok(slot)
+    }
+
+    /// [`MemoryStore::live`] for the operations that return what they read: an expired
+    /// record is forgotten (looked up again, on that rare path only).
+    fn live_or_forget<'s>(
+        &self,
+        state: &'s mut State,
+        trace_id: &str,
+        now: u64,
+    ) -> Option<&'s mut Slot> {
+        let expired = match state.records.get(trace_id) {
+            None => return None,
+            Some(slot) => self.expired(&slot.record, now),
+        };
         if expired {
             state.forget(trace_id);
             return None;
@@ -236,20 +302,25 @@ impl MemoryStore {
 
     fn begin_now(&self, mut record: SagaRecord) -> Begin {
         let now = now_ms();
-        let mut state = self.lock();
-        if let Some(existing) = self.live(&mut state, &record.trace_id, now) {
-            let existing = existing.record.clone();
-            return if existing.fingerprint == record.fingerprint {
-                Begin::Existing(existing)
-            } else {
-                Begin::Conflict(existing)
-            };
+        let mut guard = self.lock();
+        let State { records, index } = &mut *guard;
+        match self.live(records, &record.trace_id, now) {
+            Ok(existing) => {
+                let existing = existing.record.clone();
+                return if existing.fingerprint == record.fingerprint {
+                    Begin::Existing(existing)
+                } else {
+                    Begin::Conflict(existing)
+                };
+            }
+            Err(Gone::Expired) => forget(records, index, &record.trace_id),
+            Err(Gone::Missing) => {}
         }
         let id: Id = Arc::from(record.trace_id.as_str());
         record.created_at_ms = now;
         record.updated_at_ms = now;
-        state.leases.insert((record.lease_until_ms, id.clone()));
-        state.reindex(&id, &mut record, None, now);
+        index.leases.insert((record.lease_until_ms, id.clone()));
+        index.reindex(&id, &mut record, None, now);
         let started = HistoryEntry {
             at_ms: now,
             run: record.owner.as_str().into(),
@@ -258,21 +329,21 @@ impl MemoryStore {
         let mut history = VecDeque::with_capacity(4);
         history.push_back(started);
         let slot = Slot {
+            id: id.clone(),
             record,
             history,
             generation: None,
         };
-        state.put(id, slot);
+        records.insert(id, slot);
         Begin::Started
     }
 
     fn claim_now(&self, claim: &Claim<'_>) -> Claimed {
         let now = now_ms();
         let mut guard = self.lock();
-        let state = &mut *guard;
-        let Some(Slot { record, .. }) = self.live(state, claim.trace_id, now) else {
-            return Claimed::Missing;
-        };
+        let State { records, index } = &mut *guard;
+        let slot = live_or_return!(self, records, index, claim.trace_id, now, Claimed::Missing);
+        let record = &mut slot.record;
         if record.status.is_final() {
             return Claimed::Finished;
         }
@@ -290,17 +361,13 @@ impl MemoryStore {
         if !free {
             return Claimed::Busy;
         }
-        let Some((id, mut slot)) = state.take(claim.trace_id) else {
-            return Claimed::Missing;
-        };
-        let record = &mut slot.record;
         record.owner.clear();
         record.owner.push_str(claim.token);
         record.queued = false;
         record.attempts += 1;
         record.updated_at_ms = now;
-        state.set_lease(&id, record, now.saturating_add(millis(claim.lease)));
-        let won = Claimed::Won {
+        index.set_lease(&slot.id, record, now.saturating_add(millis(claim.lease)));
+        Claimed::Won {
             attempt: record.attempts,
             seq: record.seq,
             mode: record.mode,
@@ -310,29 +377,7 @@ impl MemoryStore {
                 None
             },
             compensate: record.compensation_requested,
-        };
-        state.put(id, slot);
-        won
-    }
-
-    /// The record `token` holds at `seq`, or why it does not.
-    fn held<'s>(
-        &self,
-        state: &'s mut State,
-        trace_id: &str,
-        seq: u64,
-        token: &str,
-        now: u64,
-    ) -> Result<&'s mut SagaRecord, Written> {
-        let slot = self.live(state, trace_id, now).ok_or(Written::Missing)?;
-        let record = &mut slot.record;
-        if record.status.is_final() {
-            return Err(Written::Finished);
         }
-        if record.seq != seq || record.owner != token {
-            return Err(Written::Fenced);
-        }
-        Ok(record)
     }
 
     fn advance_now(&self, advance: Advance<'_>) -> Written {
@@ -340,18 +385,21 @@ impl MemoryStore {
         let outcome = advance.status.outcome();
         {
             let mut guard = self.lock();
-            let state = &mut *guard;
-            match self.held(state, advance.trace_id, advance.seq, advance.token, now) {
-                Err(refused) => return refused,
-                Ok(record) if advance.abortable && record.compensation_requested => {
-                    return Written::CompensationRequested;
-                }
-                Ok(_) => {}
+            let State { records, index } = &mut *guard;
+            let slot = live_or_return!(
+                self,
+                records,
+                index,
+                advance.trace_id,
+                now,
+                Written::Missing
+            );
+            if let Err(refused) = fenced(&slot.record, advance.seq, advance.token) {
+                return refused;
             }
-            // Moved out and back in, not cloned: the state it holds can be large.
-            let Some((id, mut slot)) = state.take(advance.trace_id) else {
-                return Written::Missing;
-            };
+            if advance.abortable && slot.record.compensation_requested {
+                return Written::CompensationRequested;
+            }
             append(
                 &mut slot.history,
                 advance.history,
@@ -366,21 +414,22 @@ impl MemoryStore {
             if record.status.kind() != StatusKind::Running {
                 record.compensation_requested = false;
             }
-            state.reindex(&id, record, Some(previous), now);
+            index.reindex(&slot.id, record, Some(previous), now);
             // A stuck saga keeps the state it is stuck at, for an operator to resume.
             set_state(record, advance.state);
             if record.status.is_final() {
-                state.leases.remove(&(record.lease_until_ms, id.clone()));
+                index
+                    .leases
+                    .remove(&(record.lease_until_ms, slot.id.clone()));
                 record.owner.clear();
                 record.lease_until_ms = 0;
                 record.queued = false;
                 let expires_at = now.saturating_add(millis(self.config.finished_ttl));
-                state.retain_ended(&id, &mut slot, expires_at);
+                index.retain_ended(slot, expires_at);
+                guard.evict(now, self.config.max_finished);
             } else {
-                apply_custody(state, &id, record, &advance.custody, now);
+                apply_custody(index, &slot.id, record, &advance.custody, now);
             }
-            state.put(id, slot);
-            state.evict(now, self.config.max_finished);
         }
         // Notify after the write is visible: a watcher registered before the write is woken
         // here, one registered after it reads the final record itself.
@@ -402,21 +451,18 @@ impl MemoryStore {
         } = hold;
         let now = now_ms();
         let mut guard = self.lock();
-        let state = &mut *guard;
-        if let Err(refused) = self.held(state, trace_id, *seq, token, now) {
+        let State { records, index } = &mut *guard;
+        let slot = live_or_return!(self, records, index, trace_id, now, Written::Missing);
+        if let Err(refused) = fenced(&slot.record, *seq, token) {
             return refused;
         }
-        let Some((id, mut slot)) = state.take(trace_id) else {
-            return Written::Missing;
-        };
         append(&mut slot.history, history, self.config.history_limit);
         let record = &mut slot.record;
         record.updated_at_ms = now;
         if *refund_attempt {
             record.attempts = record.attempts.saturating_sub(1);
         }
-        apply_custody(state, &id, record, custody, now);
-        state.put(id, slot);
+        apply_custody(index, &slot.id, record, custody, now);
         Written::Done
     }
 
@@ -424,6 +470,7 @@ impl MemoryStore {
         let now = now_ms();
         let state = self.lock();
         state
+            .index
             .leases
             .iter()
             .take_while(|(until, _)| *until <= now)
@@ -441,20 +488,15 @@ impl MemoryStore {
     fn reopen_now(&self, reopen: Reopen<'_>) -> Written {
         let now = now_ms();
         let mut guard = self.lock();
-        let state = &mut *guard;
-        let Some(Slot { record, .. }) = self.live(state, reopen.trace_id, now) else {
-            return Written::Missing;
-        };
-        match record.status.kind() {
-            StatusKind::Stuck if record.seq == reopen.seq => {}
+        let State { records, index } = &mut *guard;
+        let slot = live_or_return!(self, records, index, reopen.trace_id, now, Written::Missing);
+        match slot.record.status.kind() {
+            StatusKind::Stuck if slot.record.seq == reopen.seq => {}
             StatusKind::Completed | StatusKind::Compensated => return Written::Finished,
             _ => return Written::Fenced,
         }
-        let Some((id, mut slot)) = state.take(reopen.trace_id) else {
-            return Written::Missing;
-        };
         // Out of the retention queue: its entry there is stale from now on.
-        state.unretain(&mut slot);
+        index.unretain(slot);
         slot.history.push_back(reopen.entry);
         append(&mut slot.history, &[], self.config.history_limit);
         let record = &mut slot.record;
@@ -464,16 +506,15 @@ impl MemoryStore {
         record.status = reopen.status;
         record.state = Some(reopen.state.to_string());
         record.compensation_requested = reopen.compensate;
-        state.reindex(&id, record, Some(StatusKind::Stuck), now);
-        apply_custody(state, &id, record, &reopen.custody, now);
-        state.put(id, slot);
+        index.reindex(&slot.id, record, Some(StatusKind::Stuck), now);
+        apply_custody(index, &slot.id, record, &reopen.custody, now);
         Written::Done
     }
 
     fn request_compensation_now(&self, trace_id: &str, entry: HistoryEntry) -> Written {
         let now = now_ms();
         let mut guard = self.lock();
-        let Some(slot) = self.live(&mut guard, trace_id, now) else {
+        let Some(slot) = self.live_or_forget(&mut guard, trace_id, now) else {
             return Written::Missing;
         };
         if slot.record.status.is_final() {
@@ -499,7 +540,7 @@ impl MemoryStore {
         let limit = query.page_size();
         let mut sagas = Vec::with_capacity(limit.min(64));
         let mut more = false;
-        let matching = state.by_status[slot_of(query.status)]
+        let matching = state.index.by_status[slot_of(query.status)]
             .range((start, Bound::Unbounded))
             .take_while(|(since, _)| *since <= newest)
             .filter_map(|(_, id)| state.records.get(id))
@@ -524,7 +565,7 @@ impl MemoryStore {
 
     fn get_now(&self, trace_id: &str) -> Option<SagaRecord> {
         let now = now_ms();
-        self.live(&mut self.lock(), trace_id, now)
+        self.live_or_forget(&mut self.lock(), trace_id, now)
             .map(|slot| slot.record.clone())
     }
 
@@ -538,10 +579,16 @@ impl MemoryStore {
     }
 }
 
-fn apply_custody(state: &mut State, id: &Id, record: &mut SagaRecord, custody: &Custody, now: u64) {
+fn apply_custody(
+    index: &mut Indexes,
+    id: &Id,
+    record: &mut SagaRecord,
+    custody: &Custody,
+    now: u64,
+) {
     record.owner.clone_from(&custody.token);
     record.queued = custody.queued;
-    state.set_lease(id, record, now.saturating_add(millis(custody.lease)));
+    index.set_lease(id, record, now.saturating_add(millis(custody.lease)));
 }
 
 /// Stores `state` in `record`, reusing its buffer.
@@ -608,7 +655,7 @@ impl SagaStore for MemoryStore {
             let now = now_ms();
             let mut state = self.lock();
             Ok(self
-                .live(&mut state, trace_id, now)
+                .live_or_forget(&mut state, trace_id, now)
                 .map(|slot| slot.history.iter().cloned().collect())
                 .unwrap_or_default())
         }
