@@ -2279,6 +2279,7 @@ async fn run_through_failover(
     b: Arc<dyn SagaStore>,
     i: usize,
     failures: Arc<AtomicU64>,
+    watch_failures: Arc<AtomicU64>,
 ) -> sagaflow::store::Outcome {
     let id = format!("failover-{i}");
     let failures = &*failures;
@@ -2289,8 +2290,9 @@ async fn run_through_failover(
     );
     let watch = {
         let (b, id) = (b.clone(), id.clone());
-        let failures = Arc::new(AtomicU64::new(0));
-        tokio::spawn(async move { through_failover("watch", &failures, || b.watch(&id)).await })
+        tokio::spawn(
+            async move { through_failover("watch", &watch_failures, || b.watch(&id)).await },
+        )
     };
     for (seq, status) in [(0, running(1, "create_payment")), (1, completed(json!(i)))] {
         let next = state(seq + 1);
@@ -2373,14 +2375,16 @@ async fn redis_cluster_loses_nothing_when_a_master_dies() {
     );
 
     let failures = Arc::new(AtomicU64::new(0));
+    let watch_failures = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..AT_ONCE)
         .map(|_| {
-            let (a, b, failures, done, next) = (
+            let (a, b, failures, watch_failures, done, next) = (
                 a.clone(),
                 b.clone(),
                 failures.clone(),
+                watch_failures.clone(),
                 done.clone(),
                 next.clone(),
             );
@@ -2391,8 +2395,14 @@ async fn redis_cluster_loses_nothing_when_a_master_dies() {
                     if i >= SAGAS {
                         return outcomes;
                     }
-                    let outcome =
-                        run_through_failover(a.clone(), b.clone(), i, failures.clone()).await;
+                    let outcome = run_through_failover(
+                        a.clone(),
+                        b.clone(),
+                        i,
+                        failures.clone(),
+                        watch_failures.clone(),
+                    )
+                    .await;
                     done.fetch_add(1, Ordering::Relaxed);
                     outcomes.push((i, outcome));
                 }
@@ -2435,9 +2445,10 @@ async fn redis_cluster_loses_nothing_when_a_master_dies() {
         );
     }
     eprintln!(
-        "all {SAGAS} sagas done {:?} after the kill; {} operations failed and were retried",
+        "all {SAGAS} sagas done {:?} after the kill; {} writes and {} watches failed and were retried",
         killed_at.elapsed(),
-        failures.load(Ordering::Relaxed)
+        failures.load(Ordering::Relaxed),
+        watch_failures.load(Ordering::Relaxed)
     );
     let now_masters = cluster.master_ports();
     assert!(
@@ -2506,6 +2517,140 @@ async fn redis_cluster_loses_nothing_when_a_master_dies() {
     assert_eq!(
         expired,
         (0..8).map(|i| format!("lapsing-{i}")).collect::<Vec<_>>()
+    );
+    eprintln!("whole test {:?}", started.elapsed());
+    drop(cluster);
+}
+
+/// A master killed for good (its node never comes back at that address, as when a managed
+/// service replaces it): stores connected before the kill follow the failover to the promoted
+/// replica instead of retrying the dead address forever. 48 sagas are begun durably
+/// (`replica_acks: 1`) and watched from replica B; the master of the first saga's bucket is
+/// SIGKILLed and stays dead; at once (while the cluster still names the dead master), each saga
+/// is completed through a store that does not wait for replicas (the promoted master has none
+/// left), retried like the engine retries, until its replica has taken over. Every saga then reads completed, every watch made before the kill resolves
+/// with its outcome, and listings and expired leases work across the buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_follows_a_failover_to_a_master_that_stays_dead() {
+    const SAGAS: usize = 48;
+    let started = std::time::Instant::now();
+    let mut cluster = private_cluster("stays-dead").await;
+    let target = Target::Cluster(cluster.urls());
+    let prefix = unique("stays-dead");
+    let durable: Arc<dyn SagaStore> = Arc::new(redis_store_on(&prefix, &target).await);
+    let connect_unacked = || async {
+        let nodes = cluster.urls();
+        let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        let config = RedisConfig {
+            key_prefix: prefix.clone(),
+            ..RedisConfig::from(store_config())
+        };
+        Arc::new(
+            RedisStore::connect_cluster(&nodes, config)
+                .await
+                .expect("the private Redis Cluster"),
+        )
+    };
+    let a: Arc<RedisStore> = connect_unacked().await;
+    let b: Arc<RedisStore> = connect_unacked().await;
+    for i in 0..SAGAS {
+        let begun = durable
+            .begin(record(&format!("dead-{i}"), &json!(i)))
+            .await
+            .expect("begin");
+        assert_eq!(begun, Begin::Started);
+    }
+    let watches: Vec<_> = (0..SAGAS)
+        .map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move { b.watch(&format!("dead-{i}")).await })
+        })
+        .collect();
+    eventually("B watches every saga", || {
+        b.watcher_count() == SAGAS && b.subscribed_channel_count() == SAGAS
+    })
+    .await;
+
+    let mut admin = Admin::Cluster(cluster_admin(&cluster.urls()).await);
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(a.record_key("dead-0"))
+        .query_async(&mut admin)
+        .await
+        .expect("CLUSTER KEYSLOT");
+    let victim = cluster.master_of_slot(slot);
+    cluster.kill(victim);
+    let killed_at = std::time::Instant::now();
+    // The writes start at once, while the cluster still names the dead master.
+    let failover = tokio::task::spawn_blocking(move || {
+        cluster.wait_until_ok(&[victim], WAIT);
+        eprintln!(
+            "killed the master on port {victim} (slot {slot}); failed over {:?} later",
+            killed_at.elapsed()
+        );
+        cluster
+    });
+
+    let failures = AtomicU64::new(0);
+    let a_dyn: Arc<dyn SagaStore> = a.clone();
+    for i in 0..SAGAS {
+        let id = format!("dead-{i}");
+        let mut tried = false;
+        let written = through_failover("advance", &failures, || {
+            let retried = std::mem::replace(&mut tried, true);
+            let (a, id) = (a_dyn.clone(), id.clone());
+            async move {
+                let written = advance(&a, &id, 0, OWNER, completed(json!(i))).await;
+                if written != Written::Done && retried {
+                    let record = a.get(&id).await?;
+                    if record.is_some_and(|r| r.seq == 1 && r.status == completed(json!(i))) {
+                        return Ok(Written::Done);
+                    }
+                }
+                Ok(written)
+            }
+        })
+        .await;
+        assert_eq!(written, Written::Done, "dead-{i}");
+    }
+    eprintln!(
+        "every saga completed {:?} after the kill ({} attempts failed and were retried)",
+        killed_at.elapsed(),
+        failures.load(Ordering::Relaxed)
+    );
+    let cluster = failover.await.expect("the failover task");
+    for (i, watch) in watches.into_iter().enumerate() {
+        let outcome = bounded("a watch made before the kill", watch)
+            .await
+            .expect("watch task")
+            .expect("watch");
+        assert_eq!(outcome, Ok(json!(i)), "the watch of dead-{i}");
+    }
+    for i in 0..SAGAS {
+        let record = get(&a_dyn, &format!("dead-{i}")).await;
+        assert_eq!(record.status, completed(json!(i)), "dead-{i}");
+    }
+    let page = b
+        .list(&ListQuery {
+            limit: 100,
+            ..ListQuery::new(StatusKind::Completed)
+        })
+        .await
+        .expect("list after the failover");
+    assert_eq!(page.sagas.len(), SAGAS);
+    assert!(page.next.is_none());
+    a.begin(record_in(
+        "lapsing",
+        "lapsing-0",
+        &json!(0),
+        Custody::held(OWNER, SHORT),
+    ))
+    .await
+    .expect("begin after the failover");
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        b.expired("lapsing", 10).await.expect("expired"),
+        ["lapsing-0"]
     );
     eprintln!("whole test {:?}", started.elapsed());
     drop(cluster);

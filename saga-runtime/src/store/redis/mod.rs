@@ -62,7 +62,7 @@ use ::redis::{
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use self::conn::{Conn, Nudge};
+use self::conn::Conn;
 use self::keys::Keys;
 use self::scripts::LISTED_FIELDS;
 use self::scripts::{Acks, Call, SCRIPTS, band, band_end, reply, status_score};
@@ -137,9 +137,15 @@ pub struct RedisConfig {
     /// replicas hold it; if they do not within [`RedisConfig::replica_ack_timeout`] the write
     /// fails with [`StoreErrorKind::Unavailable`] (it was applied on the master, and may or may
     /// not survive a failover), which the engine retries like any store failure: its retry
-    /// finds the write applied, or applies it again if the failover lost it. Cost: one replica
-    /// round trip more per write. It narrows, but does not close, Redis's window: a
-    /// partitioned master keeps accepting writes until it notices.
+    /// finds the write applied, or applies it again if the failover lost it.
+    ///
+    /// Cost: `WAIT` holds this process's (multiplexed) connection to that master until the
+    /// replicas answer, so every write adds one replica round trip and commands to that master
+    /// queue behind it. A master with fewer than `n` replicas in sync (its replica died, or it
+    /// is a promoted replica whose old master has not rejoined) takes no write: each waits the
+    /// timeout and fails, and the commands behind it wait too. Run `n + 1` replicas per master
+    /// to keep writing through the loss of one node. It narrows, but does not close, Redis's
+    /// window: a partitioned master keeps accepting writes until it notices.
     pub replica_acks: u16,
     /// Bound on each `WAIT` for [`RedisConfig::replica_acks`]. Default 1 s.
     #[serde(with = "humantime_serde")]
@@ -242,12 +248,7 @@ impl Shared {
         operation: impl Future<Output = ::redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
         let timeout = self.config.response_timeout;
-        let result = tokio::time::timeout(timeout, operation).await;
-        if !matches!(result, Ok(Ok(_))) {
-            // In a cluster, a master may have died: have the client re-read the slot map.
-            self.commands.after_failure();
-        }
-        match result {
+        match tokio::time::timeout(timeout, operation).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(self
                 .error(
@@ -556,24 +557,7 @@ impl RedisStore {
                 .get_async_connection()
                 .await
                 .map_err(connect_error)?;
-            let nudge = || {
-                let seeds = infos
-                    .iter()
-                    .filter_map(|info| match info.addr() {
-                        ::redis::ConnectionAddr::Tcp(host, port)
-                        | ::redis::ConnectionAddr::TcpTls { host, port, .. } => {
-                            Some((host.clone(), *port))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                let probe = keys.status_index(0).to_string();
-                Arc::new(Nudge::new(seeds, probe, config.response_timeout))
-            };
-            (
-                Conn::Cluster(commands, nudge()),
-                Conn::Cluster(pubsub, nudge()),
-            )
+            (Conn::Cluster(commands), Conn::Cluster(pubsub))
         } else {
             let info = infos.remove(0);
             let client = match certificates {

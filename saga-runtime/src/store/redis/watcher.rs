@@ -414,8 +414,6 @@ async fn resync_once(
     waiters: &Waiters,
     requests: &mpsc::WeakUnboundedSender<Request>,
 ) -> Result<(), StoreError> {
-    // In a cluster, a master may have died: have the client re-read the slot map.
-    pubsub.after_failure();
     let ping = ::redis::cmd("PING");
     shared
         .bounded(
