@@ -7,7 +7,17 @@
 //! Every test of the store's contract runs on both backends through [`Fixture`]: for Redis, two
 //! store instances (`a` and `b`, two replicas) share one prefix; for memory they are one
 //! instance. Leases are short (a few hundred milliseconds) and the tests sleep past them.
+//!
+//! Redis runs each body three ways: the shared standalone server with the plain key names
+//! (`redis`), the same server with 4 index buckets and hash-tagged names (`redis_buckets`), and
+//! a private 3-master Redis Cluster the test starts on loopback (`redis_cluster_conformance`,
+//! every body in turn on one cluster), where `redis_cluster_loses_nothing_when_a_master_dies`
+//! also kills a master mid-run.
 #![cfg(feature = "redis")]
+
+#[allow(dead_code)]
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,26 +83,99 @@ enum Stores {
     Redis {
         a: Arc<RedisStore>,
         b: Arc<RedisStore>,
-        admin: redis::aio::MultiplexedConnection,
+        admin: Admin,
         prefix: String,
+        /// Keys carry per-bucket hash tags (`{prefix:b}:...`).
+        tagged: bool,
     },
+}
+
+/// Which Redis a fixture uses.
+#[derive(Clone, Debug)]
+enum Target {
+    /// The shared standalone server, with this many index buckets (`None`: the default, 1).
+    Standalone(Option<u16>),
+    /// A Redis Cluster, through these seed nodes.
+    Cluster(Vec<String>),
+}
+
+/// A test's own connection to Redis, for what the store does not expose.
+#[derive(Clone)]
+enum Admin {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Admin {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Admin::Single(conn) => conn.req_packed_command(cmd),
+            Admin::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Admin::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Admin::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Admin::Single(conn) => conn.get_db(),
+            Admin::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 struct Fixture {
     stores: Stores,
 }
 
-async fn redis_store(prefix: &str) -> RedisStore {
+async fn redis_store_on(prefix: &str, target: &Target) -> RedisStore {
     let config = RedisConfig {
         key_prefix: prefix.to_string(),
         ..RedisConfig::from(store_config())
     };
-    match RedisStore::connect(&redis_url(), config).await {
-        Ok(store) => store,
-        Err(error) => panic!(
-            "Redis is unreachable at {} ({error}). Start it with: {START_REDIS}",
-            redis_url()
-        ),
+    match target {
+        Target::Standalone(buckets) => {
+            let config = RedisConfig {
+                index_buckets: *buckets,
+                ..config
+            };
+            match RedisStore::connect(&redis_url(), config).await {
+                Ok(store) => store,
+                Err(error) => panic!(
+                    "Redis is unreachable at {} ({error}). Start it with: {START_REDIS}",
+                    redis_url()
+                ),
+            }
+        }
+        Target::Cluster(nodes) => {
+            let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+            RedisStore::connect_cluster(&nodes, cluster_config(config))
+                .await
+                .unwrap_or_else(|error| panic!("the private Redis Cluster {nodes:?}: {error}"))
+        }
+    }
+}
+
+/// The settings of a store on the private cluster: every write acknowledged by its master's
+/// replica, so a master killed after acknowledging loses nothing.
+fn cluster_config(config: RedisConfig) -> RedisConfig {
+    RedisConfig {
+        replica_acks: 1,
+        connect_timeout: Duration::from_secs(5),
+        ..config
     }
 }
 
@@ -104,25 +187,36 @@ impl Fixture {
     }
 
     async fn redis(name: &str) -> Self {
+        Self::redis_on(name, &Target::Standalone(None)).await
+    }
+
+    async fn redis_on(name: &str, target: &Target) -> Self {
         let prefix = unique(name);
-        let a = Arc::new(redis_store(&prefix).await);
-        let b = Arc::new(redis_store(&prefix).await);
-        let admin = redis::Client::open(redis_url())
-            .expect("valid Redis URL")
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "Redis is unreachable at {} ({e}). Start it with: {START_REDIS}",
-                    redis_url()
-                )
-            });
+        let a = Arc::new(redis_store_on(&prefix, target).await);
+        let b = Arc::new(redis_store_on(&prefix, target).await);
+        let (admin, tagged) = match target {
+            Target::Standalone(buckets) => {
+                let admin = redis::Client::open(redis_url())
+                    .expect("valid Redis URL")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "Redis is unreachable at {} ({e}). Start it with: {START_REDIS}",
+                            redis_url()
+                        )
+                    });
+                (Admin::Single(admin), buckets.is_some_and(|n| n > 1))
+            }
+            Target::Cluster(nodes) => (Admin::Cluster(cluster_admin(nodes).await), true),
+        };
         Self {
             stores: Stores::Redis {
                 a,
                 b,
                 admin,
                 prefix,
+                tagged,
             },
         }
     }
@@ -185,11 +279,19 @@ impl Fixture {
     /// Deletes every key under the test's prefix.
     async fn cleanup(self) {
         if let Stores::Redis {
-            mut admin, prefix, ..
+            mut admin,
+            prefix,
+            tagged,
+            ..
         } = self.stores
         {
+            // Tagged keys start with `{prefix:bucket}`; KEYS goes to every master of a cluster.
+            let pattern = match tagged {
+                true => format!("{{{prefix}:*"),
+                false => format!("{prefix}:*"),
+            };
             let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}:*"))
+                .arg(pattern)
                 .query_async(&mut admin)
                 .await
                 .expect("KEYS");
@@ -346,7 +448,8 @@ async fn get(store: &Arc<dyn SagaStore>, trace_id: &str) -> SagaRecord {
 
 /// Runs one async test body against the memory store and against Redis.
 macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
+    ($($name:ident),* $(,)?) => {
+    $(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn memory() {
@@ -361,8 +464,28 @@ macro_rules! both_backends {
                 super::$name(&fixture).await;
                 fixture.cleanup().await;
             }
+
+            /// The shared server with 4 index buckets: tagged keys, merged reads.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_buckets() {
+                let target = super::Target::Standalone(Some(4));
+                let fixture = super::Fixture::redis_on(stringify!($name), &target).await;
+                super::$name(&fixture).await;
+                fixture.cleanup().await;
+            }
         }
-    )*};
+    )*
+
+        /// Every body in turn on one Redis Cluster (a fixture with its own prefix each).
+        async fn every_body_on(target: &Target) {
+            $(
+                eprintln!("cluster conformance: {}", stringify!($name));
+                let fixture = Fixture::redis_on(stringify!($name), target).await;
+                $name(&fixture).await;
+                fixture.cleanup().await;
+            )*
+        }
+    };
 }
 
 both_backends!(
@@ -386,7 +509,93 @@ both_backends!(
     many_watchers_all_resolve,
     dropped_watch_leaves_no_entry,
     history_keeps_the_latest_entries_in_order,
+    list_pages_through_every_saga_once_in_order,
 );
+
+/// 30 completed sagas (several in one millisecond, so ties order by trace id), 3 running, 2 of
+/// another saga: pages of 7 list every completed one exactly once, oldest first, with the
+/// cursor semantics of one index whatever the number of buckets; a saga filter and an age
+/// filter apply across buckets.
+async fn list_pages_through_every_saga_once_in_order(fx: &Fixture) {
+    let a = fx.a();
+    let mut completed_ids = Vec::new();
+    for i in 0..35 {
+        let id = format!("listed-{i:02}");
+        let saga = if i >= 33 { "other-saga" } else { SAGA };
+        a.begin(record_in(saga, &id, &json!(i), Custody::held(OWNER, LONG)))
+            .await
+            .expect("begin");
+        if (3..33).contains(&i) {
+            let written = a
+                .advance(Advance {
+                    trace_id: &id,
+                    saga: SAGA,
+                    seq: 0,
+                    token: OWNER,
+                    status: completed(json!(i)),
+                    state: None,
+                    custody: Custody::held(OWNER, LONG),
+                    history: &[],
+                    abortable: false,
+                })
+                .await
+                .expect("advance");
+            assert_eq!(written, Written::Done);
+            completed_ids.push(id);
+        }
+        if i % 4 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let mut listed: Vec<SagaRecord> = Vec::new();
+    let mut query = ListQuery {
+        limit: 7,
+        saga: Some(SAGA.to_string()),
+        ..ListQuery::new(StatusKind::Completed)
+    };
+    for _ in 0..20 {
+        let page = fx.b().list(&query).await.expect("list");
+        assert!(page.sagas.len() <= 7, "{} in a page of 7", page.sagas.len());
+        listed.extend(page.sagas);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    let ids: Vec<&str> = listed.iter().map(|r| r.trace_id.as_str()).collect();
+    let mut expected: Vec<&str> = completed_ids.iter().map(String::as_str).collect();
+    expected.sort_unstable_by_key(|id| {
+        let record = listed.iter().find(|r| r.trace_id == *id);
+        (record.map_or(0, |r| r.status_since_ms), *id)
+    });
+    assert_eq!(ids, expected, "every completed saga once, oldest first");
+    assert!(
+        listed.windows(2).all(
+            |w| (w[0].status_since_ms, &w[0].trace_id) < (w[1].status_since_ms, &w[1].trace_id)
+        )
+    );
+    let running = fx
+        .b()
+        .list(&ListQuery::new(StatusKind::Running))
+        .await
+        .expect("list running");
+    let running: Vec<&str> = running.sagas.iter().map(|r| r.trace_id.as_str()).collect();
+    assert_eq!(
+        running,
+        [
+            "listed-00",
+            "listed-01",
+            "listed-02",
+            "listed-33",
+            "listed-34"
+        ]
+    );
+    let old = ListQuery {
+        older_than: Some(Duration::from_secs(3600)),
+        ..ListQuery::new(StatusKind::Completed)
+    };
+    assert!(fx.b().list(&old).await.expect("list").sagas.is_empty());
+}
 
 /// A history entry of a transition of `step`, attempt `attempt`, written by `token`.
 fn transition(token: &str, step: &str, attempt: u32, error: Option<&str>) -> HistoryEntry {
@@ -1340,7 +1549,13 @@ async fn many_watchers_all_resolve(fx: &Fixture) {
         .collect();
     fx.until_b_watches(IDS * PER_ID, IDS).await;
 
-    if let Stores::Redis { b, admin, .. } = &fx.stores {
+    // A standalone Redis: every subscription is on the one server (a cluster spreads them).
+    if let Stores::Redis {
+        b,
+        admin: Admin::Single(admin),
+        ..
+    } = &fx.stores
+    {
         // Every channel has exactly one subscriber, and it is B's single pub/sub connection.
         let mut admin = admin.clone();
         let id = b.watch_connection_id().await.expect("CLIENT ID");
@@ -1402,7 +1617,12 @@ async fn dropped_watch_leaves_no_entry(fx: &Fixture) {
     );
     // Redis: its channel is unsubscribed too.
     fx.until_b_watches(0, 0).await;
-    if let Stores::Redis { b, admin, .. } = &fx.stores {
+    if let Stores::Redis {
+        b,
+        admin: Admin::Single(admin),
+        ..
+    } = &fx.stores
+    {
         let mut admin = admin.clone();
         let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
             .arg("NUMSUB")
@@ -1682,7 +1902,8 @@ async fn redis_bad_url_is_refused() {
 }
 
 /// A Redis that lost its scripts (restarted, failed over to a replica that never ran them,
-/// `SCRIPT FLUSH`) answers `NOSCRIPT`: every operation loads its script and runs it again.
+/// `SCRIPT FLUSH`) answers `NOSCRIPT`: every operation sends its script again (`EVAL`, which
+/// caches it) and runs.
 #[tokio::test]
 async fn redis_operations_reload_flushed_scripts() {
     let fx = Fixture::redis("noscript").await;
@@ -1997,4 +2218,440 @@ async fn delete_prefix(prefix: &str) {
             .await
             .expect("DEL");
     }
+}
+
+/// Starts a private 3-master, 3-replica Redis Cluster off the async runtime.
+async fn private_cluster(name: &'static str) -> servers::RedisCluster {
+    tokio::task::spawn_blocking(move || servers::RedisCluster::start(name))
+        .await
+        .expect("the cluster start task")
+}
+
+/// A test's own connection to a cluster.
+async fn cluster_admin(nodes: &[String]) -> redis::cluster_async::ClusterConnection {
+    redis::cluster::ClusterClient::new(nodes.to_vec())
+        .expect("cluster URLs")
+        .get_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("the private Redis Cluster {nodes:?}: {e}"))
+}
+
+/// Every conformance body of this file against a private Redis Cluster (16 index buckets
+/// spread over 3 masters, writes acknowledged by a replica): the contract holds with each
+/// saga's keys and scripts on its bucket's slot, and with listings and expired leases merged
+/// from every bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_conformance() {
+    let cluster = private_cluster("conformance").await;
+    let target = Target::Cluster(cluster.urls());
+    every_body_on(&target).await;
+    drop(cluster);
+}
+
+/// Retries a store operation through a failover, as the engine does (every 100 ms, bounded
+/// by [`WAIT`]); counts the failures in `failures`.
+async fn through_failover<T, F, Fut>(what: &str, failures: &AtomicU64, mut operation: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sagaflow::store::StoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match operation().await {
+            Ok(value) => return value,
+            Err(error) => {
+                failures.fetch_add(1, Ordering::Relaxed);
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what} still failing after {WAIT:?}: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One saga through a failover: begin on A, watched from B, one step, then completed; every
+/// write retried like the engine retries them (a retry that finds its own write applied counts
+/// as done). Returns what B's watch resolved with.
+async fn run_through_failover(
+    a: Arc<dyn SagaStore>,
+    b: Arc<dyn SagaStore>,
+    i: usize,
+    failures: Arc<AtomicU64>,
+    watch_failures: Arc<AtomicU64>,
+) -> sagaflow::store::Outcome {
+    let id = format!("failover-{i}");
+    let failures = &*failures;
+    let begun = through_failover("begin", failures, || a.begin(record(&id, &json!(i)))).await;
+    assert!(
+        matches!(begun, Begin::Started | Begin::Existing(_)),
+        "{id}: {begun:?}"
+    );
+    let watch = {
+        let (b, id) = (b.clone(), id.clone());
+        tokio::spawn(
+            async move { through_failover("watch", &watch_failures, || b.watch(&id)).await },
+        )
+    };
+    for (seq, status) in [(0, running(1, "create_payment")), (1, completed(json!(i)))] {
+        let next = state(seq + 1);
+        let final_status = status.is_final();
+        let mut tried = false;
+        let written = through_failover("advance", failures, || {
+            let retried = std::mem::replace(&mut tried, true);
+            let (a, id, status, next) = (a.clone(), id.clone(), status.clone(), next.clone());
+            async move {
+                let written = a
+                    .advance(Advance {
+                        trace_id: &id,
+                        saga: SAGA,
+                        seq,
+                        token: OWNER,
+                        status: status.clone(),
+                        state: (!final_status).then_some(next.as_str()),
+                        custody: Custody::held(OWNER, LONG),
+                        history: &[],
+                        abortable: false,
+                    })
+                    .await?;
+                if written != Written::Done && retried {
+                    let applied = a
+                        .get(&id)
+                        .await?
+                        .is_some_and(|r| r.seq == seq + 1 && (!final_status || r.status == status));
+                    if applied {
+                        return Ok(Written::Done);
+                    }
+                }
+                Ok(written)
+            }
+        })
+        .await;
+        assert_eq!(written, Written::Done, "{id} at seq {seq}");
+        // Spread the run over the failover.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bounded("a watch through the failover", watch)
+        .await
+        .expect("watch task")
+}
+
+/// A Redis Cluster of 3 masters and 3 replicas loses nothing when a master is killed mid-run:
+/// 300 sagas (begin on replica A, watched from replica B, one step, completed) run 24 at a
+/// time; after 80 have completed, the master serving the first saga's bucket is SIGKILLed. Its
+/// replica takes over (node timeout 1 s); the operations that failed meanwhile are retried as
+/// the engine retries them. Then every saga is readable and completed with its own output at
+/// sequence 2, every watch resolved with it, a listing pages through exactly the 300, and the
+/// lease index still answers `expired` on the new master. Until the killed node is started
+/// again (after the failover, as a supervisor would) and rejoins as the new master's replica,
+/// that master cannot get its writes acknowledged by a replica (`replica_acks: 1`): they fail
+/// and are retried, and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_loses_nothing_when_a_master_dies() {
+    const SAGAS: usize = 300;
+    const AT_ONCE: usize = 24;
+    const KILL_AFTER: usize = 80;
+    let started = std::time::Instant::now();
+    let mut cluster = private_cluster("failover").await;
+    let target = Target::Cluster(cluster.urls());
+    let prefix = unique("failover");
+    let a: Arc<dyn SagaStore> = Arc::new(redis_store_on(&prefix, &target).await);
+    let b: Arc<dyn SagaStore> = Arc::new(redis_store_on(&prefix, &target).await);
+    let mut admin = Admin::Cluster(cluster_admin(&cluster.urls()).await);
+    let first_key = redis_store_on(&prefix, &target)
+        .await
+        .record_key("failover-0");
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(&first_key)
+        .query_async(&mut admin)
+        .await
+        .expect("CLUSTER KEYSLOT");
+    let victim = cluster.master_of_slot(slot);
+    eprintln!(
+        "cluster up in {:?}; will kill the master on port {victim} (slot {slot})",
+        started.elapsed()
+    );
+
+    let failures = Arc::new(AtomicU64::new(0));
+    let watch_failures = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..AT_ONCE)
+        .map(|_| {
+            let (a, b, failures, watch_failures, done, next) = (
+                a.clone(),
+                b.clone(),
+                failures.clone(),
+                watch_failures.clone(),
+                done.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= SAGAS {
+                        return outcomes;
+                    }
+                    let outcome = run_through_failover(
+                        a.clone(),
+                        b.clone(),
+                        i,
+                        failures.clone(),
+                        watch_failures.clone(),
+                    )
+                    .await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    outcomes.push((i, outcome));
+                }
+            })
+        })
+        .collect();
+    eventually("sagas completed before the kill", || {
+        done.load(Ordering::Relaxed) >= KILL_AFTER as u64
+    })
+    .await;
+    let killed_at = std::time::Instant::now();
+    cluster.kill(victim);
+    eprintln!(
+        "killed the master on port {victim} with {} of {SAGAS} sagas completed",
+        done.load(Ordering::Relaxed)
+    );
+    // Once its replica took over, the killed node is started again (as a supervisor would)
+    // and rejoins as the new master's replica: until then that master has no replica to
+    // acknowledge writes (`replica_acks: 1`), so its writes fail and are retried.
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.wait_until_ok(&[victim], WAIT);
+        eprintln!("failed over {:?} after the kill", killed_at.elapsed());
+        cluster.restart(victim);
+        cluster.wait_until_ok(&[], WAIT);
+        eprintln!(
+            "the killed node rejoined {:?} after the kill",
+            killed_at.elapsed()
+        );
+        cluster
+    })
+    .await
+    .expect("the failover task");
+    let mut outcomes = Vec::new();
+    for worker in workers {
+        outcomes.extend(
+            tokio::time::timeout(WAIT * 3, worker)
+                .await
+                .expect("workers")
+                .expect("worker"),
+        );
+    }
+    eprintln!(
+        "all {SAGAS} sagas done {:?} after the kill; {} writes and {} watches failed and were retried",
+        killed_at.elapsed(),
+        failures.load(Ordering::Relaxed),
+        watch_failures.load(Ordering::Relaxed)
+    );
+    let now_masters = cluster.master_ports();
+    assert!(
+        !now_masters.contains(&victim) && now_masters.len() == 3,
+        "a replica took over from the killed master: masters now {now_masters:?}"
+    );
+    // The promoted replica never ran the scripts (the script cache is not replicated): the
+    // writes sent there answered NOSCRIPT and were sent again as EVAL, WAIT included.
+    let promoted = cluster.master_of_slot(slot);
+    let stats = servers::RedisCluster::cli(promoted, &["info", "commandstats"]);
+    assert!(
+        stats.contains("cmdstat_eval:"),
+        "the promoted master on port {promoted} ran EVAL: {stats}"
+    );
+
+    // Every saga: completed with its own output, at sequence 2, and its watch saw it.
+    assert_eq!(outcomes.len(), SAGAS);
+    for (i, outcome) in &outcomes {
+        assert_eq!(outcome, &Ok(json!(i)), "the watch of failover-{i}");
+    }
+    for i in 0..SAGAS {
+        let record = get(&a, &format!("failover-{i}")).await;
+        assert_eq!(record.status, completed(json!(i)), "failover-{i}");
+        assert_eq!(record.seq, 2, "failover-{i}");
+    }
+
+    // Listings merge every bucket, the failed-over ones included.
+    let mut listed = std::collections::HashSet::new();
+    let mut query = ListQuery {
+        limit: 64,
+        ..ListQuery::new(StatusKind::Completed)
+    };
+    loop {
+        let page = b.list(&query).await.expect("list after the failover");
+        for saga in page.sagas {
+            assert!(
+                listed.insert(saga.trace_id.clone()),
+                "{} listed twice",
+                saga.trace_id
+            );
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed.len(), SAGAS, "every saga listed once");
+
+    // The lease indexes still work, on the new master too.
+    for i in 0..8 {
+        a.begin(record_in(
+            "lapsing",
+            &format!("lapsing-{i}"),
+            &json!(i),
+            Custody::held(OWNER, SHORT),
+        ))
+        .await
+        .expect("begin after the failover");
+    }
+    tokio::time::sleep(PAST_SHORT).await;
+    let mut expired = b
+        .expired("lapsing", 100)
+        .await
+        .expect("expired after the failover");
+    expired.sort();
+    assert_eq!(
+        expired,
+        (0..8).map(|i| format!("lapsing-{i}")).collect::<Vec<_>>()
+    );
+    eprintln!("whole test {:?}", started.elapsed());
+    drop(cluster);
+}
+
+/// A master killed for good (its node never comes back at that address, as when a managed
+/// service replaces it): stores connected before the kill follow the failover to the promoted
+/// replica instead of retrying the dead address forever. 48 sagas are begun durably
+/// (`replica_acks: 1`) and watched from replica B; the master of the first saga's bucket is
+/// SIGKILLed and stays dead; at once (while the cluster still names the dead master), each saga
+/// is completed through a store that does not wait for replicas (the promoted master has none
+/// left), retried like the engine retries, until its replica has taken over. Every saga then reads completed, every watch made before the kill resolves
+/// with its outcome, and listings and expired leases work across the buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_follows_a_failover_to_a_master_that_stays_dead() {
+    const SAGAS: usize = 48;
+    let started = std::time::Instant::now();
+    let mut cluster = private_cluster("stays-dead").await;
+    let target = Target::Cluster(cluster.urls());
+    let prefix = unique("stays-dead");
+    let durable: Arc<dyn SagaStore> = Arc::new(redis_store_on(&prefix, &target).await);
+    let connect_unacked = || async {
+        let nodes = cluster.urls();
+        let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        let config = RedisConfig {
+            key_prefix: prefix.clone(),
+            ..RedisConfig::from(store_config())
+        };
+        Arc::new(
+            RedisStore::connect_cluster(&nodes, config)
+                .await
+                .expect("the private Redis Cluster"),
+        )
+    };
+    let a: Arc<RedisStore> = connect_unacked().await;
+    let b: Arc<RedisStore> = connect_unacked().await;
+    for i in 0..SAGAS {
+        let begun = durable
+            .begin(record(&format!("dead-{i}"), &json!(i)))
+            .await
+            .expect("begin");
+        assert_eq!(begun, Begin::Started);
+    }
+    let watches: Vec<_> = (0..SAGAS)
+        .map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move { b.watch(&format!("dead-{i}")).await })
+        })
+        .collect();
+    eventually("B watches every saga", || {
+        b.watcher_count() == SAGAS && b.subscribed_channel_count() == SAGAS
+    })
+    .await;
+
+    let mut admin = Admin::Cluster(cluster_admin(&cluster.urls()).await);
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(a.record_key("dead-0"))
+        .query_async(&mut admin)
+        .await
+        .expect("CLUSTER KEYSLOT");
+    let victim = cluster.master_of_slot(slot);
+    cluster.kill(victim);
+    let killed_at = std::time::Instant::now();
+    // The writes start at once, while the cluster still names the dead master.
+    let failover = tokio::task::spawn_blocking(move || {
+        cluster.wait_until_ok(&[victim], WAIT);
+        eprintln!(
+            "killed the master on port {victim} (slot {slot}); failed over {:?} later",
+            killed_at.elapsed()
+        );
+        cluster
+    });
+
+    let failures = AtomicU64::new(0);
+    let a_dyn: Arc<dyn SagaStore> = a.clone();
+    for i in 0..SAGAS {
+        let id = format!("dead-{i}");
+        let mut tried = false;
+        let written = through_failover("advance", &failures, || {
+            let retried = std::mem::replace(&mut tried, true);
+            let (a, id) = (a_dyn.clone(), id.clone());
+            async move {
+                let written = advance(&a, &id, 0, OWNER, completed(json!(i))).await;
+                if written != Written::Done && retried {
+                    let record = a.get(&id).await?;
+                    if record.is_some_and(|r| r.seq == 1 && r.status == completed(json!(i))) {
+                        return Ok(Written::Done);
+                    }
+                }
+                Ok(written)
+            }
+        })
+        .await;
+        assert_eq!(written, Written::Done, "dead-{i}");
+    }
+    eprintln!(
+        "every saga completed {:?} after the kill ({} attempts failed and were retried)",
+        killed_at.elapsed(),
+        failures.load(Ordering::Relaxed)
+    );
+    let cluster = failover.await.expect("the failover task");
+    for (i, watch) in watches.into_iter().enumerate() {
+        let outcome = bounded("a watch made before the kill", watch)
+            .await
+            .expect("watch task")
+            .expect("watch");
+        assert_eq!(outcome, Ok(json!(i)), "the watch of dead-{i}");
+    }
+    for i in 0..SAGAS {
+        let record = get(&a_dyn, &format!("dead-{i}")).await;
+        assert_eq!(record.status, completed(json!(i)), "dead-{i}");
+    }
+    let page = b
+        .list(&ListQuery {
+            limit: 100,
+            ..ListQuery::new(StatusKind::Completed)
+        })
+        .await
+        .expect("list after the failover");
+    assert_eq!(page.sagas.len(), SAGAS);
+    assert!(page.next.is_none());
+    a.begin(record_in(
+        "lapsing",
+        "lapsing-0",
+        &json!(0),
+        Custody::held(OWNER, SHORT),
+    ))
+    .await
+    .expect("begin after the failover");
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        b.expired("lapsing", 10).await.expect("expired"),
+        ["lapsing-0"]
+    );
+    eprintln!("whole test {:?}", started.elapsed());
+    drop(cluster);
 }

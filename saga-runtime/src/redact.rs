@@ -133,6 +133,7 @@ impl Scrubbed {
     }
 
     /// `cause`'s chain, scrubbed of `secrets`, as a cause.
+    #[cfg_attr(not(any(feature = "rabbitmq", feature = "nats")), allow(dead_code))]
     pub(crate) fn cause(cause: &Cause, secrets: &[String]) -> Cause {
         std::sync::Arc::new(Self::of(&**cause, secrets))
     }

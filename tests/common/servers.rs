@@ -92,6 +92,37 @@ impl Private {
         server
     }
 
+    /// A private Redis server (no persistence) in cluster mode (`nodes.conf` in its directory,
+    /// a node timeout of 1 s, a free bus port), not part of any cluster yet: see
+    /// [`RedisCluster`].
+    pub fn redis_cluster_node(name: &str) -> Self {
+        let mut server = Self::prepare("redis-server", name, INSTALL_REDIS, |port, dir| {
+            let mut args = redis_args(dir, ["--port".to_string(), port.to_string()]);
+            args.extend(
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    // Its own bus port: port + 10000 (the default) may be out of range.
+                    "--cluster-port",
+                ]
+                .map(str::to_string),
+            );
+            args.push(free_port().to_string());
+            args
+        });
+        server.start();
+        server
+    }
+
+    /// The pid of the running process, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// A private Redis server (no persistence) listening only with TLS on its port, with
     /// the `extra` arguments (certificates, ACL users).
     pub fn redis_tls(name: &str, extra: &[String]) -> Self {
@@ -251,4 +282,159 @@ fn redis_args(dir: &Path, listen: impl IntoIterator<Item = String>) -> Vec<Strin
     );
     args.push(dir.to_string_lossy().into_owned());
     args
+}
+
+/// A private Redis Cluster of 3 masters and 3 replicas on loopback (`redis-server` and
+/// `redis-cli --cluster create`), every node its own [`Private`] process: dropping it kills
+/// them all, by pid, and removes their directories.
+pub struct RedisCluster {
+    pub nodes: Vec<Private>,
+}
+
+impl RedisCluster {
+    /// Starts 6 nodes, joins them (`--cluster-replicas 1`) and waits until every node says
+    /// `cluster_state:ok` and every replica is in sync with its master.
+    pub fn start(name: &str) -> Self {
+        let nodes: Vec<Private> = (0..6)
+            .map(|i| Private::redis_cluster_node(&format!("{name}-{i}")))
+            .collect();
+        let cluster = Self { nodes };
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let output = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}); install it: {INSTALL_REDIS}"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        cluster.wait_until_ok(&[], Duration::from_secs(30));
+        cluster
+    }
+
+    /// The node URLs (`redis://127.0.0.1:port`).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect()
+    }
+
+    /// `redis-cli -p port args...`, its output (empty when the node does not answer).
+    pub fn cli(port: u16, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The ports of the nodes that are masters now, as the first live node sees it.
+    pub fn master_ports(&self) -> Vec<u16> {
+        let Some(live) = self.nodes.iter().find(|node| node.pid().is_some()) else {
+            return Vec::new();
+        };
+        Self::cli(live.port, &["cluster", "nodes"])
+            .lines()
+            .filter(|line| {
+                let flags = line.split_whitespace().nth(2).unwrap_or("");
+                flags.split(',').any(|f| f == "master") && !flags.contains("fail")
+            })
+            .filter_map(|line| {
+                let addr = line.split_whitespace().nth(1)?;
+                addr.split(['@', ':']).nth(1)?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// The port of the master serving `slot` now, as the first live node sees it.
+    pub fn master_of_slot(&self, slot: u16) -> u16 {
+        let live = self
+            .nodes
+            .iter()
+            .find(|node| node.pid().is_some())
+            .expect("a live node");
+        let nodes = Self::cli(live.port, &["cluster", "nodes"]);
+        nodes
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if !fields.get(2)?.contains("master") {
+                    return None;
+                }
+                let serves = fields.iter().skip(8).any(|range| {
+                    let mut bounds = range.split('-').map(|n| n.parse::<u16>());
+                    match (bounds.next(), bounds.next()) {
+                        (Some(Ok(lo)), Some(Ok(hi))) => (lo..=hi).contains(&slot),
+                        (Some(Ok(one)), None) => one == slot,
+                        _ => false,
+                    }
+                });
+                let port = fields.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+                serves.then_some(port)
+            })
+            .unwrap_or_else(|| panic!("no master serves slot {slot}: {nodes}"))
+    }
+
+    /// SIGKILLs the node on `port` (by its pid, through its handle).
+    pub fn kill(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|node| node.port == port)
+            .expect("a node of this cluster");
+        node.kill();
+    }
+
+    /// Starts the killed node on `port` again, on its directory: it rejoins the cluster (as a
+    /// replica of the master that took over its slots).
+    pub fn restart(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port == port)
+            .expect("a node of this cluster")
+            .start();
+    }
+
+    /// Waits until every live node but those on `dead` says `cluster_state:ok` and knows 3
+    /// masters serving all slots, and every live replica's link to its master is up.
+    pub fn wait_until_ok(&self, dead: &[u16], bound: Duration) {
+        let deadline = Instant::now() + bound;
+        loop {
+            let live: Vec<u16> = self
+                .nodes
+                .iter()
+                .filter(|node| node.pid().is_some() && !dead.contains(&node.port))
+                .map(|node| node.port)
+                .collect();
+            let ok = live.iter().all(|port| {
+                let info = Self::cli(*port, &["cluster", "info"]);
+                let replication = Self::cli(*port, &["info", "replication"]);
+                info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_ok:16384")
+                    && (replication.contains("role:master")
+                        || replication.contains("master_link_status:up"))
+            }) && self.master_ports().len() == 3;
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the private Redis Cluster was not ok within {bound:?}: {}",
+                live.first()
+                    .map(|port| Self::cli(*port, &["cluster", "nodes"]))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

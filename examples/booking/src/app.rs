@@ -162,6 +162,14 @@ pub struct Options {
         env = "BOOKING_REDIS_URL"
     )]
     pub redis_url: String,
+    /// `--redis-url` is a node of a Redis Cluster (keys hash-tagged per index bucket).
+    #[arg(long, env = "BOOKING_REDIS_CLUSTER")]
+    #[serde(default)]
+    pub redis_cluster: bool,
+    /// Replicas that must acknowledge every store write (`WAIT`); 0: the master alone.
+    #[arg(long, default_value_t = 0, env = "BOOKING_REDIS_REPLICA_ACKS")]
+    #[serde(default)]
+    pub redis_replica_acks: u16,
     /// Prefix of every topic (and Redis key).
     #[arg(long, default_value = "sagaflow", env = "BOOKING_TOPIC_PREFIX")]
     pub topic_prefix: String,
@@ -699,6 +707,8 @@ async fn store(options: &Options) -> Result<Arc<dyn SagaStore>, Box<dyn Error>> 
         StoreKind::Redis => {
             let config = sagaflow::store::RedisConfig {
                 key_prefix: options.topic_prefix.clone(),
+                cluster: options.redis_cluster,
+                replica_acks: options.redis_replica_acks,
                 ..sagaflow::store::RedisConfig::default()
             };
             Arc::new(RedisStore::connect(&options.redis_url, config).await?)

@@ -641,5 +641,19 @@ mod config_tests {
             config.response_timeout,
             RedisConfig::default().response_timeout
         );
+        assert!(
+            !config.cluster && !config.tagged(),
+            "standalone, plain names by default"
+        );
+        let cluster: RedisConfig = serde_json::from_str(
+            r#"{ "cluster": true, "index_buckets": 8, "replica_acks": 1, "replica_ack_timeout": "250ms" }"#,
+        )
+        .expect("cluster settings");
+        assert_eq!((cluster.buckets(), cluster.tagged()), (8, true));
+        assert_eq!(cluster.replica_acks, 1);
+        assert_eq!(cluster.replica_ack_timeout, Duration::from_millis(250));
+        let default_cluster: RedisConfig =
+            serde_json::from_str(r#"{ "cluster": true }"#).expect("cluster settings");
+        assert_eq!(default_cluster.buckets(), 16);
     }
 }

@@ -287,12 +287,15 @@ impl PartialEq for TransportError {
 
 /// Why a transport operation failed, inside the transports: what it was doing and, when a
 /// client library reported it, that error (which becomes the [`TransportError`]'s source).
+// Only the broker transports build one.
+#[cfg_attr(not(any(feature = "rabbitmq", feature = "nats")), allow(dead_code))]
 #[derive(Clone, Debug)]
 pub(crate) struct Reason {
     text: String,
     cause: Option<Cause>,
 }
 
+#[cfg_attr(not(any(feature = "rabbitmq", feature = "nats")), allow(dead_code))]
 impl Reason {
     /// `text`, caused by the client library's `error`.
     pub(crate) fn caused_by(

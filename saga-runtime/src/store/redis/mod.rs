@@ -2,6 +2,11 @@
 //! a watcher that lets any replica await a saga's end.
 //!
 //! # Layout in Redis
+//! Names below are those of a standalone Redis with one index bucket (the default). In a
+//! Redis Cluster (or with [`RedisConfig::index_buckets`] above 1) each `{prefix}` reads
+//! `{prefix:bucket}`, a hash tag per bucket, a saga's bucket being a stable hash of its trace
+//! id: every key one script touches shares its saga's bucket, hence one slot (see the `keys`
+//! module).
 //! - `{prefix}:saga:{trace_id}`: a hash holding the [`SagaRecord`]: `saga`, `fp`
 //!   (fingerprint), `mode`, `status` (JSON), `state` (the envelope to resume from, JSON),
 //!   `seq`, `owner`, `until` (lease end, ms on the Redis clock), `queued`, `attempts`,
@@ -12,7 +17,7 @@
 //!   It carries the running safety TTL
 //!   ([`StoreConfig::running_ttl`]); a final status sets the finished TTL
 //!   ([`StoreConfig::finished_ttl`]).
-//! - `{prefix}:leases`: a sorted set of the running trace ids scored by lease end, which the
+//! - `{prefix}:leases:{saga}`: a sorted set of the running trace ids scored by lease end, which the
 //!   recovery sweeper reads (`ZRANGEBYSCORE`), so finding expired sagas never scans keys.
 //! - `{prefix}:done:{trace_id}`: the pub/sub channel on which the final status is published,
 //!   by the same script that makes the record final.
@@ -25,18 +30,20 @@
 //!
 //! Every operation is one Lua script (one round trip) that reads, fences (sequence number,
 //! owner token, lease), writes the hash and the lease index, and publishes. Lease times use
-//! the Redis server's clock (`TIME`), so replicas' clocks need not agree. The keys of one saga
-//! and the lease index are separate keys: a Redis Cluster deployment needs them in one slot
-//! (a `{...}` hash tag in the prefix).
+//! the Redis server's clock (`TIME`), so replicas' clocks need not agree. [`SagaStore::expired`]
+//! and [`SagaStore::list`] read every bucket and merge what they read.
 //!
 //! # Connections and failures
-//! Commands go through a redis-rs [`ConnectionManager`] (multiplexed, reconnects on its own);
-//! the watcher has one more, RESP3 with automatic resubscription, shared by every waiting
-//! request of the instance (see the `watcher` module docs). [`RedisStore::connect`] fails
+//! Commands go through a redis-rs connection manager (multiplexed, reconnects on its own) or,
+//! in a cluster, a redis-rs cluster connection (see the `conn` module); the watcher has one
+//! more, RESP3 with automatic resubscription, shared by every waiting request of the instance
+//! (see the `watcher` module docs). [`RedisStore::connect`] fails
 //! within [`RedisConfig::connect_timeout`] when Redis is unreachable; every operation fails
 //! within [`RedisConfig::response_timeout`] (or twice that for a watch's subscription) when
 //! Redis goes away, with an error naming the address. Nothing hangs.
 
+mod conn;
+mod keys;
 mod scripts;
 mod watcher;
 
@@ -46,13 +53,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncConnectionConfig, Client, ConnectionInfo, IntoConnectionInfo, ProtocolVersion};
+use ::redis::aio::ConnectionManagerConfig;
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::{
+    AsyncConnectionConfig, Client, ConnectionInfo, FromRedisValue, IntoConnectionInfo,
+    ProtocolVersion,
+};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use self::conn::Conn;
+use self::keys::Keys;
 use self::scripts::LISTED_FIELDS;
-use self::scripts::{SCRIPTS, band, band_end, reply, status_score};
+use self::scripts::{Acks, Call, SCRIPTS, band, band_end, reply, status_score};
 use self::watcher::Watcher;
 use super::{
     Advance, Begin, Claim, Claimed, HistoryEntry, HistoryEvent, Hold, ListCursor, ListQuery, Mode,
@@ -97,6 +110,46 @@ pub struct RedisConfig {
     /// Mozilla roots, the client certificate is presented for mutual TLS. With any file set
     /// the URL must be `rediss://`. Default: none.
     pub tls: ClientTls,
+    /// Talk to a **Redis Cluster**: [`RedisStore::connect`]'s URL is one seed node (a managed
+    /// service's configuration endpoint will do; [`RedisStore::connect_cluster`] takes several),
+    /// the cluster's slot map is discovered from it, each command goes to the master of its
+    /// keys' slot, and keys carry per-bucket hash tags (see [`RedisConfig::index_buckets`]).
+    /// Default `false` (a standalone Redis).
+    pub cluster: bool,
+    /// How many buckets the saga keys and indexes are spread over; `None` (the default): 1 on
+    /// a standalone Redis, 16 in cluster mode.
+    ///
+    /// A saga's record, the lease index of its saga name and the status index it is listed in
+    /// belong to one bucket (a stable hash of its trace id), whose keys share one hash tag
+    /// `{prefix:bucket}`, so each store operation stays one atomic script on one slot while the
+    /// buckets spread the load over the cluster's masters. [`SagaStore::expired`] and
+    /// [`SagaStore::list`] read every bucket (one script each) and merge them. More than one
+    /// bucket (or cluster mode) switches to the tagged key names (`{sagaflow:3}:saga:{id}`);
+    /// one bucket on a standalone Redis keeps the plain names (`sagaflow:saga:{id}`). The
+    /// number is fixed for the life of a deployment, like the prefix: changing it moves every
+    /// saga to other keys.
+    pub index_buckets: Option<u16>,
+    /// How many replicas must acknowledge every write before it is reported done (`WAIT` in the
+    /// same pipeline as the write's script, on the same connection to the same master). 0 (the
+    /// default): writes are acknowledged by the master alone, and the replication to its
+    /// replicas is asynchronous, so a master that dies may take its last writes with it (see
+    /// the README, "Redis Cluster"). With `n > 0` a write is only reported done once `n`
+    /// replicas hold it; if they do not within [`RedisConfig::replica_ack_timeout`] the write
+    /// fails with [`StoreErrorKind::Unavailable`] (it was applied on the master, and may or may
+    /// not survive a failover), which the engine retries like any store failure: its retry
+    /// finds the write applied, or applies it again if the failover lost it.
+    ///
+    /// Cost: `WAIT` holds this process's (multiplexed) connection to that master until the
+    /// replicas answer, so every write adds one replica round trip and commands to that master
+    /// queue behind it. A master with fewer than `n` replicas in sync (its replica died, or it
+    /// is a promoted replica whose old master has not rejoined) takes no write: each waits the
+    /// timeout and fails, and the commands behind it wait too. Run `n + 1` replicas per master
+    /// to keep writing through the loss of one node. It narrows, but does not close, Redis's
+    /// window: a partitioned master keeps accepting writes until it notices.
+    pub replica_acks: u16,
+    /// Bound on each `WAIT` for [`RedisConfig::replica_acks`]. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub replica_ack_timeout: Duration,
 }
 
 impl Default for RedisConfig {
@@ -113,45 +166,50 @@ impl From<StoreConfig> for RedisConfig {
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(5),
             tls: ClientTls::default(),
+            cluster: false,
+            index_buckets: None,
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_secs(1),
         }
     }
 }
 
-/// Key and channel names under the configured prefix.
-#[derive(Debug)]
-struct Keys {
-    record_prefix: String,
-    channel_prefix: String,
-    leases_prefix: String,
-    /// The status index: every saga, scored by status family and since when.
-    status_index: String,
-}
-
-impl Keys {
-    fn new(prefix: &str) -> Self {
-        Self {
-            record_prefix: format!("{prefix}:saga:"),
-            channel_prefix: format!("{prefix}:done:"),
-            leases_prefix: format!("{prefix}:leases:"),
-            status_index: format!("{prefix}:status"),
+impl RedisConfig {
+    /// The number of index buckets in effect ([`RedisConfig::index_buckets`]).
+    pub fn buckets(&self) -> u16 {
+        match self.index_buckets {
+            Some(n) => n.max(1),
+            None if self.cluster => 16,
+            None => 1,
         }
     }
 
-    fn record(&self, trace_id: &str) -> String {
-        format!("{}{trace_id}", self.record_prefix)
+    /// True when the keys carry per-bucket hash tags: cluster mode or more than one bucket.
+    pub fn tagged(&self) -> bool {
+        self.cluster || self.buckets() > 1
     }
 
-    /// The lease index of the running sagas named `saga`.
-    fn leases(&self, saga: &str) -> String {
-        format!("{}{saga}", self.leases_prefix)
+    /// The key names of this configuration, or why the prefix cannot be tagged.
+    fn keys(&self) -> Result<Keys, StoreError> {
+        if self.tagged() && self.key_prefix.contains(['{', '}']) {
+            return Err(StoreError::new(
+                BACKEND,
+                StoreErrorKind::InvalidConfig,
+                format!(
+                    "key prefix `{}` holds a brace: in cluster mode (or with index buckets) the store tags every key with `{{prefix:bucket}}` itself; drop the braces from the prefix",
+                    self.key_prefix
+                ),
+            ));
+        }
+        Ok(Keys::new(&self.key_prefix, self.buckets(), self.tagged()))
     }
 
-    fn channel(&self, trace_id: &str) -> String {
-        format!("{}{trace_id}", self.channel_prefix)
-    }
-
-    fn trace_id_of_channel<'c>(&self, channel: &'c str) -> Option<&'c str> {
-        channel.strip_prefix(self.channel_prefix.as_str())
+    /// The replica acknowledgements every write waits for, if any.
+    fn acks(&self) -> Option<Acks> {
+        (self.replica_acks > 0).then(|| Acks {
+            replicas: self.replica_acks,
+            timeout_ms: millis(self.replica_ack_timeout).max(1),
+        })
     }
 }
 
@@ -159,9 +217,12 @@ impl Keys {
 struct Shared {
     config: RedisConfig,
     keys: Arc<Keys>,
-    /// `host:port` (never the password), for error messages.
+    /// `host:port` (never the password), for error messages; the seed nodes of a cluster,
+    /// comma-separated.
     addr: String,
-    commands: ConnectionManager,
+    commands: Conn,
+    /// The replica acknowledgements every write waits for ([`RedisConfig::replica_acks`]).
+    acks: Option<Acks>,
 }
 
 impl fmt::Debug for Shared {
@@ -202,6 +263,34 @@ impl Shared {
                 ),
             )),
         }
+    }
+
+    /// Runs the write script `call` within the response timeout, and with
+    /// [`RedisConfig::replica_acks`] waits for that many replicas to hold it; fewer within
+    /// [`RedisConfig::replica_ack_timeout`] is an [`StoreErrorKind::Unavailable`] error (the
+    /// write was applied on the master: a retry finds it, or redoes it if a failover lost it).
+    async fn write<T: FromRedisValue>(
+        &self,
+        what: &str,
+        trace_id: &str,
+        call: &Call<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.commands.clone();
+        let (reply, acked) = self
+            .bounded(what, trace_id, call.invoke_acked(&mut conn, self.acks))
+            .await?;
+        if let (Some(acks), Some(acked)) = (self.acks, acked)
+            && acked < i64::from(acks.replicas)
+        {
+            return Err(self.error(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "{what} [trace id {trace_id}] was applied by its master but acknowledged by {acked} of the {} replicas required within {} ms (replica_acks); it is lost if that master fails before replicating it. Retry it: the retry finds it applied, or applies it again",
+                    acks.replicas, acks.timeout_ms
+                ),
+            ));
+        }
+        Ok(reply)
     }
 
     /// A record from the fields of its hash (HGETALL), or an error naming the key.
@@ -321,7 +410,8 @@ impl fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`, or
-    /// `rediss://...` over TLS; the user is an ACL user).
+    /// `rediss://...` over TLS; the user is an ACL user). With [`RedisConfig::cluster`], `url`
+    /// is one node of a Redis Cluster (see [`RedisStore::connect_cluster`]).
     ///
     /// Fails within `config.connect_timeout` with a [`StoreError`] naming the address when the
     /// URL is invalid, Redis is unreachable or refuses the credentials, or, for `rediss://`,
@@ -331,29 +421,71 @@ impl RedisStore {
     /// `config` is a [`RedisConfig`] or a [`StoreConfig`] (then the Redis settings take their
     /// defaults).
     pub async fn connect(url: &str, config: impl Into<RedisConfig>) -> Result<Self, StoreError> {
-        let config = config.into();
-        let secrets = secrets_of(url);
+        Self::connect_nodes(&[url], config.into()).await
+    }
+
+    /// Connects to a Redis Cluster through the seed nodes `nodes` (URLs as for
+    /// [`RedisStore::connect`], all with the same scheme and credentials; one reachable node is
+    /// enough, the others are discovered from it). Sets [`RedisConfig::cluster`].
+    ///
+    /// Every operation then goes to the master serving its saga's bucket (see
+    /// [`RedisConfig::index_buckets`]); after a failover the client follows the new slot map
+    /// on its own, and the watcher re-subscribes and re-reads what it waits for. Fails like
+    /// [`RedisStore::connect`], and also when the servers are not a cluster, or when the key
+    /// prefix holds a brace ([`StoreErrorKind::InvalidConfig`]).
+    pub async fn connect_cluster(
+        nodes: &[&str],
+        config: impl Into<RedisConfig>,
+    ) -> Result<Self, StoreError> {
+        let config = RedisConfig {
+            cluster: true,
+            ..config.into()
+        };
+        Self::connect_nodes(nodes, config).await
+    }
+
+    async fn connect_nodes(urls: &[&str], config: RedisConfig) -> Result<Self, StoreError> {
+        let secrets: Vec<String> = urls.iter().flat_map(|url| secrets_of(url)).collect();
         let invalid = |what: String, error: &(dyn std::error::Error + 'static)| {
             StoreError::new(BACKEND, StoreErrorKind::InvalidConfig, what)
                 .caused_by(Scrubbed::of(error, &secrets))
         };
-        let info = url
-            .into_connection_info()
-            .map_err(|error| invalid(format!("invalid Redis URL `{}`", redact_url(url)), &error))?;
-        let tls_error = |error: crate::tls::TlsError| {
-            invalid(
-                format!("invalid TLS settings for Redis at `{}`", redact_url(url)),
-                &error,
-            )
-        };
-        let tls = match wants_tls(url, &config.tls, "rediss").map_err(tls_error)? {
-            true => Some(config.tls.load().map_err(tls_error)?),
-            false => None,
-        };
-        let addr = info.addr().to_string();
+        if urls.is_empty() || (urls.len() > 1 && !config.cluster) {
+            return Err(StoreError::new(
+                BACKEND,
+                StoreErrorKind::InvalidConfig,
+                format!(
+                    "{} Redis URLs given: a standalone Redis takes one, a cluster at least one seed node",
+                    urls.len()
+                ),
+            ));
+        }
+        let keys = config.keys()?;
+        let mut infos = Vec::with_capacity(urls.len());
+        let mut tls = None;
+        for url in urls {
+            let info = url.into_connection_info().map_err(|error| {
+                invalid(format!("invalid Redis URL `{}`", redact_url(url)), &error)
+            })?;
+            let tls_error = |error: crate::tls::TlsError| {
+                invalid(
+                    format!("invalid TLS settings for Redis at `{}`", redact_url(url)),
+                    &error,
+                )
+            };
+            if wants_tls(url, &config.tls, "rediss").map_err(tls_error)? && tls.is_none() {
+                tls = Some(config.tls.load().map_err(tls_error)?);
+            }
+            infos.push(info);
+        }
+        let addr = infos
+            .iter()
+            .map(|info| info.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let bound = config.connect_timeout;
         let over = over_tls(tls.is_some());
-        let open = Self::open(info, tls, config, addr.clone(), &secrets);
+        let open = Self::open(infos, tls, config, keys, addr.clone(), &secrets);
         match tokio::time::timeout(bound, open).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::new(
@@ -369,9 +501,10 @@ impl RedisStore {
     /// Opens the connections; an error's cause is scrubbed of `secrets` (a server may echo a
     /// user name back).
     async fn open(
-        info: ConnectionInfo,
+        mut infos: Vec<ConnectionInfo>,
         tls: Option<crate::tls::files::ClientPem>,
         config: RedisConfig,
+        keys: Keys,
         addr: String,
         secrets: &[String],
     ) -> Result<Self, StoreError> {
@@ -384,59 +517,93 @@ impl RedisStore {
             )
             .caused_by(Scrubbed::of(&error, secrets))
         };
-        let client = match tls {
-            // `rediss://` with no file set: the bundled roots, no client certificate.
-            Some(pem) if pem.ca.is_some() || pem.identity.is_some() => {
-                let certificates = ::redis::TlsCertificates {
-                    client_tls: pem.identity.map(|(client_cert, client_key)| {
-                        ::redis::ClientTlsConfig {
-                            client_cert,
-                            client_key,
-                        }
-                    }),
-                    root_cert: pem.ca,
-                };
-                Client::build_with_tls(info, certificates).map_err(connect_error)?
-            }
-            _ => Client::open(info).map_err(connect_error)?,
-        };
-        // With its TLS parameters, for the watcher's connection.
-        let info = client.get_connection_info().clone();
-        // One direct attempt first: the connection managers retry with backoff, which would
-        // hide the cause (refused, auth, ...) behind the connect timeout.
-        let probe = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout));
-        client
-            .get_multiplexed_async_connection_with_config(&probe)
-            .await
-            .map_err(connect_error)?;
-
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout));
-        let commands = client
-            .get_connection_manager_with_config(manager_config.clone())
-            .await
-            .map_err(connect_error)?;
-
-        let keys = Arc::new(Keys::new(&config.key_prefix));
+        // `rediss://` with no file set: the bundled roots, no client certificate.
+        let certificates = tls
+            .filter(|pem| pem.ca.is_some() || pem.identity.is_some())
+            .map(|pem| ::redis::TlsCertificates {
+                client_tls: pem.identity.map(|(client_cert, client_key)| {
+                    ::redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }
+                }),
+                root_cert: pem.ca,
+            });
+        let keys = Arc::new(keys);
         let (parts, on_push) = Watcher::prepare(Arc::clone(&keys));
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let pubsub_client = Client::open(info.set_redis_settings(resp3)).map_err(connect_error)?;
-        let pubsub = pubsub_client
-            .get_connection_manager_with_config(
-                manager_config
-                    .set_push_sender(on_push)
-                    .set_automatic_resubscription(),
-            )
-            .await
-            .map_err(connect_error)?;
+        let (commands, pubsub) = if config.cluster {
+            let builder = |protocol| {
+                let mut builder = ClusterClientBuilder::new(infos.clone())
+                    .connection_timeout(config.connect_timeout)
+                    .response_timeout(config.response_timeout)
+                    .use_protocol(protocol);
+                if let Some(certificates) = &certificates {
+                    builder = builder.certs(certificates.clone());
+                }
+                builder
+            };
+            // Connecting discovers the slot map from the seed nodes: it fails with the cause
+            // (refused, auth, not a cluster) rather than retrying.
+            let commands = builder(ProtocolVersion::RESP2)
+                .build()
+                .map_err(connect_error)?
+                .get_async_connection()
+                .await
+                .map_err(connect_error)?;
+            let pubsub = builder(ProtocolVersion::RESP3)
+                .push_sender(on_push)
+                .build()
+                .map_err(connect_error)?
+                .get_async_connection()
+                .await
+                .map_err(connect_error)?;
+            (Conn::Cluster(commands), Conn::Cluster(pubsub))
+        } else {
+            let info = infos.remove(0);
+            let client = match certificates {
+                Some(certificates) => {
+                    Client::build_with_tls(info, certificates).map_err(connect_error)?
+                }
+                None => Client::open(info).map_err(connect_error)?,
+            };
+            // With its TLS parameters, for the watcher's connection.
+            let info = client.get_connection_info().clone();
+            // One direct attempt first: the connection managers retry with backoff, which would
+            // hide the cause (refused, auth, ...) behind the connect timeout.
+            let probe = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout));
+            client
+                .get_multiplexed_async_connection_with_config(&probe)
+                .await
+                .map_err(connect_error)?;
+
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout));
+            let commands = client
+                .get_connection_manager_with_config(manager_config.clone())
+                .await
+                .map_err(connect_error)?;
+            let resp3 = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            let pubsub_client =
+                Client::open(info.set_redis_settings(resp3)).map_err(connect_error)?;
+            let pubsub = pubsub_client
+                .get_connection_manager_with_config(
+                    manager_config
+                        .set_push_sender(on_push)
+                        .set_automatic_resubscription(),
+                )
+                .await
+                .map_err(connect_error)?;
+            (Conn::Single(commands), Conn::Single(pubsub))
+        };
 
         let shared = Arc::new(Shared {
+            acks: config.acks(),
             config,
             keys,
             addr,
@@ -514,11 +681,11 @@ impl RedisStore {
         let started = self.json(trace_id, "history entry", &started)?;
         let (key, leases) = (
             shared.keys.record(trace_id),
-            shared.keys.leases(&record.saga),
+            shared.keys.leases_of(trace_id, &record.saga),
         );
         let mut call = SCRIPTS
             .begin
-            .call(&[&key, &leases, &shared.keys.status_index]);
+            .call(&[&key, &leases, shared.keys.status_index_of(trace_id)]);
         call.arg(trace_id)
             .arg(&record.saga)
             .arg(&record.fingerprint)
@@ -530,10 +697,7 @@ impl RedisStore {
             .arg(u8::from(record.queued))
             .arg(self.ttl_ms(&record.status))
             .arg(&started);
-        let mut conn = shared.commands.clone();
-        let existing: HashMap<String, String> = shared
-            .bounded("begin", trace_id, call.invoke(&mut conn))
-            .await?;
+        let existing: HashMap<String, String> = shared.write("begin", trace_id, &call).await?;
         if existing.is_empty() {
             return Ok(Begin::Started);
         }
@@ -548,17 +712,17 @@ impl RedisStore {
     async fn claim_record(&self, claim: Claim<'_>) -> Result<Claimed, StoreError> {
         let shared = &self.shared;
         let trace_id = claim.trace_id;
-        let (key, leases) = (shared.keys.record(trace_id), shared.keys.leases(claim.saga));
+        let (key, leases) = (
+            shared.keys.record(trace_id),
+            shared.keys.leases_of(trace_id, claim.saga),
+        );
         let mut call = SCRIPTS.claim.call(&[&key, &leases]);
         call.arg(trace_id)
             .arg(claim.seq.map(|seq| seq.to_string()).unwrap_or_default())
             .arg(claim.token)
             .arg(millis(claim.lease))
             .arg(u8::from(claim.recovery));
-        let mut conn = shared.commands.clone();
-        let reply: Vec<::redis::Value> = shared
-            .bounded("claim", trace_id, call.invoke(&mut conn))
-            .await?;
+        let reply: Vec<::redis::Value> = shared.write("claim", trace_id, &call).await?;
         let corrupt = || {
             shared.error(
                 StoreErrorKind::Corrupt,
@@ -597,12 +761,15 @@ impl RedisStore {
         let entries = self.entries(trace_id, advance.history)?;
         let (key, leases) = (
             shared.keys.record(trace_id),
-            shared.keys.leases(advance.saga),
+            shared.keys.leases_of(trace_id, advance.saga),
         );
         let channel = shared.keys.channel(trace_id);
-        let mut call = SCRIPTS
-            .advance
-            .call(&[&key, &leases, &channel, &shared.keys.status_index]);
+        let mut call = SCRIPTS.advance.call(&[
+            &key,
+            &leases,
+            &channel,
+            shared.keys.status_index_of(trace_id),
+        ]);
         call.arg(trace_id)
             .arg(advance.seq)
             .arg(advance.token)
@@ -618,10 +785,7 @@ impl RedisStore {
         for entry in &entries {
             call.arg(entry);
         }
-        let mut conn = shared.commands.clone();
-        let code: i64 = shared
-            .bounded("advance", trace_id, call.invoke(&mut conn))
-            .await?;
+        let code: i64 = shared.write("advance", trace_id, &call).await?;
         Ok(written(code))
     }
 
@@ -637,7 +801,10 @@ impl RedisStore {
             history,
         } = hold;
         let entries = self.entries(trace_id, history)?;
-        let (key, leases) = (shared.keys.record(trace_id), shared.keys.leases(saga));
+        let (key, leases) = (
+            shared.keys.record(trace_id),
+            shared.keys.leases_of(trace_id, saga),
+        );
         let mut call = SCRIPTS.hold.call(&[&key, &leases]);
         call.arg(trace_id)
             .arg(seq)
@@ -650,23 +817,41 @@ impl RedisStore {
         for entry in &entries {
             call.arg(entry);
         }
-        let mut conn = shared.commands.clone();
-        let code: i64 = shared
-            .bounded("hold", trace_id, call.invoke(&mut conn))
-            .await?;
+        let code: i64 = shared.write("hold", trace_id, &call).await?;
         Ok(written(code))
     }
 
+    /// Reads the lease index of `saga` in every bucket (one script each, concurrently) and
+    /// keeps the `limit` whose lease lapsed first.
     async fn expired_records(&self, saga: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let shared = &self.shared;
-        let leases = shared.keys.leases(saga);
-        let mut call = SCRIPTS.expired.call(&[&leases, &shared.keys.status_index]);
-        let finished_ttl = shared.config.store.finished_ttl;
-        call.arg(limit).arg(millis(finished_ttl).max(1));
-        let mut conn = shared.commands.clone();
-        shared
-            .bounded("read expired leases", "-", call.invoke(&mut conn))
-            .await
+        let finished_ttl = millis(shared.config.store.finished_ttl).max(1);
+        let reads = (0..shared.keys.bucket_count()).map(|bucket| async move {
+            let leases = shared.keys.leases(bucket, saga);
+            let mut call = SCRIPTS
+                .expired
+                .call(&[&leases, shared.keys.status_index(bucket)]);
+            call.arg(limit).arg(finished_ttl);
+            let mut conn = shared.commands.clone();
+            shared
+                .bounded(
+                    "read expired leases",
+                    "-",
+                    call.invoke::<Vec<(String, f64)>>(&mut conn),
+                )
+                .await
+        });
+        let mut lapsed: Vec<(String, f64)> = futures_util::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        if shared.keys.bucket_count() > 1 {
+            // As one sorted set orders them: by lease end, then by trace id.
+            lapsed.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        }
+        lapsed.truncate(limit);
+        Ok(lapsed.into_iter().map(|(trace_id, _)| trace_id).collect())
     }
 
     async fn watch_outcome(&self, trace_id: &str) -> Result<Outcome, StoreError> {
@@ -739,6 +924,20 @@ impl RedisStore {
     }
 
     async fn list_records(&self, query: &ListQuery) -> Result<SagaPage, StoreError> {
+        let limit = query.page_size();
+        let pages = futures_util::future::try_join_all(
+            (0..self.shared.keys.bucket_count()).map(|bucket| self.list_bucket(bucket, query)),
+        )
+        .await?;
+        Ok(merge_pages(pages, limit))
+    }
+
+    /// One bucket's page: up to `page size + 1` matches after the cursor, oldest first.
+    async fn list_bucket(
+        &self,
+        bucket: usize,
+        query: &ListQuery,
+    ) -> Result<BucketPage, StoreError> {
         let shared = &self.shared;
         let limit = query.page_size();
         let kind = query.status;
@@ -748,9 +947,9 @@ impl RedisStore {
             Some(age) => status_score(kind, super::now_ms().saturating_sub(millis(age))),
             None => band_end(kind),
         };
-        let index = &shared.keys.status_index;
+        let index = shared.keys.status_index(bucket);
         let mut call = SCRIPTS.list.call(&[index]);
-        call.arg(&shared.keys.record_prefix)
+        call.arg(shared.keys.record_prefix(bucket))
             .arg(newest)
             .arg(
                 query
@@ -782,25 +981,23 @@ impl RedisStore {
             let values: Vec<Option<String>> = next_value(&mut reply).ok_or_else(corrupt)?;
             sagas.push(shared.decode(&trace_id, named(LISTED_FIELDS.iter(), values))?);
         }
-        let next = if sagas.len() > limit {
-            sagas.truncate(limit);
-            sagas.last().map(|last| ListCursor {
-                since_ms: last.status_since_ms,
-                trace_id: last.trace_id.clone(),
-            })
+        // Where this bucket's answer stops being complete.
+        let complete_to = if sagas.len() > limit {
+            sagas
+                .last()
+                .map(|last| (last.status_since_ms, last.trace_id.clone()))
         } else if bounded == 1 {
-            // The script stopped at its examination bound: go on after what it examined.
+            // The script stopped at its examination bound: complete up to what it examined.
             match (last_score.and_then(|s| s.parse::<f64>().ok()), last_id) {
-                (Some(score), Some(trace_id)) => Some(ListCursor {
-                    since_ms: (score as u64).saturating_sub(band(kind)),
-                    trace_id,
-                }),
+                (Some(score), Some(trace_id)) => {
+                    Some(((score as u64).saturating_sub(band(kind)), trace_id))
+                }
                 _ => return Err(corrupt()),
             }
         } else {
             None
         };
-        Ok(SagaPage { sagas, next })
+        Ok(BucketPage { sagas, complete_to })
     }
 
     async fn reopen_record(&self, reopen: Reopen<'_>) -> Result<Written, StoreError> {
@@ -811,11 +1008,11 @@ impl RedisStore {
         let running_ttl = self.ttl_ms(&reopen.status);
         let (key, leases) = (
             shared.keys.record(trace_id),
-            shared.keys.leases(reopen.saga),
+            shared.keys.leases_of(trace_id, reopen.saga),
         );
         let mut call = SCRIPTS
             .reopen
-            .call(&[&key, &leases, &shared.keys.status_index]);
+            .call(&[&key, &leases, shared.keys.status_index_of(trace_id)]);
         call.arg(trace_id)
             .arg(reopen.seq)
             .arg(&status)
@@ -828,10 +1025,7 @@ impl RedisStore {
             .arg(running_ttl)
             .arg(u8::from(reopen.compensate))
             .arg(&entry);
-        let mut conn = shared.commands.clone();
-        let code: i64 = shared
-            .bounded("reopen", trace_id, call.invoke(&mut conn))
-            .await?;
+        let code: i64 = shared.write("reopen", trace_id, &call).await?;
         Ok(written(code))
     }
 
@@ -845,22 +1039,64 @@ impl RedisStore {
         let key = shared.keys.record(trace_id);
         let mut call = SCRIPTS.request_compensation.call(&[&key]);
         call.arg(self.history_limit()).arg(&entry);
-        let mut conn = shared.commands.clone();
         let code: i64 = shared
-            .bounded("request compensation", trace_id, call.invoke(&mut conn))
+            .write("request compensation", trace_id, &call)
             .await?;
         Ok(written(code))
     }
 
     async fn remove_record(&self, trace_id: &str) -> Result<(), StoreError> {
-        let key = self.shared.keys.record(trace_id);
-        let mut conn = self.shared.commands.clone();
-        let mut call = SCRIPTS.remove.call(&[&key, &self.shared.keys.status_index]);
-        call.arg(&self.shared.keys.leases_prefix).arg(trace_id);
-        self.shared
-            .bounded("remove", trace_id, call.invoke::<()>(&mut conn))
-            .await
+        let keys = &self.shared.keys;
+        let key = keys.record(trace_id);
+        let mut call = SCRIPTS.remove.call(&[&key, keys.status_index_of(trace_id)]);
+        call.arg(keys.leases_prefix_of(trace_id)).arg(trace_id);
+        self.shared.write("remove", trace_id, &call).await
     }
+}
+
+/// One bucket's answer to a listing: its matches after the cursor, oldest first, and up to
+/// where (status since, trace id) they are complete (`None`: to the end of the family).
+struct BucketPage {
+    sagas: Vec<SagaRecord>,
+    complete_to: Option<(u64, String)>,
+}
+
+/// Merges the buckets' pages into one page of at most `limit` sagas, ordered as the status
+/// index orders them (since when in the status, then trace id), with the same cursor
+/// semantics as one bucket: every saga up to the cursor was listed exactly once.
+///
+/// Each bucket's answer is complete only up to its `complete_to` (its extra match, or where
+/// its examination bound stopped it), so the merged page is cut at the smallest of them, the
+/// horizon: a saga past it may still be unread in some bucket. More than `limit` sagas up to
+/// the horizon: the first `limit`, the cursor at the last. Otherwise all of them, and the
+/// cursor at the horizon (none when every bucket was read to its end).
+fn merge_pages(pages: Vec<BucketPage>, limit: usize) -> SagaPage {
+    let horizon = pages
+        .iter()
+        .filter_map(|page| page.complete_to.clone())
+        .min();
+    let mut sagas: Vec<SagaRecord> = pages
+        .into_iter()
+        .flat_map(|page| page.sagas)
+        .filter(|saga| {
+            horizon.as_ref().is_none_or(|(since, id)| {
+                (saga.status_since_ms, saga.trace_id.as_str()) <= (*since, id.as_str())
+            })
+        })
+        .collect();
+    sagas.sort_unstable_by(|a, b| {
+        (a.status_since_ms, &a.trace_id).cmp(&(b.status_since_ms, &b.trace_id))
+    });
+    let next = if sagas.len() > limit {
+        sagas.truncate(limit);
+        sagas.last().map(|last| ListCursor {
+            since_ms: last.status_since_ms,
+            trace_id: last.trace_id.clone(),
+        })
+    } else {
+        horizon.map(|(since_ms, trace_id)| ListCursor { since_ms, trace_id })
+    };
+    SagaPage { sagas, next }
 }
 
 /// The [`Written`] of a script reply code.
@@ -965,10 +1201,95 @@ impl SagaStore for RedisStore {
 mod tests {
     use super::*;
 
+    fn saga(since: u64, id: &str) -> SagaRecord {
+        let mut record = SagaRecord::new(
+            id,
+            "s",
+            String::new(),
+            "a",
+            Mode::Async,
+            String::new(),
+            super::super::Custody::held("o", Duration::ZERO),
+        );
+        record.status_since_ms = since;
+        record
+    }
+
+    fn ids(page: &SagaPage) -> Vec<&str> {
+        page.sagas.iter().map(|s| s.trace_id.as_str()).collect()
+    }
+
     #[test]
-    fn channel_names_round_trip() {
-        let keys = Keys::new("p");
-        assert_eq!(keys.trace_id_of_channel(&keys.channel("a:b")), Some("a:b"));
-        assert_eq!(keys.trace_id_of_channel("other:done:x"), None);
+    fn merged_pages_stop_at_the_least_complete_bucket() {
+        // Bucket 0 read to its end; bucket 1 has more after (3, "c") (its extra match).
+        let page = merge_pages(
+            vec![
+                BucketPage {
+                    sagas: vec![saga(1, "a"), saga(5, "e")],
+                    complete_to: None,
+                },
+                BucketPage {
+                    sagas: vec![saga(2, "b"), saga(3, "c")],
+                    complete_to: Some((3, "c".into())),
+                },
+            ],
+            2,
+        );
+        assert_eq!(ids(&page), ["a", "b"]);
+        let next = page.next.expect("more");
+        assert_eq!((next.since_ms, next.trace_id.as_str()), (2, "b"));
+
+        // Fewer than a page up to a bucket's examination bound: all of them, cursor there.
+        let page = merge_pages(
+            vec![
+                BucketPage {
+                    sagas: vec![saga(1, "a"), saga(9, "z")],
+                    complete_to: None,
+                },
+                BucketPage {
+                    sagas: vec![],
+                    complete_to: Some((4, "x".into())),
+                },
+            ],
+            10,
+        );
+        assert_eq!(ids(&page), ["a"]);
+        let next = page.next.expect("more");
+        assert_eq!((next.since_ms, next.trace_id.as_str()), (4, "x"));
+
+        // Equal times order by trace id; every bucket read to its end: no cursor.
+        let page = merge_pages(
+            vec![
+                BucketPage {
+                    sagas: vec![saga(1, "b")],
+                    complete_to: None,
+                },
+                BucketPage {
+                    sagas: vec![saga(1, "a")],
+                    complete_to: None,
+                },
+            ],
+            2,
+        );
+        assert_eq!(ids(&page), ["a", "b"]);
+        assert!(page.next.is_none());
+    }
+
+    #[test]
+    fn a_tagged_prefix_may_not_hold_braces() {
+        let config = RedisConfig {
+            key_prefix: "{orders}".into(),
+            cluster: true,
+            ..RedisConfig::default()
+        };
+        let error = config.keys().expect_err("braces refused");
+        assert!(error.to_string().contains("drop the braces"), "{error}");
+        assert_eq!(config.buckets(), 16);
+        let standalone = RedisConfig {
+            key_prefix: "{orders}".into(),
+            ..RedisConfig::default()
+        };
+        assert!(standalone.keys().is_ok(), "plain names keep any prefix");
+        assert_eq!(standalone.buckets(), 1);
     }
 }

@@ -10,12 +10,15 @@
 //! time-to-live) and the status index: one sorted set for every status family, each family a
 //! band of scores (`band(kind) + since`, [`status_score`]), so a saga that changes family is
 //! moved by one `ZADD` (the record's `kind` and `since` fields say where it is). The status
-//! index is a key of every script that touches it; the lease index of [`REMOVE`] is built from
-//! its prefix: a Redis Cluster deployment keeps every key of a prefix in one slot with a
-//! `{...}` hash tag.
+//! index (of the saga's bucket) is a key of every script that touches it; the lease index of
+//! [`REMOVE`] is built from its prefix.
 //!
-//! Scripts are called through [`Lua::call`]: `EVALSHA` built straight into one command, the
-//! script loaded on a `NOSCRIPT` reply (a restarted or flushed Redis).
+//! Scripts are called through [`Lua::call`]: `EVALSHA` built straight into one command, sent
+//! again as `EVAL` on a `NOSCRIPT` reply (a restarted or flushed Redis, a promoted replica).
+//!
+//! In a Redis Cluster every key a script touches, declared or built from a prefix argument
+//! (the record keys a listing reads, the lease index [`REMOVE`] cleans), carries its bucket's
+//! hash tag (see the `keys` module), so the whole script runs on one slot of one master.
 
 use std::sync::LazyLock;
 
@@ -65,18 +68,26 @@ pub(super) fn band_end(kind: StatusKind) -> u64 {
 }
 
 /// One Lua script, called by its SHA.
-pub(super) struct Lua(Script);
+pub(super) struct Lua {
+    script: Script,
+    /// The whole body, for `EVAL` when a server does not have the script cached.
+    body: String,
+}
 
 impl Lua {
     fn new(body: &str) -> Self {
-        Self(Script::new(&format!("{NOW}{STATUS_BANDS}{body}")))
+        let body = format!("{NOW}{STATUS_BANDS}{body}");
+        Self {
+            script: Script::new(&body),
+            body,
+        }
     }
 
     /// A call of this script on `keys`; add its arguments with [`Call::arg`].
     pub(super) fn call(&self, keys: &[&str]) -> Call<'_> {
         let mut cmd = Cmd::with_capacity(3 + keys.len() + 16, 512);
         cmd.arg("EVALSHA")
-            .arg(self.0.get_hash())
+            .arg(self.script.get_hash())
             .arg(keys.len())
             .arg(keys);
         Call { script: self, cmd }
@@ -91,6 +102,16 @@ pub(super) struct Call<'s> {
     cmd: Cmd,
 }
 
+/// Replicas that must acknowledge a write (`WAIT numreplicas timeout`), see
+/// `RedisConfig::replica_acks`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Acks {
+    /// How many replicas.
+    pub(super) replicas: u16,
+    /// Bound on the wait, in milliseconds.
+    pub(super) timeout_ms: u64,
+}
+
 impl Call<'_> {
     /// Appends an argument (`ARGV[n]`).
     pub(super) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
@@ -98,22 +119,63 @@ impl Call<'_> {
         self
     }
 
-    /// Runs the script; on `NOSCRIPT` loads it and runs it again.
+    /// Runs the script. On `NOSCRIPT` (a restarted or flushed server, or a replica promoted
+    /// after a failover: the script cache is not replicated) it sends the same call once more
+    /// as `EVAL` with the script's body, which runs it and caches it on that server: one more
+    /// round trip on the node that lacks it, and no `SCRIPT LOAD` to every node of a cluster
+    /// (which would fail while one of them is down).
     pub(super) async fn invoke<T: FromRedisValue>(
         &self,
         conn: &mut impl ::redis::aio::ConnectionLike,
     ) -> RedisResult<T> {
         match self.cmd.query_async(conn).await {
-            Err(error)
-                if error.kind()
-                    == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
-            {
-                self.script.0.load_async(conn).await?;
-                self.cmd.query_async(conn).await
-            }
+            Err(error) if is_noscript(&error) => self.eval().query_async(conn).await,
             result => result,
         }
     }
+
+    /// Runs the script like [`Call::invoke`], then, with `acks`, `WAIT`s in the same pipeline
+    /// (so on the same connection to the same master: a cluster routes the pipeline by the
+    /// script's first key) until that many replicas acknowledged it. Returns the reply and how
+    /// many replicas acknowledged (`None` without `acks`).
+    pub(super) async fn invoke_acked<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ::redis::aio::ConnectionLike,
+        acks: Option<Acks>,
+    ) -> RedisResult<(T, Option<i64>)> {
+        let Some(acks) = acks else {
+            return Ok((self.invoke(conn).await?, None));
+        };
+        let pipeline = |cmd: Cmd| {
+            let mut pipe = ::redis::pipe();
+            pipe.add_command(cmd)
+                .cmd("WAIT")
+                .arg(acks.replicas)
+                .arg(acks.timeout_ms);
+            pipe
+        };
+        let (reply, acked): (T, i64) = match pipeline(self.cmd.clone()).query_async(conn).await {
+            Err(error) if is_noscript(&error) => pipeline(self.eval()).query_async(conn).await?,
+            result => result?,
+        };
+        Ok((reply, Some(acked)))
+    }
+
+    /// The same call as `EVAL body numkeys keys... args...`.
+    fn eval(&self) -> Cmd {
+        let mut eval = Cmd::with_capacity(self.cmd.args_iter().len(), 512 + self.script.body.len());
+        eval.arg("EVAL").arg(&self.script.body);
+        for arg in self.cmd.args_iter().skip(2) {
+            if let ::redis::Arg::Simple(bytes) = arg {
+                eval.arg(bytes);
+            }
+        }
+        eval
+    }
+}
+
+fn is_noscript(error: &::redis::RedisError) -> bool {
+    error.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript)
 }
 
 /// The compiled scripts (their SHA is computed once per process).
@@ -316,7 +378,8 @@ return 4
 
 /// KEYS[1]: the lease index, KEYS[2]: the status index. ARGV: limit, finished ttl ms (0:
 /// none).
-/// Returns the trace ids whose lease passed. Also drops the entries of expired final records
+/// Returns the trace ids whose lease passed, each followed by its lease end (`WITHSCORES`, so
+/// the buckets' answers merge oldest first). Also drops the entries of expired final records
 /// from the final status indexes (the sweeper calls this periodically, so ending a saga does
 /// not pay for it).
 const EXPIRED: &str = r#"
@@ -326,7 +389,7 @@ if ARGV[2] ~= '0' then
     redis.call('ZREMRANGEBYSCORE', KEYS[2], band(kind), '(' .. (band(kind) + before))
   end
 end
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
 "#;
 
 /// KEYS[2]: the status index. ARGV: lease index prefix, trace id. Deletes the record (and

@@ -9,24 +9,33 @@
 //! whatever requests are queued into one command.
 //!
 //! # Connection drops
-//! The pub/sub connection is a RESP3 [`ConnectionManager`] with automatic resubscription: on
-//! a drop it reconnects and re-subscribes every channel before serving any other command.
-//! Completions published while it was disconnected are lost by Redis pub/sub, so after a
-//! drop the watcher waits for the new connection (a PING through it) and re-reads the record
-//! of every watched id, waking those that ended meanwhile. It retries that with backoff for
+//! The pub/sub connection is a RESP3 connection manager with automatic resubscription (on a
+//! standalone Redis), or a RESP3 cluster connection (in a Redis Cluster), whose subscription
+//! tracker re-subscribes each channel on the node that serves its slot after a reconnection
+//! or a failover. Classic `PUBLISH` in a cluster reaches every node, so a subscription on any
+//! node hears every completion. Completions published while it was disconnected are lost by
+//! Redis pub/sub, so after a drop the watcher waits for the connection to answer again (a
+//! PING through it: on a cluster, every master answers, so a failover has completed),
+//! subscribes every watched channel again itself (idempotent; it does not rely on the order of
+//! the client's own resubscription), and only then re-reads the record of every watched id,
+//! waking those that ended meanwhile: an end is either published after that subscription or
+//! written before that read.
+//!
+//! In a cluster (tagged keys) a channel carries its bucket's hash tag, and one `SUBSCRIBE`
+//! holds the channels of one bucket, so the node the client sends it to (by the first
+//! channel's slot) is the node its tracker re-subscribes all of them on. It retries that with backoff for
 //! about a minute; a waiter still unresolved after a longer outage ends by its caller's
 //! timeout, and the outcome remains readable in the store.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Keys, Shared};
+use super::{Conn, Keys, Shared};
 use crate::store::waiters::{WaitResult, Waiters};
 use crate::store::{StoreError, StoreErrorKind};
 
@@ -45,6 +54,8 @@ pub(super) enum Request {
     Idle(String),
     /// The connection dropped: re-read the watched records once it is back.
     Resync,
+    /// Subscribe every channel subscribed so far again (after a drop), then ack.
+    Resubscribe(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// What [`Watcher::prepare`] sets up before the pub/sub connection exists.
@@ -60,7 +71,7 @@ pub(super) struct Watcher {
     pub(super) waiters: Arc<Waiters>,
     requests: mpsc::UnboundedSender<Request>,
     subscribed: Arc<AtomicUsize>,
-    pubsub: ConnectionManager,
+    pubsub: Conn,
 }
 
 impl Watcher {
@@ -103,7 +114,7 @@ impl Watcher {
     }
 
     /// Spawns the task that owns `pubsub` and serves `requests`.
-    pub(super) fn start(shared: Arc<Shared>, pubsub: ConnectionManager, parts: Parts) -> Self {
+    pub(super) fn start(shared: Arc<Shared>, pubsub: Conn, parts: Parts) -> Self {
         let Parts {
             waiters,
             requests,
@@ -112,6 +123,7 @@ impl Watcher {
         let subscribed = Arc::new(AtomicUsize::new(0));
         let task = Task {
             shared,
+            requests: requests.downgrade(),
             pubsub: pubsub.clone(),
             waiters: Arc::clone(&waiters),
             subscribed: HashSet::new(),
@@ -210,7 +222,9 @@ fn on_message(keys: &Keys, waiters: &Waiters, data: Vec<Value>) {
 
 struct Task {
     shared: Arc<Shared>,
-    pubsub: ConnectionManager,
+    /// For the resync task to ask this one to subscribe again.
+    requests: mpsc::WeakUnboundedSender<Request>,
+    pubsub: Conn,
     waiters: Arc<Waiters>,
     subscribed: HashSet<String>,
     subscribed_count: Arc<AtomicUsize>,
@@ -235,6 +249,7 @@ impl Task {
         let mut touched = HashSet::new();
         let mut acks = Vec::new();
         let mut resync = false;
+        let mut resubscribe = Vec::new();
         for request in batch {
             match request {
                 Request::Subscribe { trace_id, ack } => {
@@ -245,6 +260,14 @@ impl Task {
                     touched.insert(trace_id);
                 }
                 Request::Resync => resync = true,
+                Request::Resubscribe(ack) => resubscribe.push(ack),
+            }
+        }
+        if !resubscribe.is_empty() {
+            let all = self.subscribed.clone();
+            let result = self.subscribe(&all).await;
+            for ack in resubscribe {
+                let _ = ack.send(result.clone());
             }
         }
         // Decide from the live registry, not from the order of the requests.
@@ -281,17 +304,33 @@ impl Task {
                 Arc::clone(&self.shared),
                 self.pubsub.clone(),
                 Arc::clone(&self.waiters),
+                self.requests.clone(),
             ));
         }
     }
 
     async fn subscribe(&mut self, trace_ids: &HashSet<String>) -> Result<(), StoreError> {
-        let channels: Vec<String> = trace_ids
-            .iter()
-            .map(|id| self.shared.keys.channel(id))
-            .collect();
+        if trace_ids.is_empty() {
+            return Ok(());
+        }
+        // One SUBSCRIBE per bucket (one slot each in a cluster), see the module docs.
+        let keys = &self.shared.keys;
+        let mut by_bucket: HashMap<usize, Vec<String>> = HashMap::new();
+        for id in trace_ids {
+            by_bucket
+                .entry(keys.bucket(id))
+                .or_default()
+                .push(keys.channel(id));
+        }
         let timeout = self.shared.config.response_timeout;
-        match tokio::time::timeout(timeout, self.pubsub.subscribe(&channels)).await {
+        let pubsub = &mut self.pubsub;
+        let all = async move {
+            for channels in by_bucket.values() {
+                pubsub.subscribe(channels).await?;
+            }
+            Ok::<(), ::redis::RedisError>(())
+        };
+        match tokio::time::timeout(timeout, all).await {
             Ok(Ok(())) => {
                 self.subscribed.extend(trace_ids.iter().cloned());
                 Ok(())
@@ -311,17 +350,28 @@ impl Task {
     }
 
     async fn unsubscribe(&mut self, trace_ids: Vec<String>) {
-        let channels: Vec<String> = trace_ids
-            .iter()
-            .map(|id| self.shared.keys.channel(id))
-            .collect();
+        let keys = &self.shared.keys;
+        let mut by_bucket: HashMap<usize, Vec<String>> = HashMap::new();
+        for id in &trace_ids {
+            by_bucket
+                .entry(keys.bucket(id))
+                .or_default()
+                .push(keys.channel(id));
+        }
         let timeout = self.shared.config.response_timeout;
         // Forget them either way: a stray subscription only delivers messages nobody waits
         // for, and SUBSCRIBE is idempotent if an id is watched again.
         for trace_id in &trace_ids {
             self.subscribed.remove(trace_id);
         }
-        match tokio::time::timeout(timeout, self.pubsub.unsubscribe(&channels)).await {
+        let pubsub = &mut self.pubsub;
+        let all = async move {
+            for channels in by_bucket.values() {
+                pubsub.unsubscribe(channels).await?;
+            }
+            Ok::<(), ::redis::RedisError>(())
+        };
+        match tokio::time::timeout(timeout, all).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::warn!(%error, "saga store (redis): UNSUBSCRIBE failed");
@@ -333,13 +383,18 @@ impl Task {
 
 /// After a drop: once the pub/sub connection is back (and re-subscribed), read the record of
 /// every watched id and wake those that ended while the connection was down.
-async fn resync_watched(shared: Arc<Shared>, mut pubsub: ConnectionManager, waiters: Arc<Waiters>) {
+async fn resync_watched(
+    shared: Arc<Shared>,
+    mut pubsub: Conn,
+    waiters: Arc<Waiters>,
+    requests: mpsc::WeakUnboundedSender<Request>,
+) {
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=RESYNC_ATTEMPTS {
         if waiters.count() == 0 {
             return;
         }
-        match resync_once(&shared, &mut pubsub, &waiters).await {
+        match resync_once(&shared, &mut pubsub, &waiters, &requests).await {
             Ok(()) => return,
             Err(error) => {
                 tracing::warn!(%error, attempt, "saga store (redis): re-reading watched sagas after a disconnect failed; retrying");
@@ -355,8 +410,9 @@ async fn resync_watched(shared: Arc<Shared>, mut pubsub: ConnectionManager, wait
 
 async fn resync_once(
     shared: &Shared,
-    pubsub: &mut ConnectionManager,
+    pubsub: &mut Conn,
     waiters: &Waiters,
+    requests: &mpsc::WeakUnboundedSender<Request>,
 ) -> Result<(), StoreError> {
     let ping = ::redis::cmd("PING");
     shared
@@ -366,6 +422,27 @@ async fn resync_once(
             ping.query_async::<Value>(pubsub),
         )
         .await?;
+    // Subscribed again before the reads below (through the task, which owns the set).
+    let Some(requests) = requests.upgrade() else {
+        return Ok(());
+    };
+    let (ack, acked) = oneshot::channel();
+    if requests.send(Request::Resubscribe(ack)).is_err() {
+        return Ok(());
+    }
+    drop(requests);
+    let bound = shared.config.response_timeout * 2;
+    match tokio::time::timeout(bound, acked).await {
+        Ok(Ok(result)) => result?,
+        // The store was dropped.
+        Ok(Err(_)) => return Ok(()),
+        Err(_) => {
+            return Err(shared.error(
+                StoreErrorKind::Timeout,
+                format!("subscribing again after a disconnect took over {bound:?}"),
+            ));
+        }
+    }
     for trace_id in waiters.watched_ids() {
         let record = shared.get(&trace_id).await;
         if let Some(outcome) = record?.and_then(|record| record.status.outcome()) {
