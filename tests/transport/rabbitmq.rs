@@ -184,10 +184,13 @@ async fn concurrent_callers_share_one_reconnection() {
     }
     // One reconnection: 1 attempt + 5 retries.
     assert!(attempts <= 6, "{attempts} connection attempts");
-    let slowest = times.iter().max().unwrap();
-    let fastest = times.iter().min().unwrap();
+    // Callers queued behind one another would end spread over most of the slowest one's
+    // wait; callers sharing one reconnection end together. Relative, so a loaded machine
+    // that slows every caller alike does not fail it.
+    let slowest = *times.iter().max().unwrap();
+    let fastest = *times.iter().min().unwrap();
     assert!(
-        slowest.saturating_sub(*fastest) < Duration::from_secs(2),
+        slowest.saturating_sub(fastest) < slowest / 2,
         "callers were queued: {times:?}"
     );
 

@@ -703,7 +703,9 @@ async fn transport(options: &Options) -> Result<(Arc<dyn Transport>, Broker), Bo
 
 async fn store(options: &Options) -> Result<Arc<dyn SagaStore>, Box<dyn Error>> {
     Ok(match options.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new(StoreConfig::default())),
+        // The in-memory store's own defaults (finished records kept 10 minutes, at most
+        // 100,000): the Redis defaults (24 h) would hold every booking of a day in this process.
+        StoreKind::Memory => Arc::new(MemoryStore::new(StoreConfig::memory())),
         StoreKind::Redis => {
             let config = sagaflow::store::RedisConfig {
                 key_prefix: options.topic_prefix.clone(),
