@@ -281,23 +281,14 @@ impl MemoryStore {
         Ok(slot)
     }
 
-    /// [`MemoryStore::live`] for the operations that return what they read: an expired
-    /// record is forgotten (looked up again, on that rare path only).
-    fn live_or_forget<'s>(
-        &self,
-        state: &'s mut State,
-        trace_id: &str,
-        now: u64,
-    ) -> Option<&'s mut Slot> {
-        let expired = match state.records.get(trace_id) {
-            None => return None,
-            Some(slot) => self.expired(&slot.record, now),
-        };
-        if expired {
-            state.forget(trace_id);
-            return None;
-        }
-        state.records.get_mut(trace_id)
+    /// `f` applied to the live slot of `trace_id` and the time, under the lock (one lookup;
+    /// an expired record is forgotten); `None` when there is none.
+    fn with_live<R>(&self, trace_id: &str, f: impl FnOnce(&mut Slot, u64) -> R) -> Option<R> {
+        let now = now_ms();
+        let mut guard = self.lock();
+        let State { records, index } = &mut *guard;
+        let slot = live_or_return!(self, records, index, trace_id, now, None);
+        Some(f(slot, now))
     }
 
     fn begin_now(&self, mut record: SagaRecord) -> Begin {
@@ -512,19 +503,17 @@ impl MemoryStore {
     }
 
     fn request_compensation_now(&self, trace_id: &str, entry: HistoryEntry) -> Written {
-        let now = now_ms();
-        let mut guard = self.lock();
-        let Some(slot) = self.live_or_forget(&mut guard, trace_id, now) else {
-            return Written::Missing;
-        };
-        if slot.record.status.is_final() {
-            return Written::Finished;
-        }
-        slot.record.compensation_requested = true;
-        slot.record.updated_at_ms = now;
-        slot.history.push_back(entry);
-        append(&mut slot.history, &[], self.config.history_limit);
-        Written::Done
+        self.with_live(trace_id, |slot, now| {
+            if slot.record.status.is_final() {
+                return Written::Finished;
+            }
+            slot.record.compensation_requested = true;
+            slot.record.updated_at_ms = now;
+            slot.history.push_back(entry);
+            append(&mut slot.history, &[], self.config.history_limit);
+            Written::Done
+        })
+        .unwrap_or(Written::Missing)
     }
 
     fn list_now(&self, query: &ListQuery) -> SagaPage {
@@ -564,9 +553,7 @@ impl MemoryStore {
     }
 
     fn get_now(&self, trace_id: &str) -> Option<SagaRecord> {
-        let now = now_ms();
-        self.live_or_forget(&mut self.lock(), trace_id, now)
-            .map(|slot| slot.record.clone())
+        self.with_live(trace_id, |slot, _| slot.record.clone())
     }
 
     async fn watch_outcome(&self, trace_id: &str) -> Result<Outcome, StoreError> {
@@ -652,11 +639,8 @@ impl SagaStore for MemoryStore {
         trace_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>> {
         async move {
-            let now = now_ms();
-            let mut state = self.lock();
             Ok(self
-                .live_or_forget(&mut state, trace_id, now)
-                .map(|slot| slot.history.iter().cloned().collect())
+                .with_live(trace_id, |slot, _| slot.history.iter().cloned().collect())
                 .unwrap_or_default())
         }
         .boxed()

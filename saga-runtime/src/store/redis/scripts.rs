@@ -76,7 +76,7 @@ pub(super) struct Lua {
 
 impl Lua {
     fn new(body: &str) -> Self {
-        let body = format!("{NOW}{STATUS_BANDS}{body}");
+        let body = format!("{NOW}{}{body}", status_bands());
         Self {
             script: Script::new(&body),
             body,
@@ -193,33 +193,35 @@ pub(super) struct Scripts {
 
 /// The scripts, built once.
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    begin: script(BEGIN),
-    claim: script(CLAIM),
+    begin: Lua::new(BEGIN),
+    claim: Lua::new(CLAIM),
     advance: fenced(ADVANCE),
     hold: fenced(HOLD),
-    expired: script(EXPIRED),
-    remove: script(REMOVE),
-    reopen: script(&format!("{HISTORY}{REOPEN}")),
-    request_compensation: script(&format!("{HISTORY}{REQUEST_COMPENSATION}")),
-    list: script(LIST),
+    expired: Lua::new(EXPIRED),
+    remove: Lua::new(REMOVE),
+    reopen: Lua::new(&format!("{HISTORY}{REOPEN}")),
+    request_compensation: Lua::new(&format!("{HISTORY}{REQUEST_COMPENSATION}")),
+    list: Lua::new(LIST),
 });
 
-fn script(body: &str) -> Lua {
-    Lua::new(body)
+/// The Lua `band(kind)`: the lowest score of a status family in the status index, built from
+/// [`band`] so the scripts and [`status_score`] cannot disagree.
+fn status_bands() -> String {
+    let bands: Vec<String> = StatusKind::ALL
+        .iter()
+        .map(|kind| format!("{} = {}", kind.as_str(), band(*kind)))
+        .collect();
+    format!(
+        "local BANDS = {{{}}}\nlocal function band(kind) return BANDS[kind] end\n",
+        bands.join(", ")
+    )
 }
-
-/// `band(kind)`: the lowest score of a status family in the status index (see
-/// [`status_score`]; the ranks follow [`StatusKind::ALL`]).
-const STATUS_BANDS: &str = r#"
-local BANDS = {running = 0, compensating = 1, stuck = 2, completed = 3, compensated = 4}
-local function band(kind) return BANDS[kind] * 8796093022208 end
-"#;
 
 /// A script that first checks that `KEYS[1]` is at seq `ARGV[2]`, held by token `ARGV[3]`, and
 /// not final; otherwise it returns MISSING (dropping the lease entry `ARGV[1]`), FINISHED or
 /// STALE. The body sees the record's seq as `h[1]`.
 fn fenced(body: &str) -> Lua {
-    script(&format!("{HISTORY}{FENCE}{body}"))
+    Lua::new(&format!("{HISTORY}{FENCE}{body}"))
 }
 
 /// History and index helpers, shared by the writes.
