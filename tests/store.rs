@@ -369,6 +369,30 @@ fn compensated(_trace_id: &str) -> SagaFailure {
     }
 }
 
+/// A transition of `trace_id` (saga [`SAGA`]) from `seq` by `token` to `status`, with `next`
+/// as the new state unless `status` is final; the saga stays held by `token` under a long
+/// lease.
+fn transition_of<'a>(
+    trace_id: &'a str,
+    seq: u64,
+    token: &'a str,
+    status: SagaStatus,
+    next: &'a str,
+) -> Advance<'a> {
+    let final_status = status.is_final();
+    Advance {
+        trace_id,
+        saga: SAGA,
+        seq,
+        token,
+        status,
+        state: (!final_status).then_some(next),
+        custody: Custody::held(token, LONG),
+        history: &[],
+        abortable: false,
+    }
+}
+
 /// Records a transition of `trace_id` (saga [`SAGA`]) from `seq` by `token`; the next state is
 /// held by `token` under a long lease.
 async fn advance(
@@ -379,19 +403,8 @@ async fn advance(
     status: SagaStatus,
 ) -> Written {
     let next = state(seq + 1);
-    let final_status = status.is_final();
     store
-        .advance(Advance {
-            trace_id,
-            saga: SAGA,
-            seq,
-            token,
-            status,
-            state: (!final_status).then_some(next.as_str()),
-            custody: Custody::held(token, LONG),
-            history: &[],
-            abortable: false,
-        })
+        .advance(transition_of(trace_id, seq, token, status, &next))
         .await
         .expect("advance")
 }
@@ -526,20 +539,7 @@ async fn list_pages_through_every_saga_once_in_order(fx: &Fixture) {
             .await
             .expect("begin");
         if (3..33).contains(&i) {
-            let written = a
-                .advance(Advance {
-                    trace_id: &id,
-                    saga: SAGA,
-                    seq: 0,
-                    token: OWNER,
-                    status: completed(json!(i)),
-                    state: None,
-                    custody: Custody::held(OWNER, LONG),
-                    history: &[],
-                    abortable: false,
-                })
-                .await
-                .expect("advance");
+            let written = advance(&a, &id, 0, OWNER, completed(json!(i))).await;
             assert_eq!(written, Written::Done);
             completed_ids.push(id);
         }
@@ -2303,17 +2303,7 @@ async fn run_through_failover(
             let (a, id, status, next) = (a.clone(), id.clone(), status.clone(), next.clone());
             async move {
                 let written = a
-                    .advance(Advance {
-                        trace_id: &id,
-                        saga: SAGA,
-                        seq,
-                        token: OWNER,
-                        status: status.clone(),
-                        state: (!final_status).then_some(next.as_str()),
-                        custody: Custody::held(OWNER, LONG),
-                        history: &[],
-                        abortable: false,
-                    })
+                    .advance(transition_of(&id, seq, OWNER, status.clone(), &next))
                     .await?;
                 if written != Written::Done && retried {
                     let applied = a
