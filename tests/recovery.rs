@@ -37,7 +37,7 @@ use sagaflow::store::{
 };
 use sagaflow::transport::{
     Delivery, Disposition, Handler, MemoryTransport, Message, NatsTransport, RabbitMqTransport,
-    SubscribeOptions, Subscription, Transport, TransportConfig, TransportError,
+    SubscribeOptions, Subscription, TRACE_ID_HEADER, Transport, TransportConfig, TransportError,
 };
 use sagaflow::{Saga, SagaContext, SagaError, StepError, StepResult, saga};
 use serde::{Deserialize, Serialize};
@@ -916,7 +916,8 @@ async fn a_stranded_first_message_is_published_by_the_sweeper_redis() {
 }
 
 /// A transport that records what is published through it, and can hang a publish (a replica
-/// about to die) or send every message twice (a broker that duplicates).
+/// about to die), send every message twice (a broker that duplicates) or hold every delivery
+/// before its consumer sees it (a broker that is behind).
 #[derive(Debug)]
 struct Recorder {
     inner: Arc<dyn Transport>,
@@ -925,12 +926,15 @@ struct Recorder {
     delivered: Arc<Mutex<Vec<(String, u64, Disposition)>>>,
     hang: AtomicBool,
     twice: AtomicBool,
+    /// False while deliveries are held back from the consumers (open by default).
+    open: tokio::sync::watch::Sender<bool>,
 }
 
-/// Logs every delivery a consumer settles.
+/// Logs every delivery a consumer settles; holds it back while the gate is closed.
 struct Logged {
     inner: Arc<dyn Handler>,
     log: Arc<Mutex<Vec<(String, u64, Disposition)>>>,
+    open: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Handler for Logged {
@@ -940,10 +944,12 @@ impl Handler for Logged {
             .ok()
             .and_then(|envelope| envelope["seq"].as_u64())
             .unwrap_or(u64::MAX);
-        let handled = self.inner.handle(delivery);
+        let inner = Arc::clone(&self.inner);
         let log = Arc::clone(&self.log);
+        let mut open = self.open.clone();
         Box::pin(async move {
-            let disposition = handled.await;
+            let _ = open.wait_for(|open| *open).await;
+            let disposition = inner.handle(delivery).await;
             log.lock()
                 .expect("lock")
                 .push((trace_id, seq, disposition.clone()));
@@ -960,7 +966,25 @@ impl Recorder {
             delivered: Arc::default(),
             hang: AtomicBool::new(false),
             twice: AtomicBool::new(false),
+            open: tokio::sync::watch::Sender::new(true),
         })
+    }
+
+    /// Holds every delivery back from the consumers (`false`) or lets them through (`true`).
+    fn pass_deliveries(&self, open: bool) {
+        self.open.send_replace(open);
+    }
+
+    /// How many messages of `trace_id` were published.
+    fn published_for(&self, trace_id: &str) -> usize {
+        self.published
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, message)| {
+                message.headers.get(TRACE_ID_HEADER).map(String::as_str) == Some(trace_id)
+            })
+            .count()
     }
 
     fn published(&self) -> Vec<(String, Message)> {
@@ -1017,6 +1041,7 @@ impl Transport for Recorder {
         let logged = Arc::new(Logged {
             inner: handler,
             log: Arc::clone(&self.delivered),
+            open: self.open.subscribe(),
         });
         self.inner.subscribe(topic, options, logged)
     }
@@ -1081,6 +1106,72 @@ async fn a_start_whose_replica_died_while_publishing_is_recovered_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_whose_replica_died_while_publishing_is_recovered_redis() {
     a_start_whose_replica_died_while_publishing_is_recovered(Stores::redis("rec-publish")).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c') A message that waits on a broker that is behind is published again with a backoff.
+
+/// Regression: the sweeper gave every requeued message a fresh lease of `requeue_after`, so a
+/// message nobody claimed (a backlog older than `requeue_after`) was published again every
+/// `requeue_after`: about 16 copies over the window below, each a claim round trip and broker
+/// work, exactly when the broker is behind. Each re-publication now doubles the next wait
+/// (`requeue_after * 2^requeues`, capped by `max_requeue_after`): 4 over the window (at
+/// `requeue_after` x 1, 2, 4, 8). Once the broker catches up, the saga runs exactly once.
+async fn a_backlogged_message_is_published_again_with_backoff(stores: Stores) {
+    const REQUEUE_AFTER: Duration = Duration::from_millis(50);
+    let recorder = Recorder::new(memory_transport("rec-backoff"));
+    let transport: Arc<dyn Transport> = recorder.clone();
+    let probe = Arc::new(Probe::default());
+    let b = Replica::serving_with(
+        &stores,
+        &transport,
+        &probe,
+        OrchestratorConfig {
+            requeue_after: REQUEUE_AFTER,
+            sweep_interval: Some(Duration::from_millis(10)),
+            ..config("b")
+        },
+    )
+    .await;
+    let id = "backlogged";
+    // The broker is behind: nothing reaches the consumers.
+    recorder.pass_deliveries(false);
+    let started = bounded("the start", b.orchestrator.start(&cx(id), order(id))).await;
+    assert_eq!(started.expect("start"), Started::New);
+    tokio::time::sleep(REQUEUE_AFTER * 16).await;
+    let republished = recorder.published_for(id) - 1;
+    let record = b.record(id).await;
+    assert_eq!(probe.calls(id, "reserve"), 0, "nothing ran yet");
+    assert!(
+        (2..=5).contains(&republished),
+        "re-published {republished} times over 16 x requeue_after (logarithmic: 2 to 5); record: {record:?}"
+    );
+    // Each re-publication is counted on the record first (one more may be on its way).
+    assert!(
+        (republished..=republished + 1).contains(&(record.requeues as usize)),
+        "requeues {} for {republished} re-publications: {record:?}",
+        record.requeues
+    );
+    // The broker catches up: one copy runs the step, the others are fenced off.
+    recorder.pass_deliveries(true);
+    let outcome = bounded("the outcome", b.orchestrator.outcome(&cx(id))).await;
+    assert_eq!(outcome.expect("the saga completes"), receipt(id));
+    probe.assert_ran(id, [1, 1, 1, 0, 0], [1, 1, 1, 0, 0]);
+    eventually("the completion hook", || b.hooked(id).len() == 1).await;
+    assert_eq!(b.hooked(id), vec![Ok(receipt(id))]);
+    assert_eq!(b.record(id).await.requeues, 0, "reset by the transitions");
+    b.stop().await;
+    stores.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlogged_message_is_published_again_with_backoff_memory() {
+    a_backlogged_message_is_published_again_with_backoff(Stores::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlogged_message_is_published_again_with_backoff_redis() {
+    a_backlogged_message_is_published_again_with_backoff(Stores::redis("rec-backoff")).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1592,6 +1683,7 @@ impl SagaStore for Outage {
                 token: advance.token,
                 custody: Custody::held(other, Duration::from_secs(60)),
                 refund_attempt: false,
+                requeued: false,
                 history: &[],
             };
             assert_eq!(self.inner.hold(hold).await?, Written::Done);

@@ -445,6 +445,7 @@ async fn hold(
             token,
             custody,
             refund_attempt: false,
+            requeued: false,
             history: &[],
         })
         .await
@@ -511,6 +512,7 @@ both_backends!(
     a_final_record_is_never_reopened,
     claim_is_fenced,
     claim_counts_attempts,
+    requeues_count_hand_backs_until_the_next_transition,
     advance_is_a_compare_and_set,
     a_final_advance_wakes_watchers_on_the_other_replica,
     hold_renews_and_hands_over,
@@ -649,6 +651,7 @@ async fn history_keeps_the_latest_entries_in_order(fx: &Fixture) {
             token: OWNER,
             custody: Custody::held(OWNER, LONG),
             refund_attempt: false,
+            requeued: false,
             history: &[transition(OWNER, "notify", 1, Some("unavailable"))],
         })
         .await
@@ -1004,6 +1007,7 @@ async fn claim_is_fenced(fx: &Fixture) {
             mode: Mode::Async,
             state: None,
             compensate: false,
+            requeues: 0,
         },
         "any consumer may claim a queued saga"
     );
@@ -1088,6 +1092,7 @@ async fn claim_is_fenced(fx: &Fixture) {
             mode: Mode::Sync,
             state: Some(state(0)),
             compensate: false,
+            requeues: 0,
         }
     );
     assert_eq!(
@@ -1098,6 +1103,7 @@ async fn claim_is_fenced(fx: &Fixture) {
             mode: Mode::Throttled,
             state: None,
             compensate: false,
+            requeues: 0,
         }
     );
     assert_eq!(get(&a, "lapsed").await.owner, "sweeper");
@@ -1129,6 +1135,7 @@ async fn claim_counts_attempts(fx: &Fixture) {
                 mode: Mode::Async,
                 state: None,
                 compensate: false,
+                requeues: 0,
             }
         );
         // A retryable failure: back to the broker (a nack with a delay).
@@ -1161,6 +1168,120 @@ async fn claim_counts_attempts(fx: &Fixture) {
             ..
         }
     ));
+}
+
+/// The sweeper's hand-back of a saga whose message it publishes again (`Hold::requeued`).
+async fn hand_back(store: &Arc<dyn SagaStore>, trace_id: &str, seq: u64, token: &str) -> Written {
+    store
+        .hold(Hold {
+            trace_id,
+            saga: SAGA,
+            seq,
+            token,
+            custody: Custody::queued(token, SHORT),
+            refund_attempt: true,
+            requeued: true,
+            history: &[],
+        })
+        .await
+        .expect("hand back")
+}
+
+/// `SagaRecord::requeues`: 0 at begin, one more per requeued hand-back (and nothing else), on
+/// any replica; returned by every won claim (a recovery spaces its next re-publication by it);
+/// back to 0 at the next transition, a final one too; shown by listings.
+async fn requeues_count_hand_backs_until_the_next_transition(fx: &Fixture) {
+    let (a, b) = (fx.a(), fx.b());
+    let id = "requeued";
+    a.begin(record_in(
+        SAGA,
+        id,
+        &json!(1),
+        Custody::queued("publisher", SHORT),
+    ))
+    .await
+    .expect("begin");
+    assert_eq!(get(&b, id).await.requeues, 0);
+    // Nobody claims the message in time: the sweepers of A and B requeue it in turn.
+    for (n, store) in [(0, &a), (1, &b), (2, &a)] {
+        tokio::time::sleep(PAST_SHORT).await;
+        let sweeper = format!("sweeper-{n}");
+        assert_eq!(
+            claim(store, id, None, &sweeper, true).await,
+            Claimed::Won {
+                attempt: 1,
+                seq: 0,
+                mode: Mode::Async,
+                state: Some(state(0)),
+                compensate: false,
+                requeues: n,
+            },
+            "recovery claim {n}"
+        );
+        assert_eq!(hand_back(store, id, 0, &sweeper).await, Written::Done);
+        let record = get(&b, id).await;
+        assert_eq!(
+            (record.requeues, record.attempts, record.queued),
+            (n + 1, 0, true),
+            "after hand-back {n}: {record:?}"
+        );
+    }
+    // A refused hand-back counts nothing.
+    assert_eq!(hand_back(&b, id, 0, "intruder").await, Written::Fenced);
+    assert_eq!(hand_back(&b, id, 1, "sweeper-2").await, Written::Fenced);
+    assert_eq!(get(&a, id).await.requeues, 3);
+    let page = b
+        .list(&ListQuery::new(StatusKind::Running))
+        .await
+        .expect("list running");
+    let listed: Vec<(&str, u32)> = page
+        .sagas
+        .iter()
+        .map(|r| (r.trace_id.as_str(), r.requeues))
+        .collect();
+    assert_eq!(listed, [(id, 3)], "a listing shows the count");
+    // A delivery claims one of the copies: the count is returned, and a plain hold (a lease
+    // renewal, a retry handed to the broker) keeps it.
+    assert!(matches!(
+        claim(&b, id, Some(0), "consumer", false).await,
+        Claimed::Won {
+            attempt: 1,
+            requeues: 3,
+            ..
+        }
+    ));
+    assert_eq!(
+        hold(&a, id, 0, "consumer", Custody::held("consumer", LONG)).await,
+        Written::Done
+    );
+    assert_eq!(get(&b, id).await.requeues, 3);
+    // The transition resets it.
+    assert_eq!(
+        advance(&a, id, 0, "consumer", running(1, "create_payment")).await,
+        Written::Done
+    );
+    let record = get(&b, id).await;
+    assert_eq!((record.seq, record.requeues), (1, 0), "{record:?}");
+    assert!(matches!(
+        claim(&b, id, Some(1), "consumer", false).await,
+        Claimed::Won {
+            seq: 1,
+            requeues: 0,
+            ..
+        }
+    ));
+    // Counted again at the next transition, and reset by a final one.
+    assert_eq!(hand_back(&a, id, 1, "consumer").await, Written::Done);
+    assert_eq!(get(&b, id).await.requeues, 1);
+    assert!(matches!(
+        claim(&b, id, Some(1), "consumer-2", false).await,
+        Claimed::Won { requeues: 1, .. }
+    ));
+    assert_eq!(
+        advance(&b, id, 1, "consumer-2", completed(json!("done"))).await,
+        Written::Done
+    );
+    assert_eq!(get(&a, id).await.requeues, 0);
 }
 
 async fn advance_is_a_compare_and_set(fx: &Fixture) {
@@ -1464,6 +1585,7 @@ async fn many_racers_one_recovery_wins(fx: &Fixture) {
                 mode: Mode::Async,
                 state: Some(state(0)),
                 compensate: false,
+                requeues: 0,
             }
         );
         assert!(

@@ -74,6 +74,7 @@ pub(crate) fn saga(response: &pb::GetSagaResponse) -> String {
             ("updated", format!("{} ago", age(r.updated_at_ms))),
             ("seq", r.seq.to_string()),
             ("attempts", r.attempts.to_string()),
+            ("requeues", r.requeues.to_string()),
             ("owner", or_dash(&r.owner)),
             (
                 "compensation requested",

@@ -21,6 +21,7 @@ pub(crate) fn record(r: &pb::SagaRecord) -> Value {
         "lease_until_ms": r.lease_until_ms,
         "queued": r.queued,
         "attempts": r.attempts,
+        "requeues": r.requeues,
         "created_at_ms": r.created_at_ms,
         "updated_at_ms": r.updated_at_ms,
         "status_since_ms": r.status_since_ms,

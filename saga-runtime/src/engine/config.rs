@@ -70,8 +70,21 @@ pub struct OrchestratorConfig {
     /// Keep it above the longest backlog a topic may hold: a message that was only slow then
     /// arrives twice, and the second copy is fenced off (NATS drops it already, by message
     /// id). Default 30 s.
+    ///
+    /// This is the first wait: every time the sweeper publishes the same transition's message
+    /// again, the next wait doubles (`requeue_after * 2^n` after the n-th re-publication since
+    /// the saga's last transition, see [`SagaRecord::requeues`](crate::store::SagaRecord::requeues)),
+    /// up to [`max_requeue_after`](Self::max_requeue_after), so a backlog older than this
+    /// costs a few duplicates per saga rather than one every `requeue_after`.
     #[serde(with = "humantime_serde")]
     pub requeue_after: Duration,
+    /// The longest the sweeper waits between two re-publications of one saga's message (the
+    /// cap of the doubling after [`requeue_after`](Self::requeue_after)). `None` (the default)
+    /// means 8 × `requeue_after` (4 min with the default `requeue_after`). A value below
+    /// `requeue_after` counts as `requeue_after` (no backoff), with a warning when the
+    /// orchestrator is built.
+    #[serde(with = "humantime_serde")]
+    pub max_requeue_after: Option<Duration>,
     /// The retry policy of every compensation. Default [`RetryPolicy::COMPENSATION`].
     pub compensation_retry: RetryPolicy,
     /// How long a throttled caller without a deadline waits for the outcome.
@@ -97,10 +110,79 @@ impl Default for OrchestratorConfig {
             lease: Duration::from_secs(5),
             sweep_interval: Some(Duration::from_secs(1)),
             requeue_after: Duration::from_secs(30),
+            max_requeue_after: None,
             compensation_retry: RetryPolicy::COMPENSATION,
             default_wait: Duration::from_secs(30),
             redelivery_delay: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
         }
+    }
+}
+
+impl OrchestratorConfig {
+    /// How long the sweeper leaves a saga's message on the broker after re-publishing it for
+    /// the `requeues`-th time since the saga's last transition (0 for the first
+    /// re-publication): [`requeue_after`](Self::requeue_after) `* 2^requeues`, at most
+    /// [`max_requeue_after`](Self::max_requeue_after) (and never below `requeue_after`).
+    pub fn requeue_delay(&self, requeues: u32) -> Duration {
+        let cap = self.requeue_cap();
+        // 2^31 and more overflow any cap anyway.
+        self.requeue_after
+            .checked_mul(1u32.checked_shl(requeues).unwrap_or(u32::MAX))
+            .map_or(cap, |delay| delay.min(cap))
+    }
+
+    /// The cap of [`requeue_delay`](Self::requeue_delay): `max_requeue_after` (default 8 ×
+    /// `requeue_after`), never below `requeue_after`.
+    pub(crate) fn requeue_cap(&self) -> Duration {
+        self.max_requeue_after
+            .unwrap_or_else(|| self.requeue_after.saturating_mul(8))
+            .max(self.requeue_after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requeue_delays_double_up_to_the_cap() {
+        let config = OrchestratorConfig {
+            requeue_after: Duration::from_secs(30),
+            ..OrchestratorConfig::default()
+        };
+        let delays: Vec<u64> = (0..6).map(|n| config.requeue_delay(n).as_secs()).collect();
+        assert_eq!(
+            delays,
+            [30, 60, 120, 240, 240, 240],
+            "default cap: 8 x requeue_after"
+        );
+        assert_eq!(config.requeue_delay(u32::MAX), Duration::from_secs(240));
+        let capped = OrchestratorConfig {
+            max_requeue_after: Some(Duration::from_secs(90)),
+            ..config.clone()
+        };
+        let delays: Vec<u64> = (0..4).map(|n| capped.requeue_delay(n).as_secs()).collect();
+        assert_eq!(delays, [30, 60, 90, 90]);
+        let below = OrchestratorConfig {
+            max_requeue_after: Some(Duration::from_secs(1)),
+            ..config
+        };
+        assert_eq!(
+            below.requeue_delay(3),
+            Duration::from_secs(30),
+            "never below requeue_after"
+        );
+    }
+
+    #[test]
+    fn max_requeue_after_reads_from_a_config_file() {
+        let config: OrchestratorConfig =
+            serde_json::from_str(r#"{ "requeue_after": "10s", "max_requeue_after": "2m" }"#)
+                .expect("config");
+        assert_eq!(config.max_requeue_after, Some(Duration::from_secs(120)));
+        let default: OrchestratorConfig = serde_json::from_str("{}").expect("config");
+        assert_eq!(default.max_requeue_after, None);
+        assert_eq!(default.requeue_delay(10), Duration::from_secs(240));
     }
 }

@@ -59,6 +59,17 @@ impl<S: Saga> Runtime<S> {
     ) -> Self {
         let slots = |bound: Option<usize>| bound.map(|n| Arc::new(Semaphore::new(n.max(1))));
         let boot = crate::store::now_ms() ^ (u64::from(std::process::id()) << 40);
+        if let Some(max) = config
+            .max_requeue_after
+            .filter(|max| *max < config.requeue_after)
+        {
+            warn!(
+                saga = S::description().name,
+                max_requeue_after = ?max,
+                requeue_after = ?config.requeue_after,
+                "max_requeue_after is below requeue_after; the sweeper re-publishes every requeue_after, without backoff"
+            );
+        }
         let observe = Observer::new(S::description(), &config.pod_id, transport.backend());
         Self {
             observe,
@@ -307,7 +318,8 @@ impl<S: Saga> Runtime<S> {
     }
 
     /// Hands a saga this run claimed but did not run (a recovery that publishes it again) to
-    /// the broker, taking back the attempt the claim counted.
+    /// the broker, taking back the attempt the claim counted and counting one more requeue
+    /// ([`SagaRecord::requeues`](crate::store::SagaRecord::requeues)) in the same write.
     pub(super) async fn hand_back(
         &self,
         cx: &SagaContext,
@@ -317,6 +329,7 @@ impl<S: Saga> Runtime<S> {
     ) -> Result<Written, StoreError> {
         let hold = Hold {
             refund_attempt: true,
+            requeued: true,
             ..self.hold_of(cx, seq, token, custody)
         };
         self.store.hold(hold).await
@@ -337,6 +350,7 @@ impl<S: Saga> Runtime<S> {
             token,
             custody,
             refund_attempt: false,
+            requeued: false,
             history: &[],
         }
     }

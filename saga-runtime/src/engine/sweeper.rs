@@ -67,13 +67,14 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
         lease: rt.config.lease,
         recovery: true,
     };
-    let (start, seq, mode, stored) = match rt.store.claim(claim).await {
+    let (start, seq, mode, stored, requeues) = match rt.store.claim(claim).await {
         Ok(Claimed::Won {
             attempt,
             seq,
             mode,
             state,
             compensate,
+            requeues,
         }) => (
             Start {
                 attempt,
@@ -82,6 +83,7 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
             seq,
             mode,
             state.unwrap_or_default(),
+            requeues,
         ),
         Ok(_) => return, // another replica won it, or it moved on meanwhile
         Err(error) => {
@@ -184,11 +186,33 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
             }));
         }
         Mode::Async | Mode::Throttled => {
-            let requeue = Custody::queued(&token, rt.config.requeue_after);
-            if let Err(error) = rt.hand_back(&cx, seq, &token, requeue).await {
-                warn!(trace_id, error = %Report(&error), "cannot hand the recovered saga to the broker; trying again next sweep");
-                return;
+            // Exponential backoff per saga: a message that only waits in a backlog older than
+            // `requeue_after` is copied a few times, not once every `requeue_after`.
+            let delay = rt.config.requeue_delay(requeues);
+            let requeue = Custody::queued(&token, delay);
+            match rt.hand_back(&cx, seq, &token, requeue).await {
+                Ok(Written::Done) => {}
+                Ok(refused) => {
+                    warn!(
+                        trace_id,
+                        ?refused,
+                        "the recovered saga moved on meanwhile; not publishing it again"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    warn!(trace_id, error = %Report(&error), "cannot hand the recovered saga to the broker; trying again next sweep");
+                    return;
+                }
             }
+            rt.observe.metrics.requeues.increment(1);
+            info!(
+                trace_id,
+                seq,
+                requeues = requeues.saturating_add(1),
+                next_delay = ?delay,
+                "publishing the saga's message again; the next re-publication waits the delay"
+            );
             let cursor = S::cursor(&state);
             if let Err(error) = rt
                 .publish(&cx, cursor, route.as_deref(), seq, stored, Some(&token))

@@ -19,6 +19,7 @@
 //! | `sagaflow_transition_retries_total` | counter | `saga`, `step`, `kind` | attempts after the first of a transition (on any replica: the attempt count lives in the store) |
 //! | `sagaflow_redeliveries_total` | counter | `saga` | deliveries received again (a nack for a retry or a backoff, a lost ack, a dead replica) |
 //! | `sagaflow_dead_letters_total` | counter | `saga` | deliveries this replica dead-lettered |
+//! | `sagaflow_requeues_total` | counter | `saga` | messages this replica's recovery sweeper published again because nobody claimed them in time (a lost publish, or a broker that is behind) |
 //! | `sagaflow_sagas_in_flight` | gauge | `saga` | sagas this replica drives now: a sync run, a delivery being handled, a recovery |
 //! | `sagaflow_throttled_waiting` | gauge | `saga` | throttled callers waiting for their outcome on this replica |
 //! | `sagaflow_throttled_queue_depth` | gauge | `saga` | deliveries on this replica waiting for a step slot (`max_concurrent_steps`) |
@@ -55,6 +56,8 @@ pub const TRANSITION_RETRIES: &str = "sagaflow_transition_retries_total";
 pub const REDELIVERIES: &str = "sagaflow_redeliveries_total";
 /// Counter: dead-lettered messages (`saga`).
 pub const DEAD_LETTERS: &str = "sagaflow_dead_letters_total";
+/// Counter: messages the recovery sweeper published again (`saga`).
+pub const REQUEUES: &str = "sagaflow_requeues_total";
 /// Gauge: sagas driven by this replica now (`saga`).
 pub const SAGAS_IN_FLIGHT: &str = "sagaflow_sagas_in_flight";
 /// Gauge: throttled callers waiting (`saga`).
@@ -100,6 +103,10 @@ pub fn describe() {
     );
     describe_counter!(REDELIVERIES, "Saga messages delivered again");
     describe_counter!(DEAD_LETTERS, "Saga messages dead-lettered by this replica");
+    describe_counter!(
+        REQUEUES,
+        "Saga messages the recovery sweeper of this replica published again"
+    );
     describe_gauge!(SAGAS_IN_FLIGHT, "Sagas this replica drives now");
     describe_gauge!(
         THROTTLED_WAITING,
@@ -172,6 +179,7 @@ pub(crate) struct SagaMetrics {
     steps: Vec<[TransitionMetrics; 2]>,
     pub(crate) redeliveries: Counter,
     pub(crate) dead_letters: Counter,
+    pub(crate) requeues: Counter,
     pub(crate) in_flight: Gauge,
     pub(crate) waiting: Gauge,
     pub(crate) queue_depth: Gauge,
@@ -211,6 +219,7 @@ impl SagaMetrics {
                 .collect(),
             redeliveries: metrics::counter!(REDELIVERIES, &labels),
             dead_letters: metrics::counter!(DEAD_LETTERS, &labels),
+            requeues: metrics::counter!(REQUEUES, &labels),
             in_flight: metrics::gauge!(SAGAS_IN_FLIGHT, &labels),
             waiting: metrics::gauge!(THROTTLED_WAITING, &labels),
             queue_depth: metrics::gauge!(THROTTLED_QUEUE_DEPTH, &labels),

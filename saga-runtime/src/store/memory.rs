@@ -310,6 +310,7 @@ impl MemoryStore {
         let id: Id = Arc::from(record.trace_id.as_str());
         record.created_at_ms = now;
         record.updated_at_ms = now;
+        record.requeues = 0;
         index.leases.insert((record.lease_until_ms, id.clone()));
         index.reindex(&id, &mut record, None, now);
         let started = HistoryEntry {
@@ -368,6 +369,7 @@ impl MemoryStore {
                 None
             },
             compensate: record.compensation_requested,
+            requeues: record.requeues,
         }
     }
 
@@ -399,6 +401,7 @@ impl MemoryStore {
             let record = &mut slot.record;
             record.seq += 1;
             record.attempts = 0;
+            record.requeues = 0;
             record.updated_at_ms = now;
             let previous = record.status.kind();
             record.status = advance.status;
@@ -437,6 +440,7 @@ impl MemoryStore {
             token,
             custody,
             refund_attempt,
+            requeued,
             history,
             ..
         } = hold;
@@ -452,6 +456,9 @@ impl MemoryStore {
         record.updated_at_ms = now;
         if *refund_attempt {
             record.attempts = record.attempts.saturating_sub(1);
+        }
+        if *requeued {
+            record.requeues = record.requeues.saturating_add(1);
         }
         apply_custody(index, &slot.id, record, custody, now);
         Written::Done
@@ -493,6 +500,7 @@ impl MemoryStore {
         let record = &mut slot.record;
         record.seq += 1;
         record.attempts = 0;
+        record.requeues = 0;
         record.updated_at_ms = now;
         record.status = reopen.status;
         record.state = Some(reopen.state.to_string());

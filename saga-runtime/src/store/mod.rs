@@ -176,6 +176,14 @@ pub struct SagaRecord {
     /// ([`SagaStore::request_compensation`]): its next forward transition rolls back instead.
     #[serde(default)]
     pub compensation_requested: bool,
+    /// How many times the recovery sweeper published the current transition's message again
+    /// since the saga's last transition (0 at begin; every [`SagaStore::advance`] and
+    /// [`SagaStore::reopen`] sets it back to 0; a [`Hold::requeued`] hand-back adds one). The
+    /// sweeper waits `requeue_after * 2^requeues` (capped) before the next re-publication, so
+    /// a high count means the saga's message waits on a broker that is behind, or that nothing
+    /// consumes its topic. Records written before this field existed read as 0.
+    #[serde(default)]
+    pub requeues: u32,
 }
 
 impl SagaRecord {
@@ -210,6 +218,7 @@ impl SagaRecord {
             updated_at_ms: now,
             status_since_ms: now,
             compensation_requested: false,
+            requeues: 0,
         }
     }
 }
@@ -361,6 +370,10 @@ pub enum Claimed {
         /// ([`SagaStore::request_compensation`]): a forward transition that may still be
         /// compensated rolls back instead of running.
         compensate: bool,
+        /// The record's [`SagaRecord::requeues`]: how many times the sweeper published this
+        /// transition's message again since the saga's last transition. Recovery spaces its
+        /// next re-publication by it.
+        requeues: u32,
     },
     /// The saga moved on (its sequence number is `current`): the claimer is stale, a
     /// duplicate or late delivery. Run nothing.
@@ -419,6 +432,9 @@ pub struct Hold<'a> {
     /// True when the claim that took this custody ran nothing (a recovery that only publishes
     /// the message again): the attempt it counted is taken back, so attempts count executions.
     pub refund_attempt: bool,
+    /// True for the recovery sweeper's hand-back of a saga whose message it publishes again:
+    /// the record's [`SagaRecord::requeues`] goes up by one in the same atomic write.
+    pub requeued: bool,
     /// Appended to the saga's history in the same write (a failed attempt handed to the
     /// broker for a retry).
     pub history: &'a [HistoryEntry],
@@ -530,11 +546,14 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
 
     /// Takes custody of a saga for one transition if the record is at `claim.seq` (any, for
     /// recovery), not final, and free to take (see [`Claim::recovery`]); adds one to its
-    /// attempts. Exactly one of several concurrent claimers wins.
+    /// attempts. Exactly one of several concurrent claimers wins. A won claim returns the
+    /// record's attempts, sequence number, mode and [`SagaRecord::requeues`] (and, for
+    /// recovery, its state).
     fn claim<'a>(&'a self, claim: Claim<'a>) -> BoxFuture<'a, Result<Claimed, StoreError>>;
 
     /// Records a transition if the writer still holds custody at `advance.seq`: the status,
-    /// the state and the custody after it, sequence number plus one, attempts back to 0. A
+    /// the state and the custody after it, sequence number plus one, attempts and
+    /// [`SagaRecord::requeues`] back to 0. A
     /// final status keeps only the state it is given (a stuck saga keeps the state it is stuck
     /// at, so it can be resumed; a completed or compensated one gives none), starts the
     /// finished time-to-live and wakes every watcher of the id on every replica. A final
@@ -542,7 +561,9 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
     fn advance<'a>(&'a self, advance: Advance<'a>) -> BoxFuture<'a, Result<Written, StoreError>>;
 
     /// Renews (or hands over to the broker, `custody.queued`) the custody that `hold.token`
-    /// holds at `hold.seq`, without a transition.
+    /// holds at `hold.seq`, without a transition. With [`Hold::refund_attempt`] the attempts
+    /// go down by one, with [`Hold::requeued`] the [`SagaRecord::requeues`] up by one, in the
+    /// same atomic write.
     fn hold<'a>(&'a self, hold: Hold<'a>) -> BoxFuture<'a, Result<Written, StoreError>>;
 
     /// Up to `limit` trace ids of running sagas named `saga` whose custody lapsed (lease passed

@@ -19,6 +19,7 @@ pub(super) fn record(record: &SagaRecord) -> pb::SagaRecord {
         lease_until_ms: record.lease_until_ms,
         queued: record.queued,
         attempts: record.attempts,
+        requeues: record.requeues,
         created_at_ms: record.created_at_ms,
         updated_at_ms: record.updated_at_ms,
         status_since_ms: record.status_since_ms,

@@ -385,6 +385,11 @@ fn decode_record(
         updated_at_ms: number("updated", take("updated")?)?,
         status_since_ms,
         compensation_requested: take("abort").is_ok_and(|abort| abort == "1"),
+        // Absent until the sweeper first requeues the saga (and in records older than it).
+        requeues: match take("requeues") {
+            Ok(requeues) => number("requeues", requeues)?,
+            Err(_) => 0,
+        },
     })
 }
 
@@ -748,6 +753,7 @@ impl RedisStore {
                     mode: Mode::parse(&mode).ok_or_else(corrupt)?,
                     state: next_value(&mut reply),
                     compensate: next_value::<i64>(&mut reply) == Some(1),
+                    requeues: next_value(&mut reply).ok_or_else(corrupt)?,
                 }
             }
             _ => return Err(corrupt()),
@@ -798,6 +804,7 @@ impl RedisStore {
             token,
             custody,
             refund_attempt,
+            requeued,
             history,
         } = hold;
         let entries = self.entries(trace_id, history)?;
@@ -813,7 +820,8 @@ impl RedisStore {
             .arg(millis(custody.lease))
             .arg(u8::from(custody.queued))
             .arg(u8::from(refund_attempt))
-            .arg(self.history_limit());
+            .arg(self.history_limit())
+            .arg(u8::from(requeued));
         for entry in &entries {
             call.arg(entry);
         }

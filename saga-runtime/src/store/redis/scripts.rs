@@ -263,9 +263,10 @@ local function moved(fields, index, id, from, to)
 end
 "#;
 
-/// Reads `h` = seq, owner, final, kind, abort, hn, ttl_at; see [`fenced`].
+/// Reads `h` = seq, owner, final, kind, abort, hn, ttl_at, requeues (absent while 0); see
+/// [`fenced`].
 const FENCE: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort', 'hn', 'ttl_at')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort', 'hn', 'ttl_at', 'requeues')
 if not h[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
@@ -296,9 +297,10 @@ return {}
 
 /// ARGV: trace id, seq ('' for any), token, lease ms, recovery (0/1).
 /// Returns `{code, ...}`: STALE with the current seq; DONE with attempt, seq, mode, the state
-/// (recovery; nil for a delivery) and whether compensation was requested (0/1).
+/// (recovery; nil for a delivery), whether compensation was requested (0/1) and the
+/// sweeper's requeues since the last transition.
 const CLAIM: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'until', 'queued', 'final', 'attempts', 'mode', 'abort')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'until', 'queued', 'final', 'attempts', 'mode', 'abort', 'requeues')
 if not h[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return {0}
@@ -318,15 +320,18 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'until', lease_until, 'queued', 0,
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 local abort = 0
 if h[8] == '1' then abort = 1 end
+local requeues = tonumber(h[9]) or 0
 if ARGV[5] == '1' then
-  return {4, attempts, tonumber(h[1]), h[7], redis.call('HGET', KEYS[1], 'state'), abort}
+  return {4, attempts, tonumber(h[1]), h[7], redis.call('HGET', KEYS[1], 'state'), abort, requeues}
 end
-return {4, attempts, tonumber(h[1]), h[7], false, abort}
+return {4, attempts, tonumber(h[1]), h[7], false, abort, requeues}
 "#;
 
 /// KEYS[4]: the status index. ARGV: trace id, seq, token, status, state ('' for none), lease
 /// ms, queued (0/1), final (0/1), ttl ms (0: none), status kind, history limit, abortable
-/// (0/1), then the history entries (one each). Runs after [`FENCE`]. Returns a reply code. A final record
+/// (0/1), then the history entries (one each). Runs after [`FENCE`]. Returns a reply code. The
+/// sweeper's requeue count goes back to 0 (written only when it is not 0 already, in the same
+/// `HSET`). A final record
 /// keeps the state only when given one (a stuck saga's, for an operator to resume). A running
 /// record's safety TTL is restarted when a tenth of it passed since it was last (`ttl_at`), so
 /// a saga's quick transitions do not each pay for a `PEXPIRE`.
@@ -334,6 +339,7 @@ const ADVANCE: &str = r#"
 if ARGV[12] == '1' and h[5] == '1' then return 5 end
 local f = {'status', ARGV[4], 'state', ARGV[5], 'seq', tonumber(h[1]) + 1, 'attempts', 0,
   'updated', now}
+if h[8] and h[8] ~= '0' then f[#f + 1], f[#f + 2] = 'requeues', 0 end
 appended(f, h[6], 13, ARGV[11])
 moved(f, KEYS[4], ARGV[1], h[4] or 'running', ARGV[10])
 if h[5] and ARGV[10] ~= 'running' then redis.call('HDEL', KEYS[1], 'abort') end
@@ -364,11 +370,13 @@ return 4
 "#;
 
 /// ARGV: trace id, seq, token, new owner, lease ms, queued (0/1), refund an attempt (0/1),
-/// history limit, then the history entries (one each). Runs after [`FENCE`]. Returns a reply code.
+/// history limit, requeued (0/1: one more sweeper requeue, in the same `HSET`), then the
+/// history entries (one each). Runs after [`FENCE`]. Returns a reply code.
 const HOLD: &str = r#"
 local lease_until = now + tonumber(ARGV[5])
 local f = {'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now}
-if #ARGV > 8 then appended(f, h[6], 9, ARGV[8]) end
+if ARGV[9] == '1' then f[#f + 1], f[#f + 2] = 'requeues', (tonumber(h[8]) or 0) + 1 end
+if #ARGV > 9 then appended(f, h[6], 10, ARGV[8]) end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[7] == '1' then
   local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
@@ -415,7 +423,8 @@ if not h[1] then return 0 end
 if h[2] ~= '1' or h[1] ~= ARGV[2] then return 2 end
 local lease_until = now + tonumber(ARGV[6])
 local f = {'status', ARGV[3], 'state', ARGV[4], 'seq', tonumber(h[1]) + 1, 'final', 0,
-  'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0, 'updated', now}
+  'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0, 'requeues', 0,
+  'updated', now}
 appended(f, h[4], 12, ARGV[9])
 moved(f, KEYS[3], ARGV[1], h[3] or 'stuck', ARGV[8])
 if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
@@ -449,9 +458,9 @@ return 4
 
 /// The record fields a listing returns (everything but the state and the history), in reply
 /// order.
-pub(super) const LISTED_FIELDS: [&str; 15] = [
+pub(super) const LISTED_FIELDS: [&str; 16] = [
     "saga", "fp", "mode", "status", "seq", "owner", "until", "queued", "attempts", "final",
-    "created", "updated", "since", "abort", "kind",
+    "created", "updated", "since", "abort", "kind", "requeues",
 ];
 
 /// KEYS[1]: the status index. ARGV: record key prefix, newest score, cursor score ('' for the
@@ -484,7 +493,8 @@ while found < want do
       examined = examined + 1
       out[2], out[3] = page[i + 1], id
       local fields = redis.call('HMGET', ARGV[1] .. id, 'saga', 'fp', 'mode', 'status', 'seq',
-        'owner', 'until', 'queued', 'attempts', 'final', 'created', 'updated', 'since', 'abort', 'kind')
+        'owner', 'until', 'queued', 'attempts', 'final', 'created', 'updated', 'since', 'abort', 'kind',
+        'requeues')
       if not fields[1] then
         gone[#gone + 1] = id
       elseif ARGV[6] == '' or fields[1] == ARGV[6] then
