@@ -7,6 +7,12 @@
 //! resumes it. A sync saga is finished (forward, or compensated) on the claiming replica, its
 //! outcome recorded for a caller that retries the id; an async or throttled saga's message is
 //! published again from the stored state.
+//!
+//! A message published again may only be waiting in a backlog, so each saga's re-publications
+//! back off: the n-th since its last transition (counted in the record,
+//! [`SagaRecord::requeues`](crate::store::SagaRecord::requeues)) leaves it queued for
+//! [`OrchestratorConfig::requeue_delay`](super::OrchestratorConfig::requeue_delay)`(n)`,
+//! `requeue_after * 2^n` up to `max_requeue_after`.
 
 use std::sync::Arc;
 
