@@ -36,7 +36,7 @@ use hdrhistogram::Histogram;
 use sagaflow::engine::{Consumers, Orchestrator, OrchestratorConfig};
 use sagaflow::store::{
     Advance, Begin, Claim, Claimed, HistoryEntry, Hold, ListQuery, Outcome, Reopen, SagaPage,
-    SagaRecord, SagaStore, StoreError, Written,
+    SagaRecord, SagaStore, StoreConfig, StoreError, Written,
 };
 use sagaflow::transport::{
     Handler, Message, SubscribeOptions, Subscription, Transport, TransportConfig, TransportError,
@@ -182,6 +182,10 @@ struct Args {
     /// that the end counters add up to the sagas run.
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// History entries kept per saga (`StoreConfig::history_limit`; 0 turns the history off,
+    /// to measure what it costs).
+    #[arg(long, default_value_t = 100)]
+    history_limit: usize,
     /// Install a log subscriber at `info` (stderr), so the engine's `saga` and `transition`
     /// spans are created, as in a service that logs.
     #[arg(long)]
@@ -526,9 +530,16 @@ async fn sequential(rig: &Rig, mode: Mode, fault: bool, sagas: usize) -> (Histog
 }
 
 async fn bench_transport(transport: TransportArg, args: &Args) -> Vec<Row> {
-    let backends = Backends::connect_with(transport.backend(), "bench-modes", |config| {
-        config.default_concurrency = args.consumer_concurrency;
-    })
+    let store = StoreConfig {
+        history_limit: args.history_limit,
+        ..StoreConfig::default()
+    };
+    let backends = Backends::connect_with_store(
+        transport.backend(),
+        "bench-modes",
+        |config| config.default_concurrency = args.consumer_concurrency,
+        store,
+    )
     .await;
     let (rig, consumers) = Rig::start(&backends).await;
     let rig = Arc::new(rig);

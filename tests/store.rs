@@ -2767,3 +2767,114 @@ async fn redis_cluster_follows_a_failover_to_a_master_that_stays_dead() {
     eprintln!("whole test {:?}", started.elapsed());
     drop(cluster);
 }
+
+/// With `history_limit: 0` the history is off: begin, transitions with entries, a hold with an
+/// entry and an operator's request write none, and the record, its status and its listing are
+/// what they are with a history.
+async fn history_off_writes_no_entry(store: Arc<dyn SagaStore>) {
+    let id = "no-history";
+    assert_eq!(
+        store.begin(record(id, &json!(1))).await.expect("begin"),
+        Begin::Started
+    );
+    let entries = [transition(OWNER, "create_order", 1, None)];
+    let next = state(1);
+    let written = store
+        .advance(Advance {
+            history: &entries,
+            ..transition_of(id, 0, OWNER, running(1, "create_payment"), &next)
+        })
+        .await
+        .expect("advance");
+    assert_eq!(written, Written::Done);
+    let held = store
+        .hold(Hold {
+            trace_id: id,
+            saga: SAGA,
+            seq: 1,
+            token: OWNER,
+            custody: Custody::held(OWNER, LONG),
+            refund_attempt: false,
+            requeued: false,
+            history: &[transition(OWNER, "create_payment", 1, Some("timeout"))],
+        })
+        .await
+        .expect("hold");
+    assert_eq!(held, Written::Done);
+    let requested = store
+        .request_compensation(
+            id,
+            HistoryEntry::now(
+                "operator",
+                HistoryEvent::CompensationRequested {
+                    by: "test".to_string(),
+                },
+            ),
+        )
+        .await
+        .expect("request compensation");
+    assert_eq!(requested, Written::Done);
+    assert_eq!(
+        advance(&store, id, 1, OWNER, completed(json!("done"))).await,
+        Written::Done
+    );
+    assert_eq!(store.history(id).await.expect("history"), Vec::new());
+    let ended = get(&store, id).await;
+    assert_eq!((ended.seq, ended.status), (2, completed(json!("done"))));
+    let page = store
+        .list(&ListQuery::new(StatusKind::Completed))
+        .await
+        .expect("list");
+    assert!(
+        page.sagas.iter().any(|saga| saga.trace_id == id),
+        "listed as completed"
+    );
+}
+
+#[tokio::test]
+async fn memory_store_with_history_off_writes_no_entry() {
+    let store = MemoryStore::new(StoreConfig {
+        history_limit: 0,
+        ..store_config()
+    });
+    history_off_writes_no_entry(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn redis_store_with_history_off_writes_no_entry() {
+    let config = RedisConfig {
+        key_prefix: unique("history-off"),
+        ..RedisConfig::from(StoreConfig {
+            history_limit: 0,
+            ..store_config()
+        })
+    };
+    let store = RedisStore::connect(&redis_url(), config)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "Redis is unreachable at {} ({error}). Start it with: {START_REDIS}",
+                redis_url()
+            )
+        });
+    let key = store.record_key("no-history");
+    let store: Arc<dyn SagaStore> = Arc::new(store);
+    history_off_writes_no_entry(Arc::clone(&store)).await;
+    let mut admin = redis::Client::open(redis_url())
+        .expect("valid Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(&key)
+        .query_async(&mut admin)
+        .await
+        .expect("HKEYS");
+    assert!(
+        !fields
+            .iter()
+            .any(|f| f == "hn" || f.starts_with('h') && f[1..].parse::<u64>().is_ok()),
+        "no history field in the record: {fields:?}"
+    );
+    store.remove("no-history").await.expect("remove");
+}

@@ -70,6 +70,16 @@ impl Backends {
         name: &str,
         tune: impl FnOnce(&mut TransportConfig),
     ) -> Self {
+        Self::connect_with_store(backend, name, tune, StoreConfig::default()).await
+    }
+
+    /// Like [`Backends::connect_with`], with the store settings `store`.
+    pub async fn connect_with_store(
+        backend: Backend,
+        name: &str,
+        tune: impl FnOnce(&mut TransportConfig),
+        store: StoreConfig,
+    ) -> Self {
         let prefix = unique_prefix(name);
         let mut config = TransportConfig {
             ack_wait: Duration::from_secs(2),
@@ -79,7 +89,7 @@ impl Backends {
         match backend {
             Backend::Memory => Self {
                 transport: Arc::new(MemoryTransport::new(config)),
-                store: Arc::new(MemoryStore::new(StoreConfig::default())),
+                store: Arc::new(MemoryStore::new(store)),
                 prefix,
                 cleanup: Cleanup::Memory,
             },
@@ -92,7 +102,7 @@ impl Backends {
                 };
                 Self {
                     transport: transport.clone(),
-                    store: redis_store(&prefix).await,
+                    store: redis_store(&prefix, store).await,
                     prefix,
                     cleanup: Cleanup::RabbitMq(transport),
                 }
@@ -106,7 +116,7 @@ impl Backends {
                 };
                 Self {
                     transport: transport.clone(),
-                    store: redis_store(&prefix).await,
+                    store: redis_store(&prefix, store).await,
                     prefix,
                     cleanup: Cleanup::Nats(transport),
                 }
@@ -137,11 +147,11 @@ impl Backends {
     }
 }
 
-async fn redis_store(prefix: &str) -> Arc<dyn SagaStore> {
+async fn redis_store(prefix: &str, store: StoreConfig) -> Arc<dyn SagaStore> {
     let config = RedisConfig {
         key_prefix: prefix.to_string(),
         connect_timeout: Duration::from_secs(5),
-        ..RedisConfig::from(StoreConfig::default())
+        ..RedisConfig::from(store)
     };
     match RedisStore::connect(REDIS_URL, config).await {
         Ok(store) => Arc::new(store),

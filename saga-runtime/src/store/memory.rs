@@ -87,11 +87,23 @@ fn slot_of(kind: StatusKind) -> usize {
         .unwrap_or_default()
 }
 
-/// Appends `entries` to `history`, keeping the latest `limit`.
+/// Appends `entries` to `history`, keeping the latest `limit` (none with a `limit` of 0: the
+/// history is off).
 fn append(history: &mut VecDeque<HistoryEntry>, entries: &[HistoryEntry], limit: usize) {
-    history.extend(entries.iter().cloned());
-    let over = history.len().saturating_sub(limit.max(1));
-    history.drain(..over);
+    for entry in entries {
+        push(history, entry.clone(), limit);
+    }
+}
+
+/// [`append`] of one entry the caller owns.
+fn push(history: &mut VecDeque<HistoryEntry>, entry: HistoryEntry, limit: usize) {
+    if limit == 0 {
+        return;
+    }
+    if history.len() >= limit {
+        history.pop_front();
+    }
+    history.push_back(entry);
 }
 
 /// Why [`MemoryStore::live`] found no slot.
@@ -318,8 +330,8 @@ impl MemoryStore {
             run: record.owner.as_str().into(),
             event: HistoryEvent::Started { mode: record.mode },
         };
-        let mut history = VecDeque::with_capacity(4);
-        history.push_back(started);
+        let mut history = VecDeque::new();
+        push(&mut history, started, self.config.history_limit);
         let slot = Slot {
             id: id.clone(),
             record,
@@ -495,8 +507,7 @@ impl MemoryStore {
         }
         // Out of the retention queue: its entry there is stale from now on.
         index.unretain(slot);
-        slot.history.push_back(reopen.entry);
-        append(&mut slot.history, &[], self.config.history_limit);
+        push(&mut slot.history, reopen.entry, self.config.history_limit);
         let record = &mut slot.record;
         record.seq += 1;
         record.attempts = 0;
@@ -517,8 +528,7 @@ impl MemoryStore {
             }
             slot.record.compensation_requested = true;
             slot.record.updated_at_ms = now;
-            slot.history.push_back(entry);
-            append(&mut slot.history, &[], self.config.history_limit);
+            push(&mut slot.history, entry, self.config.history_limit);
             Written::Done
         })
         .unwrap_or(Written::Missing)

@@ -502,6 +502,9 @@ pub struct StoreConfig {
     /// (O(1), off the begin path). Default 100,000.
     pub max_finished: usize,
     /// The most history entries kept per saga; the oldest are dropped first. Default 100.
+    /// `0` turns the history off: no entry is written (the Redis store sends none and
+    /// serialises none) and [`SagaStore::history`] returns an empty list; the record, the
+    /// status indexes and listings are unchanged.
     pub history_limit: usize,
 }
 

@@ -683,7 +683,10 @@ impl RedisStore {
             run: record.owner.as_str().into(),
             event: HistoryEvent::Started { mode: record.mode },
         };
-        let started = self.json(trace_id, "history entry", &started)?;
+        let started = match self.history_limit() {
+            0 => String::new(),
+            _ => self.json(trace_id, "history entry", &started)?,
+        };
         let (key, leases) = (
             shared.keys.record(trace_id),
             shared.keys.leases_of(trace_id, &record.saga),
@@ -884,6 +887,9 @@ impl RedisStore {
         trace_id: &str,
         history: &[HistoryEntry],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
+        if self.history_limit() == 0 {
+            return Ok(Vec::new());
+        }
         history
             .iter()
             .map(|entry| {
@@ -893,8 +899,9 @@ impl RedisStore {
             .collect()
     }
 
+    /// `StoreConfig::history_limit`: 0 when the history is off (no entry sent).
     fn history_limit(&self) -> usize {
-        self.shared.config.store.history_limit.max(1)
+        self.shared.config.store.history_limit
     }
 
     async fn history_of(&self, trace_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {

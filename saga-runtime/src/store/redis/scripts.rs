@@ -229,7 +229,8 @@ fn fenced(body: &str) -> Lua {
 /// `appended(fields, hn, from, limit)`: adds the history entries `ARGV[from..]` (one JSON
 /// entry each) to the `HSET` arguments `fields`, as the record's fields `h<n>` numbered on from
 /// the `hn` it holds, with the new `hn`; keeps the latest `limit` (an `HDEL` of the oldest, only
-/// once a saga has more than `limit` entries). Appending reads nothing back and costs no command
+/// once a saga has more than `limit` entries); nothing at all with no entries or a `limit` of
+/// 0 (the history off). Appending reads nothing back and costs no command
 /// of its own: the history is written by the transition's `HSET` and goes with the record.
 ///
 /// `moved(fields, index, id, from, to)`: moves `id` from the status family `from` to `to` in
@@ -237,6 +238,7 @@ fn fenced(body: &str) -> Lua {
 /// and `since` to the `HSET` arguments `fields`.
 const HISTORY: &str = r#"
 local function appended(fields, hn, from, limit)
+  if tonumber(limit) == 0 or #ARGV < from then return end
   local old = tonumber(hn) or 0
   local n = old + #ARGV - from + 1
   local keep = n - tonumber(limit) + 1
@@ -276,7 +278,7 @@ if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return 2 end
 "#;
 
 /// KEYS[3]: the status index. ARGV: trace id, saga, fingerprint, mode, status, state, owner,
-/// lease ms, queued (0/1), ttl ms (0: none), history entry. Returns `{}` when created, else
+/// lease ms, queued (0/1), ttl ms (0: none), history entry ('' with the history off). Returns `{}` when created, else
 /// the existing hash (HGETALL).
 const BEGIN: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -285,8 +287,8 @@ end
 local lease_until = now + tonumber(ARGV[8])
 local f = {'saga', ARGV[2], 'fp', ARGV[3], 'mode', ARGV[4], 'status', ARGV[5],
   'state', ARGV[6], 'seq', 0, 'owner', ARGV[7], 'until', lease_until, 'queued', ARGV[9],
-  'attempts', 0, 'final', 0, 'created', now, 'updated', now, 'kind', 'running', 'since', now,
-  'h1', ARGV[11], 'hn', 1}
+  'attempts', 0, 'final', 0, 'created', now, 'updated', now, 'kind', 'running', 'since', now}
+if ARGV[11] ~= '' then f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'h1', ARGV[11], 'hn', 1 end
 if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[10] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
