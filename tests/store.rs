@@ -437,6 +437,18 @@ async fn hold(
     token: &str,
     custody: Custody,
 ) -> Written {
+    hold_recording(store, trace_id, seq, token, custody, &[]).await
+}
+
+/// [`hold`] appending `history` in the same write.
+async fn hold_recording(
+    store: &Arc<dyn SagaStore>,
+    trace_id: &str,
+    seq: u64,
+    token: &str,
+    custody: Custody,
+    history: &[HistoryEntry],
+) -> Written {
     store
         .hold(Hold {
             trace_id,
@@ -446,7 +458,7 @@ async fn hold(
             custody,
             refund_attempt: false,
             requeued: false,
-            history: &[],
+            history,
         })
         .await
         .expect("hold")
@@ -643,19 +655,15 @@ async fn history_keeps_the_latest_entries_in_order(fx: &Fixture) {
             .expect("advance");
         assert_eq!(written, Written::Done);
     }
-    let held = store
-        .hold(Hold {
-            trace_id: id,
-            saga: SAGA,
-            seq: 2,
-            token: OWNER,
-            custody: Custody::held(OWNER, LONG),
-            refund_attempt: false,
-            requeued: false,
-            history: &[transition(OWNER, "notify", 1, Some("unavailable"))],
-        })
-        .await
-        .expect("hold");
+    let held = hold_recording(
+        &store,
+        id,
+        2,
+        OWNER,
+        Custody::held(OWNER, LONG),
+        &[transition(OWNER, "notify", 1, Some("unavailable"))],
+    )
+    .await;
     assert_eq!(held, Written::Done);
     let history = fx.b().history(id).await.expect("history");
     let seen: Vec<(String, u32)> = history
@@ -2787,19 +2795,15 @@ async fn history_off_writes_no_entry(store: Arc<dyn SagaStore>) {
         .await
         .expect("advance");
     assert_eq!(written, Written::Done);
-    let held = store
-        .hold(Hold {
-            trace_id: id,
-            saga: SAGA,
-            seq: 1,
-            token: OWNER,
-            custody: Custody::held(OWNER, LONG),
-            refund_attempt: false,
-            requeued: false,
-            history: &[transition(OWNER, "create_payment", 1, Some("timeout"))],
-        })
-        .await
-        .expect("hold");
+    let held = hold_recording(
+        &store,
+        id,
+        1,
+        OWNER,
+        Custody::held(OWNER, LONG),
+        &[transition(OWNER, "create_payment", 1, Some("timeout"))],
+    )
+    .await;
     assert_eq!(held, Written::Done);
     let requested = store
         .request_compensation(
