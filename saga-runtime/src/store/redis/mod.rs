@@ -683,10 +683,11 @@ impl RedisStore {
             run: record.owner.as_str().into(),
             event: HistoryEvent::Started { mode: record.mode },
         };
-        let started = match self.history_limit() {
-            0 => String::new(),
-            _ => self.json(trace_id, "history entry", &started)?,
-        };
+        // Empty with the history off: the script then writes no entry.
+        let started = self
+            .entries(trace_id, &[started])?
+            .pop()
+            .unwrap_or_default();
         let (key, leases) = (
             shared.keys.record(trace_id),
             shared.keys.leases_of(trace_id, &record.saga),
@@ -881,7 +882,8 @@ impl RedisStore {
         waiter.wait(BACKEND).await
     }
 
-    /// History entries as JSON, one each, as the scripts' `appended` reads them.
+    /// History entries as JSON, one each, as the scripts' `appended` reads them; none with the
+    /// history off (`history_limit` 0), so every script writes none.
     fn entries(
         &self,
         trace_id: &str,
@@ -1019,7 +1021,7 @@ impl RedisStore {
         let shared = &self.shared;
         let trace_id = reopen.trace_id;
         let status = self.json(trace_id, "status", &reopen.status)?;
-        let entry = self.json(trace_id, "history entry", &reopen.entry)?;
+        let entries = self.entries(trace_id, std::slice::from_ref(&reopen.entry))?;
         let running_ttl = self.ttl_ms(&reopen.status);
         let (key, leases) = (
             shared.keys.record(trace_id),
@@ -1038,8 +1040,10 @@ impl RedisStore {
             .arg(reopen.status.kind().as_str())
             .arg(self.history_limit())
             .arg(running_ttl)
-            .arg(u8::from(reopen.compensate))
-            .arg(&entry);
+            .arg(u8::from(reopen.compensate));
+        for entry in &entries {
+            call.arg(entry);
+        }
         let code: i64 = shared.write("reopen", trace_id, &call).await?;
         Ok(written(code))
     }
@@ -1050,10 +1054,13 @@ impl RedisStore {
         entry: HistoryEntry,
     ) -> Result<Written, StoreError> {
         let shared = &self.shared;
-        let entry = self.json(trace_id, "history entry", &entry)?;
+        let entries = self.entries(trace_id, &[entry])?;
         let key = shared.keys.record(trace_id);
         let mut call = SCRIPTS.request_compensation.call(&[&key]);
-        call.arg(self.history_limit()).arg(&entry);
+        call.arg(self.history_limit());
+        for entry in &entries {
+            call.arg(entry);
+        }
         let code: i64 = shared
             .write("request compensation", trace_id, &call)
             .await?;

@@ -229,8 +229,8 @@ fn fenced(body: &str) -> Lua {
 /// `appended(fields, hn, from, limit)`: adds the history entries `ARGV[from..]` (one JSON
 /// entry each) to the `HSET` arguments `fields`, as the record's fields `h<n>` numbered on from
 /// the `hn` it holds, with the new `hn`; keeps the latest `limit` (an `HDEL` of the oldest, only
-/// once a saga has more than `limit` entries); nothing at all with no entries or a `limit` of
-/// 0 (the history off). Appending reads nothing back and costs no command
+/// once a saga has more than `limit` entries); nothing at all without entries (the history
+/// off sends none). Appending reads nothing back and costs no command
 /// of its own: the history is written by the transition's `HSET` and goes with the record.
 ///
 /// `moved(fields, index, id, from, to)`: moves `id` from the status family `from` to `to` in
@@ -238,7 +238,7 @@ fn fenced(body: &str) -> Lua {
 /// and `since` to the `HSET` arguments `fields`.
 const HISTORY: &str = r#"
 local function appended(fields, hn, from, limit)
-  if tonumber(limit) == 0 or #ARGV < from then return end
+  if #ARGV < from then return end
   local old = tonumber(hn) or 0
   local n = old + #ARGV - from + 1
   local keep = n - tonumber(limit) + 1
@@ -416,7 +416,7 @@ return 0
 
 /// KEYS[3]: the status index. ARGV: trace id, seq, status, state, owner, lease ms, queued
 /// (0/1), status kind, history limit, running ttl ms (0: none), compensate (0/1), history
-/// entry.
+/// entry (none with the history off).
 /// Reopens a final record still at `seq`: MISSING, STALE (running, or moved on) or DONE. The
 /// caller checked that the record it read at `seq` is stuck.
 const REOPEN: &str = r#"
@@ -446,7 +446,7 @@ redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 return 4
 "#;
 
-/// ARGV: history limit, history entry. Marks a running saga for compensation: MISSING,
+/// ARGV: history limit, history entry (none with the history off). Marks a running saga for compensation: MISSING,
 /// FINISHED or DONE.
 const REQUEST_COMPENSATION: &str = r#"
 local h = redis.call('HMGET', KEYS[1], 'final', 'hn')

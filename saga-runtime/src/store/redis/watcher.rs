@@ -314,14 +314,7 @@ impl Task {
             return Ok(());
         }
         // One SUBSCRIBE per bucket (one slot each in a cluster), see the module docs.
-        let keys = &self.shared.keys;
-        let mut by_bucket: HashMap<usize, Vec<String>> = HashMap::new();
-        for id in trace_ids {
-            by_bucket
-                .entry(keys.bucket(id))
-                .or_default()
-                .push(keys.channel(id));
-        }
+        let by_bucket = self.channels_by_bucket(trace_ids);
         let timeout = self.shared.config.response_timeout;
         let pubsub = &mut self.pubsub;
         let all = async move {
@@ -349,15 +342,24 @@ impl Task {
         }
     }
 
-    async fn unsubscribe(&mut self, trace_ids: Vec<String>) {
+    /// The completion channels of `trace_ids`, grouped by bucket (one slot each in a cluster).
+    fn channels_by_bucket<'a>(
+        &self,
+        trace_ids: impl IntoIterator<Item = &'a String>,
+    ) -> HashMap<usize, Vec<String>> {
         let keys = &self.shared.keys;
         let mut by_bucket: HashMap<usize, Vec<String>> = HashMap::new();
-        for id in &trace_ids {
+        for id in trace_ids {
             by_bucket
                 .entry(keys.bucket(id))
                 .or_default()
                 .push(keys.channel(id));
         }
+        by_bucket
+    }
+
+    async fn unsubscribe(&mut self, trace_ids: Vec<String>) {
+        let by_bucket = self.channels_by_bucket(&trace_ids);
         let timeout = self.shared.config.response_timeout;
         // Forget them either way: a stray subscription only delivers messages nobody waits
         // for, and SUBSCRIBE is idempotent if an id is watched again.
