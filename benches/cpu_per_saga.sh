@@ -11,11 +11,14 @@ r0=$(ticks $rp); n0=$(ticks $np)
 out=$( { /usr/bin/time -f "TIME %U %S" $bin --transports $tr --modes $mode --sagas 50 --duration ${dur}s --no-fault; } 2>&1 )
 r1=$(ticks $rp); n1=$(ticks $np)
 rate=$(echo "$out" | awk -v t="$tr" '$1 ~ t"\\+" && $2=="'$mode'" {print $4}')
+# Every saga the run started (warm-ups and the sequential runs too); older binaries without the
+# line: the throughput run's sagas plus the 50 sequential ones.
+run=$(echo "$out" | awk '/^sagas run:/ {print $3}')
 bt=$(echo "$out" | awk '/^TIME/ {print $2+$3}')
 hz=$(getconf CLK_TCK)
 python3 -c "
 rate=$rate; dur=$dur; b=$bt; r=($r1-$r0)/$hz; n=($n1-$n0)/$hz
-sagas=rate*dur+50
+sagas=${run:-0} or rate*dur+50
 tot = b + (r+n if '$tr'!='memory' else 0)
 print(f'$tr $mode rate={rate} cpu_us_per_saga={tot/sagas*1e6:.1f} (bench {b/sagas*1e6:.1f}, redis {r/sagas*1e6:.1f}, nats {n/sagas*1e6:.1f})')
 "

@@ -13,15 +13,20 @@ if [ "${SAGAFLOW_ISOLATED:-}" != "1" ]; then
 fi
 ip link set lo up
 dir=$(mktemp -d /tmp/sagaflow-isolated.XXXXXX)
-redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir "$dir" \
-  --logfile "$dir/redis.log" &
-export REDIS_PID=$!
+export REDIS_PID=
+# ISOLATED_REDIS=0: no Redis here (the command starts its own, e.g. under valgrind).
+if [ "${ISOLATED_REDIS:-1}" = 1 ]; then
+  redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir "$dir" \
+    --logfile "$dir/redis.log" &
+  REDIS_PID=$!
+fi
 nats-server -a 127.0.0.1 -p 4222 -js -sd "$dir/nats" -l "$dir/nats.log" &
 export NATS_PID=$!
-cleanup() { kill "$REDIS_PID" "$NATS_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+cleanup() { kill $REDIS_PID "$NATS_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 for _ in $(seq 50); do
-  if redis-cli -p 6379 ping >/dev/null 2>&1 && (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+  if { [ -z "$REDIS_PID" ] || redis-cli -p 6379 ping >/dev/null 2>&1; } &&
+    (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
     break
   fi
   sleep 0.1

@@ -738,6 +738,9 @@ async fn main() {
         eprintln!("the metrics do not add up to the sagas run");
         std::process::exit(1);
     }
+    // Every saga started, warm-ups and sequential runs included: what the CPU and instruction
+    // counters of a whole run divide by (benches/cpu_per_saga.sh, benches/instructions_per_saga.sh).
+    println!("sagas run: {}", SAGAS_RUN.load(Ordering::Relaxed));
     let errors: u64 = rows.iter().map(|r| r.errors).sum();
     if errors > 0 {
         eprintln!("{errors} sagas ended otherwise than expected");

@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SagaFailure;
 
+#[cfg(feature = "redis")]
+mod entry_json;
 mod error;
 mod history;
 pub mod memory;

@@ -895,7 +895,8 @@ impl RedisStore {
         history
             .iter()
             .map(|entry| {
-                serde_json::to_vec(entry)
+                entry
+                    .to_json()
                     .map_err(|error| self.unserialisable(trace_id, "history entry", error))
             })
             .collect()

@@ -42,7 +42,17 @@ pub(super) mod reply {
     pub(crate) const COMPENSATE: i64 = 5;
 }
 
-const NOW: &str = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
+/// `now` (a number, for arithmetic) and `now_s` (the same as a string, for commands), and
+/// `int(x)`: a number as the decimal string of an integer. Redis turns every Lua number given to
+/// `redis.call` into text with `%.17g` (and `..` does with `%.14g`): glibc's float formatting,
+/// about 2,700 instructions each, a tenth of the server's work per saga when every number went
+/// that way. So commands get strings: literals, `now_s` (cut from `TIME`'s own text), or
+/// `int`'s integer formatting.
+const NOW: &str = r#"local t = redis.call('TIME')
+local now_s = t[1] .. string.sub('00000' .. t[2], -6, -4)
+local now = tonumber(now_s)
+local function int(x) return string.format('%d', x) end
+"#;
 
 /// Width of a status family's band of scores in the status index: 2^43 ms (about 278
 /// years), so `band + since` stays an exact integer in a double (below 2^53).
@@ -238,30 +248,35 @@ fn fenced(body: &str) -> Lua {
 /// and `since` to the `HSET` arguments `fields`.
 const HISTORY: &str = r#"
 local function appended(fields, hn, from, limit)
-  if #ARGV < from then return end
+  local last = #ARGV
+  if last < from then return end
   local old = tonumber(hn) or 0
-  local n = old + #ARGV - from + 1
+  local n = old + last - from + 1
   local keep = n - tonumber(limit) + 1
   local k = #fields
-  for i = from, #ARGV do
+  local name
+  for i = from, last do
     local at = old + i - from + 1
     if at >= keep then
-      fields[k + 1], fields[k + 2] = 'h' .. at, ARGV[i]
+      name = int(at)
+      fields[k + 1], fields[k + 2] = 'h' .. name, ARGV[i]
       k = k + 2
     end
   end
-  fields[k + 1], fields[k + 2] = 'hn', n
-  local drop = {}
-  for at = math.max(1, old - tonumber(limit) + 1), math.min(old, keep - 1) do
-    drop[#drop + 1] = 'h' .. at
+  fields[k + 1], fields[k + 2] = 'hn', name or int(n)
+  local first = keep - last + from - 1
+  if first < 1 then first = 1 end
+  if first < keep and first <= old then
+    local drop = {}
+    for at = first, math.min(old, keep - 1) do drop[#drop + 1] = 'h' .. int(at) end
+    redis.call('HDEL', KEYS[1], unpack(drop))
   end
-  if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
 end
 local function moved(fields, index, id, from, to)
   if from == to then return end
-  redis.call('ZADD', index, band(to) + now, id)
+  redis.call('ZADD', index, int(band(to) + now), id)
   local k = #fields
-  fields[k + 1], fields[k + 2], fields[k + 3], fields[k + 4] = 'kind', to, 'since', now
+  fields[k + 1], fields[k + 2], fields[k + 3], fields[k + 4] = 'kind', to, 'since', now_s
 end
 "#;
 
@@ -284,16 +299,17 @@ const BEGIN: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HGETALL', KEYS[1])
 end
-local lease_until = now + tonumber(ARGV[8])
+local lease_until = int(now + tonumber(ARGV[8]))
 local f = {'saga', ARGV[2], 'fp', ARGV[3], 'mode', ARGV[4], 'status', ARGV[5],
-  'state', ARGV[6], 'seq', 0, 'owner', ARGV[7], 'until', lease_until, 'queued', ARGV[9],
-  'attempts', 0, 'final', 0, 'created', now, 'updated', now, 'kind', 'running', 'since', now}
-if ARGV[11] ~= '' then f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'h1', ARGV[11], 'hn', 1 end
-if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
+  'state', ARGV[6], 'seq', '0', 'owner', ARGV[7], 'until', lease_until, 'queued', ARGV[9],
+  'attempts', '0', 'final', '0', 'created', now_s, 'updated', now_s, 'kind', 'running',
+  'since', now_s}
+if ARGV[11] ~= '' then f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'h1', ARGV[11], 'hn', '1' end
+if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now_s end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[10] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
-redis.call('ZADD', KEYS[3], band('running') + now, ARGV[1])
+redis.call('ZADD', KEYS[3], int(band('running') + now), ARGV[1])
 return {}
 "#;
 
@@ -316,9 +332,9 @@ elseif not (lapsed or h[4] == '1' or h[2] == ARGV[3]) then
   return {3}
 end
 local attempts = tonumber(h[6]) + 1
-local lease_until = now + tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'until', lease_until, 'queued', 0,
-  'attempts', attempts, 'updated', now)
+local lease_until = int(now + tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'until', lease_until, 'queued', '0',
+  'attempts', int(attempts), 'updated', now_s)
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 local abort = 0
 if h[8] == '1' then abort = 1 end
@@ -339,26 +355,26 @@ return {4, attempts, tonumber(h[1]), h[7], false, abort, requeues}
 /// a saga's quick transitions do not each pay for a `PEXPIRE`.
 const ADVANCE: &str = r#"
 if ARGV[12] == '1' and h[5] == '1' then return 5 end
-local f = {'status', ARGV[4], 'state', ARGV[5], 'seq', tonumber(h[1]) + 1, 'attempts', 0,
-  'updated', now}
-if h[8] and h[8] ~= '0' then f[#f + 1], f[#f + 2] = 'requeues', 0 end
+local f = {'status', ARGV[4], 'state', ARGV[5], 'seq', int(tonumber(h[1]) + 1),
+  'attempts', '0', 'updated', now_s}
+if h[8] and h[8] ~= '0' then f[#f + 1], f[#f + 2] = 'requeues', '0' end
 appended(f, h[6], 13, ARGV[11])
 moved(f, KEYS[4], ARGV[1], h[4] or 'running', ARGV[10])
 if h[5] and ARGV[10] ~= 'running' then redis.call('HDEL', KEYS[1], 'abort') end
 local k = #f
 if ARGV[8] == '1' then
   f[k + 1], f[k + 2], f[k + 3], f[k + 4], f[k + 5], f[k + 6], f[k + 7], f[k + 8] =
-    'final', 1, 'owner', '', 'until', 0, 'queued', 0
+    'final', '1', 'owner', '', 'until', '0', 'queued', '0'
   redis.call('HSET', KEYS[1], unpack(f))
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('PUBLISH', KEYS[3], ARGV[4])
 else
-  local lease_until = now + tonumber(ARGV[6])
+  local lease_until = int(now + tonumber(ARGV[6]))
   f[k + 1], f[k + 2], f[k + 3], f[k + 4], f[k + 5], f[k + 6] =
     'owner', ARGV[3], 'until', lease_until, 'queued', ARGV[7]
   if ARGV[9] ~= '0' and (not h[7] or now - tonumber(h[7]) >= tonumber(ARGV[9]) / 10) then
     redis.call('PEXPIRE', KEYS[1], ARGV[9])
-    f[k + 7], f[k + 8] = 'ttl_at', now
+    f[k + 7], f[k + 8] = 'ttl_at', now_s
   elseif ARGV[9] == '0' and h[7] then
     redis.call('PERSIST', KEYS[1])
     redis.call('HDEL', KEYS[1], 'ttl_at')
@@ -375,14 +391,14 @@ return 4
 /// history limit, requeued (0/1: one more sweeper requeue, in the same `HSET`), then the
 /// history entries (one each). Runs after [`FENCE`]. Returns a reply code.
 const HOLD: &str = r#"
-local lease_until = now + tonumber(ARGV[5])
-local f = {'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now}
-if ARGV[9] == '1' then f[#f + 1], f[#f + 2] = 'requeues', (tonumber(h[8]) or 0) + 1 end
+local lease_until = int(now + tonumber(ARGV[5]))
+local f = {'owner', ARGV[4], 'until', lease_until, 'queued', ARGV[6], 'updated', now_s}
+if ARGV[9] == '1' then f[#f + 1], f[#f + 2] = 'requeues', int((tonumber(h[8]) or 0) + 1) end
 if #ARGV > 9 then appended(f, h[6], 10, ARGV[8]) end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[7] == '1' then
   local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
-  if attempts > 0 then redis.call('HSET', KEYS[1], 'attempts', attempts - 1) end
+  if attempts > 0 then redis.call('HSET', KEYS[1], 'attempts', int(attempts - 1)) end
 end
 redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 return 4
@@ -398,10 +414,10 @@ const EXPIRED: &str = r#"
 if ARGV[2] ~= '0' then
   local before = now - tonumber(ARGV[2])
   for _, kind in ipairs({'stuck', 'completed', 'compensated'}) do
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], band(kind), '(' .. (band(kind) + before))
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], int(band(kind)), '(' .. int(band(kind) + before))
   end
 end
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'WITHSCORES', 'LIMIT', '0', ARGV[1])
 "#;
 
 /// KEYS[2]: the status index. ARGV: lease index prefix, trace id. Deletes the record (and
@@ -423,16 +439,16 @@ const REOPEN: &str = r#"
 local h = redis.call('HMGET', KEYS[1], 'seq', 'final', 'kind', 'hn')
 if not h[1] then return 0 end
 if h[2] ~= '1' or h[1] ~= ARGV[2] then return 2 end
-local lease_until = now + tonumber(ARGV[6])
-local f = {'status', ARGV[3], 'state', ARGV[4], 'seq', tonumber(h[1]) + 1, 'final', 0,
-  'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', 0, 'requeues', 0,
-  'updated', now}
+local lease_until = int(now + tonumber(ARGV[6]))
+local f = {'status', ARGV[3], 'state', ARGV[4], 'seq', int(tonumber(h[1]) + 1), 'final', '0',
+  'owner', ARGV[5], 'until', lease_until, 'queued', ARGV[7], 'attempts', '0', 'requeues', '0',
+  'updated', now_s}
 appended(f, h[4], 12, ARGV[9])
 moved(f, KEYS[3], ARGV[1], h[3] or 'stuck', ARGV[8])
-if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now end
+if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now_s end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[11] == '1' then
-  redis.call('HSET', KEYS[1], 'abort', 1)
+  redis.call('HSET', KEYS[1], 'abort', '1')
 else
   redis.call('HDEL', KEYS[1], 'abort')
 end
@@ -452,7 +468,7 @@ const REQUEST_COMPENSATION: &str = r#"
 local h = redis.call('HMGET', KEYS[1], 'final', 'hn')
 if not h[1] then return 0 end
 if h[1] == '1' then return 1 end
-local f = {'abort', 1, 'updated', now}
+local f = {'abort', '1', 'updated', now_s}
 appended(f, h[2], 2, ARGV[1])
 redis.call('HSET', KEYS[1], unpack(f))
 return 4
@@ -482,7 +498,7 @@ local out = {0, false, false}
 local found, offset, examined = 0, 0, 0
 local gone = {}
 while found < want do
-  local page = redis.call('ZRANGEBYSCORE', KEYS[1], min, ARGV[2], 'WITHSCORES', 'LIMIT', offset, 100)
+  local page = redis.call('ZRANGEBYSCORE', KEYS[1], min, ARGV[2], 'WITHSCORES', 'LIMIT', int(offset), '100')
   if #page == 0 then break end
   offset = offset + #page / 2
   for i = 1, #page, 2 do
