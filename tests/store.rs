@@ -528,6 +528,7 @@ both_backends!(
     advance_is_a_compare_and_set,
     a_final_advance_wakes_watchers_on_the_other_replica,
     hold_renews_and_hands_over,
+    advance_renews_a_lease_only_when_due,
     expired_lists_only_lapsed_leases_of_the_saga,
     many_racers_one_recovery_wins,
     watch_resolves_when_completed_later,
@@ -1407,6 +1408,56 @@ async fn a_final_advance_wakes_watchers_on_the_other_replica(fx: &Fixture) {
     assert_eq!(
         claim(&b, "wake", None, "sweeper", true).await,
         Claimed::Finished
+    );
+}
+
+/// An advance keeps a lease that still has at least 90% of the lease it asks for (and no more
+/// than all of it) and writes a new one otherwise, record and lease index alike.
+async fn advance_renews_a_lease_only_when_due(fx: &Fixture) {
+    let (a, b) = (fx.a(), fx.b());
+    a.begin(record("lazy", &json!(1))).await.expect("begin");
+    let begun = get(&b, "lazy").await;
+    // So that a renewal would visibly move the lease end.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // Almost all of the begin's long lease is left: kept as it is.
+    assert_eq!(
+        advance(&a, "lazy", 0, OWNER, running(1, "create_payment")).await,
+        Written::Done
+    );
+    let kept = get(&b, "lazy").await;
+    assert_eq!(kept.seq, 1);
+    assert_eq!(kept.lease_until_ms, begun.lease_until_ms, "{kept:?}");
+
+    // More left than the short lease asked for: cut down to it, in the index too.
+    let mut shorter = transition_of("lazy", 1, OWNER, running(2, "book_hotel"), "s2");
+    shorter.custody = Custody::held(OWNER, SHORT);
+    assert_eq!(a.advance(shorter).await.expect("advance"), Written::Done);
+    let cut = get(&b, "lazy").await;
+    assert!(
+        cut.lease_until_ms <= cut.updated_at_ms + SHORT.as_millis() as u64,
+        "{cut:?}"
+    );
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        b.expired(SAGA, 10).await.expect("expired"),
+        vec!["lazy".to_string()],
+        "the short lease lapsed"
+    );
+
+    // Less than 90% of the long lease left: renewed to a whole one.
+    assert_eq!(
+        advance(&a, "lazy", 2, OWNER, running(3, "create_order")).await,
+        Written::Done
+    );
+    let renewed = get(&b, "lazy").await;
+    assert!(
+        renewed.lease_until_ms >= renewed.updated_at_ms + LONG.as_millis() as u64 - 1_000,
+        "{renewed:?}"
+    );
+    assert!(
+        b.expired(SAGA, 10).await.expect("expired").is_empty(),
+        "a renewed lease has not lapsed"
     );
 }
 

@@ -434,7 +434,14 @@ impl MemoryStore {
                 index.retain_ended(slot, expires_at);
                 guard.evict(now, self.config.max_finished);
             } else {
-                apply_custody(index, &slot.id, record, &advance.custody, now);
+                apply_custody(
+                    index,
+                    &slot.id,
+                    record,
+                    &advance.custody,
+                    now,
+                    Renewal::WhenDue,
+                );
             }
         }
         // Notify after the write is visible: a watcher registered before the write is woken
@@ -472,7 +479,7 @@ impl MemoryStore {
         if *requeued {
             record.requeues = record.requeues.saturating_add(1);
         }
-        apply_custody(index, &slot.id, record, custody, now);
+        apply_custody(index, &slot.id, record, custody, now, Renewal::Always);
         Written::Done
     }
 
@@ -517,7 +524,14 @@ impl MemoryStore {
         record.state = Some(reopen.state.to_string());
         record.compensation_requested = reopen.compensate;
         index.reindex(&slot.id, record, Some(StatusKind::Stuck), now);
-        apply_custody(index, &slot.id, record, &reopen.custody, now);
+        apply_custody(
+            index,
+            &slot.id,
+            record,
+            &reopen.custody,
+            now,
+            Renewal::Always,
+        );
         Written::Done
     }
 
@@ -584,16 +598,28 @@ impl MemoryStore {
     }
 }
 
+/// When [`apply_custody`] writes a new lease end.
+#[derive(Clone, Copy)]
+enum Renewal {
+    /// Always (a hold, a reopen).
+    Always,
+    /// Only when [`Custody::renews`] says so (an advance).
+    WhenDue,
+}
+
 fn apply_custody(
     index: &mut Indexes,
     id: &Id,
     record: &mut SagaRecord,
     custody: &Custody,
     now: u64,
+    renewal: Renewal,
 ) {
     record.owner.clone_from(&custody.token);
     record.queued = custody.queued;
-    index.set_lease(id, record, now.saturating_add(millis(custody.lease)));
+    if matches!(renewal, Renewal::Always) || custody.renews(record.lease_until_ms, now) {
+        index.set_lease(id, record, now.saturating_add(millis(custody.lease)));
+    }
 }
 
 /// Stores `state` in `record`, reusing its buffer.

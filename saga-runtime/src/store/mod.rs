@@ -260,6 +260,17 @@ impl Custody {
             queued: true,
         }
     }
+
+    /// Whether a transition must write a new lease end for this custody, the current one
+    /// ending at `until_ms` (store clock, ms) at `now_ms`: only when less than 90% of
+    /// [`Custody::lease`] is left, or more than all of it. So the lease after an
+    /// [`SagaStore::advance`] ends between 0.9 and 1 lease from now, and a saga's quick
+    /// transitions do not each rewrite the lease index. (The Redis scripts apply the same rule.)
+    pub(crate) fn renews(&self, until_ms: u64, now_ms: u64) -> bool {
+        let lease = millis(self.lease);
+        let left = until_ms.saturating_sub(now_ms);
+        left < lease - lease / 10 || left > lease
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -557,8 +568,8 @@ pub trait SagaStore: Send + Sync + fmt::Debug + 'static {
     fn claim<'a>(&'a self, claim: Claim<'a>) -> BoxFuture<'a, Result<Claimed, StoreError>>;
 
     /// Records a transition if the writer still holds custody at `advance.seq`: the status,
-    /// the state and the custody after it, sequence number plus one, attempts and
-    /// [`SagaRecord::requeues`] back to 0. A
+    /// the state and the custody after it (its lease renewed only when [`Custody::renews`]
+    /// says so), sequence number plus one, attempts and [`SagaRecord::requeues`] back to 0. A
     /// final status keeps only the state it is given (a stuck saga keeps the state it is stuck
     /// at, so it can be resumed; a completed or compensated one gives none), starts the
     /// finished time-to-live and wakes every watcher of the id on every replica. A final

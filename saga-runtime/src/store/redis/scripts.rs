@@ -215,14 +215,15 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 /// The Lua `band(kind)`: the lowest score of a status family in the status index, built from
-/// [`band`] so the scripts and [`status_score`] cannot disagree.
+/// [`band`] so the scripts and [`status_score`] cannot disagree. Its table is built by each call
+/// (a saga changing family, the sweeper's pruning), not by every script run.
 fn status_bands() -> String {
     let bands: Vec<String> = StatusKind::ALL
         .iter()
         .map(|kind| format!("{} = {}", kind.as_str(), band(*kind)))
         .collect();
     format!(
-        "local BANDS = {{{}}}\nlocal function band(kind) return BANDS[kind] end\n",
+        "local function band(kind) return ({{{}}})[kind] end\n",
         bands.join(", ")
     )
 }
@@ -280,10 +281,10 @@ local function moved(fields, index, id, from, to)
 end
 "#;
 
-/// Reads `h` = seq, owner, final, kind, abort, hn, ttl_at, requeues (absent while 0); see
-/// [`fenced`].
+/// Reads `h` = seq, owner, final, kind, abort, hn, ttl_at, requeues (absent while 0), until
+/// (the lease end); see [`fenced`].
 const FENCE: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort', 'hn', 'ttl_at', 'requeues')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'final', 'kind', 'abort', 'hn', 'ttl_at', 'requeues', 'until')
 if not h[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
@@ -352,7 +353,11 @@ return {4, attempts, tonumber(h[1]), h[7], false, abort, requeues}
 /// `HSET`). A final record
 /// keeps the state only when given one (a stuck saga's, for an operator to resume). A running
 /// record's safety TTL is restarted when a tenth of it passed since it was last (`ttl_at`), so
-/// a saga's quick transitions do not each pay for a `PEXPIRE`.
+/// a saga's quick transitions do not each pay for a `PEXPIRE`. Likewise its lease: renewed
+/// (`until` and the lease index) only when less than 90% of the lease asked for is left, or
+/// more than all of it, so a lease after an advance ends between 0.9 and 1 lease from now and
+/// a saga's quick transitions do not each pay for a `ZADD`. The owner is not written: the
+/// fence checked it is the token already.
 const ADVANCE: &str = r#"
 if ARGV[12] == '1' and h[5] == '1' then return 5 end
 local f = {'status', ARGV[4], 'state', ARGV[5], 'seq', int(tonumber(h[1]) + 1),
@@ -369,18 +374,25 @@ if ARGV[8] == '1' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('PUBLISH', KEYS[3], ARGV[4])
 else
-  local lease_until = int(now + tonumber(ARGV[6]))
-  f[k + 1], f[k + 2], f[k + 3], f[k + 4], f[k + 5], f[k + 6] =
-    'owner', ARGV[3], 'until', lease_until, 'queued', ARGV[7]
+  f[k + 1], f[k + 2] = 'queued', ARGV[7]
+  k = k + 2
+  local lease = tonumber(ARGV[6])
+  local left = (tonumber(h[9]) or 0) - now
+  local lease_until
+  if left < lease * 0.9 or left > lease then
+    lease_until = int(now + lease)
+    f[k + 1], f[k + 2] = 'until', lease_until
+    k = k + 2
+  end
   if ARGV[9] ~= '0' and (not h[7] or now - tonumber(h[7]) >= tonumber(ARGV[9]) / 10) then
     redis.call('PEXPIRE', KEYS[1], ARGV[9])
-    f[k + 7], f[k + 8] = 'ttl_at', now_s
+    f[k + 1], f[k + 2] = 'ttl_at', now_s
   elseif ARGV[9] == '0' and h[7] then
     redis.call('PERSIST', KEYS[1])
     redis.call('HDEL', KEYS[1], 'ttl_at')
   end
   redis.call('HSET', KEYS[1], unpack(f))
-  redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
+  if lease_until then redis.call('ZADD', KEYS[2], lease_until, ARGV[1]) end
   return 4
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
