@@ -2,6 +2,7 @@
 //! memory store, RabbitMQ and NATS JetStream with the Redis store (real servers on 127.0.0.1).
 #![cfg(all(feature = "rabbitmq", feature = "nats", feature = "redis"))]
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -15,7 +16,7 @@ use sagaflow::engine::{
     Started,
 };
 use sagaflow::error::{Rejection, SagaFailure, StuckAt};
-use sagaflow::store::{Custody, Mode, SagaRecord, SagaStatus, fingerprint};
+use sagaflow::store::{Custody, Mode, SagaRecord, SagaStatus, SagaStore, fingerprint};
 use sagaflow::transport::{
     DEAD_LETTER_REASON_HEADER, Delivery, Disposition, Message, SubscribeOptions, Subscription,
     dead_letter_topic,
@@ -636,6 +637,91 @@ async fn a_bad_message_is_dead_lettered_and_the_consumer_keeps_running(backend: 
     assert_eq!(ticket.paid, 100);
     consumers.shutdown().await;
     dead.shutdown(Duration::from_secs(5)).await;
+    backends.cleanup().await;
+}
+
+/// A store whose next non-final advance (a consumer recording a step's result) waits until
+/// `unpark` is notified, after notifying `parked`.
+struct ParkedAdvance {
+    inner: Arc<dyn SagaStore>,
+    park_next: AtomicBool,
+    parked: Notify,
+    unpark: Notify,
+}
+
+impl std::fmt::Debug for ParkedAdvance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParkedAdvance").finish_non_exhaustive()
+    }
+}
+
+store_with_advance!(ParkedAdvance, |this, advance| {
+    Box::pin(async move {
+        if !advance.status.is_final() && this.park_next.swap(false, Ordering::SeqCst) {
+            let unpark = this.unpark.notified();
+            tokio::pin!(unpark);
+            unpark.as_mut().enable();
+            this.parked.notify_one();
+            unpark.await;
+        }
+        this.inner.advance(advance).await
+    })
+});
+
+/// `max_concurrent_steps` caps step executions, not what follows them: with a cap of 1, a
+/// second saga's step runs while the first saga's consumer is still recording its step's
+/// result (its store write held up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_step_cap_is_given_back_once_the_step_ran() {
+    let mut backends = Backends::connect(Backend::Memory, "modes-slot").await;
+    let store = Arc::new(ParkedAdvance {
+        inner: Arc::clone(&backends.store),
+        park_next: AtomicBool::new(false),
+        parked: Notify::new(),
+        unpark: Notify::new(),
+    });
+    backends.store = Arc::clone(&store) as Arc<dyn SagaStore>;
+    let probe = Arc::new(Probe::default());
+    let config = OrchestratorConfig {
+        max_concurrent_steps: Some(1),
+        ..quick_config()
+    };
+    let orchestrator = orchestrator(&backends, &probe, config);
+    let consumers = orchestrator.serve().await.expect("consumers start");
+    // Only the consumer recording the first step parks (a begin is not an advance).
+    store.park_next.store(true, Ordering::SeqCst);
+    orchestrator
+        .start(&cx("slot-1"), trip(false))
+        .await
+        .expect("start");
+    tokio::time::timeout(WAIT, store.parked.notified())
+        .await
+        .expect("the first saga's step ran and its record waits");
+    assert_eq!(probe.reserve_calls.load(Ordering::SeqCst), 1);
+
+    orchestrator
+        .start(&cx("slot-2"), trip(false))
+        .await
+        .expect("start");
+    let second_step_ran = async {
+        while probe.reserve_calls.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, second_step_ran)
+        .await
+        .expect("the second saga's step runs while the first one's record waits");
+
+    store.unpark.notify_waiters();
+    for id in ["slot-1", "slot-2"] {
+        let ticket = orchestrator
+            .outcome(&cx(id))
+            .await
+            .unwrap_or_else(|e| panic!("{id} completes: {e:?}"));
+        assert_eq!(ticket.paid, 100);
+    }
+    assert_eq!(probe.max_running.load(Ordering::SeqCst), 1, "the cap held");
+    consumers.shutdown().await;
     backends.cleanup().await;
 }
 

@@ -13,6 +13,7 @@
 //! the server and how to start it.
 #![cfg(all(feature = "redis", feature = "rabbitmq", feature = "nats"))]
 
+#[macro_use]
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -1648,114 +1649,50 @@ struct Outage {
     lose_reply: AtomicBool,
 }
 
-impl SagaStore for Outage {
-    fn begin(&self, record: SagaRecord) -> BoxFuture<'_, Result<Begin, StoreError>> {
-        self.inner.begin(record)
-    }
-
-    fn claim<'a>(&'a self, claim: Claim<'a>) -> BoxFuture<'a, Result<Claimed, StoreError>> {
-        self.inner.claim(claim)
-    }
-
-    fn advance<'a>(&'a self, advance: Advance<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
-        Box::pin(async move {
-            let takeover = if advance.status.is_final() {
-                self.takeover.lock().expect("lock").take()
-            } else {
-                None
-            };
-            if advance.status.is_final() && self.lose_reply.swap(false, Ordering::SeqCst) {
-                self.inner.advance(advance).await?;
-                return Err(StoreError::new(
-                    "memory",
-                    StoreErrorKind::Unavailable,
-                    "reply lost (injected outage)",
-                ));
-            }
-            let Some(status) = takeover else {
-                return self.inner.advance(advance).await;
-            };
-            let other = "other-replica/0/0";
-            let hold = Hold {
-                trace_id: advance.trace_id,
-                saga: advance.saga,
-                seq: advance.seq,
-                token: advance.token,
-                custody: Custody::held(other, Duration::from_secs(60)),
-                refund_attempt: false,
-                requeued: false,
-                history: &[],
-            };
-            assert_eq!(self.inner.hold(hold).await?, Written::Done);
-            let ended = Advance {
-                token: other,
-                status,
-                state: None,
-                ..advance
-            };
-            assert_eq!(self.inner.advance(ended).await?, Written::Done);
-            Err(StoreError::new(
+store_with_advance!(Outage, |this, advance| {
+    Box::pin(async move {
+        let takeover = if advance.status.is_final() {
+            this.takeover.lock().expect("lock").take()
+        } else {
+            None
+        };
+        if advance.status.is_final() && this.lose_reply.swap(false, Ordering::SeqCst) {
+            this.inner.advance(advance).await?;
+            return Err(StoreError::new(
                 "memory",
                 StoreErrorKind::Unavailable,
-                "connection reset (injected outage)",
-            ))
-        })
-    }
-
-    fn hold<'a>(&'a self, hold: Hold<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
-        self.inner.hold(hold)
-    }
-
-    fn expired<'a>(
-        &'a self,
-        saga: &'a str,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        self.inner.expired(saga, limit)
-    }
-
-    fn get<'a>(
-        &'a self,
-        trace_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SagaRecord>, StoreError>> {
-        self.inner.get(trace_id)
-    }
-
-    fn watch<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<Outcome, StoreError>> {
-        self.inner.watch(trace_id)
-    }
-
-    fn remove<'a>(&'a self, trace_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.remove(trace_id)
-    }
-
-    fn history<'a>(
-        &'a self,
-        trace_id: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>> {
-        self.inner.history(trace_id)
-    }
-
-    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Result<SagaPage, StoreError>> {
-        self.inner.list(query)
-    }
-
-    fn reopen<'a>(&'a self, reopen: Reopen<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
-        self.inner.reopen(reopen)
-    }
-
-    fn request_compensation<'a>(
-        &'a self,
-        trace_id: &'a str,
-        entry: HistoryEntry,
-    ) -> BoxFuture<'a, Result<Written, StoreError>> {
-        self.inner.request_compensation(trace_id, entry)
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.ping()
-    }
-}
+                "reply lost (injected outage)",
+            ));
+        }
+        let Some(status) = takeover else {
+            return this.inner.advance(advance).await;
+        };
+        let other = "other-replica/0/0";
+        let hold = Hold {
+            trace_id: advance.trace_id,
+            saga: advance.saga,
+            seq: advance.seq,
+            token: advance.token,
+            custody: Custody::held(other, Duration::from_secs(60)),
+            refund_attempt: false,
+            requeued: false,
+            history: &[],
+        };
+        assert_eq!(this.inner.hold(hold).await?, Written::Done);
+        let ended = Advance {
+            token: other,
+            status,
+            state: None,
+            ..advance
+        };
+        assert_eq!(this.inner.advance(ended).await?, Written::Done);
+        Err(StoreError::new(
+            "memory",
+            StoreErrorKind::Unavailable,
+            "connection reset (injected outage)",
+        ))
+    })
+});
 
 /// The end the other replica records: its run of `confirm` was refused.
 fn refused_elsewhere(trace_id: &str) -> SagaError {

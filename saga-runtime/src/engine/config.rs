@@ -48,7 +48,9 @@ pub struct OrchestratorConfig {
     /// Which topics carry throttled sagas.
     pub throttled_routing: Routing,
     /// The most step or compensation executions this replica runs at once for this saga,
-    /// across all of its topics; `None` for no cap beyond the per-topic ones.
+    /// across all of its topics; `None` for no cap beyond the per-topic ones. A delivery takes
+    /// a slot before it claims the saga and gives it back as soon as the step has run: the
+    /// store write, the publish of the next state and the ack that follow do not hold it.
     pub max_concurrent_steps: Option<usize>,
     /// The most throttled callers this replica lets wait at once; one more is refused at
     /// once with [`SagaError::Rejected`](crate::SagaError::Rejected) (gRPC

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, error, warn};
 
 use super::driver::{Flow, Journal, Ran, Start, drive};
@@ -139,9 +140,10 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
         let stuck = |attempts| stuck_error::<S>(&cx, &state, failure, attempts, reason.clone());
         return give_up(rt, &cx, topic, seq, stuck, None, reason.clone()).await;
     }
-    // Wait for a slot before claiming, so the lease does not run out in the queue.
+    // Wait for a slot before claiming, so the lease does not run out in the queue. The slot
+    // is given back once the step has run (see `Relay::slot`).
     let queued = rt.step_slots.as_ref().map(|_| rt.observe.queued());
-    let _slot = match &rt.step_slots {
+    let slot = match &rt.step_slots {
         Some(slots) => Arc::clone(slots).acquire_owned().await.ok(),
         None => None,
     };
@@ -207,6 +209,7 @@ async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> D
         seq,
         route,
         topic,
+        slot,
     };
     drive(
         &*rt.saga,
@@ -344,6 +347,12 @@ struct Relay<'r, S: Saga> {
     seq: u64,
     route: Option<String>,
     topic: &'r str,
+    /// The step slot ([`OrchestratorConfig::max_concurrent_steps`](super::OrchestratorConfig))
+    /// this delivery's execution holds: released as soon as the step (or compensation) has
+    /// run, when the journal is first called, so the store write, the publish and the ack that
+    /// follow do not count against the cap on executions, and the next delivery's step runs
+    /// meanwhile. (A consumer's drive runs one execution: every journal call stops it.)
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl<S: Saga> Relay<'_, S> {
@@ -502,6 +511,7 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
         mut progress: Progress<S>,
         ran: Ran,
     ) -> Flow<S, Self::Stop> {
+        self.slot = None;
         let mut history = vec![ran.entry::<S>(&self.token)];
         loop {
             return Flow::Stop(match progress {
@@ -546,6 +556,7 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
         delay: Duration,
         ran: Ran,
     ) -> Option<Self::Stop> {
+        self.slot = None;
         // Back to the broker: any consumer may claim the redelivery; the store keeps the
         // attempt count and the failed attempt's history entry.
         let queued = Custody::queued(&self.token, delay + self.rt.config.requeue_after);
