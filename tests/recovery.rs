@@ -32,9 +32,8 @@ use sagaflow::engine::{
 };
 use sagaflow::observe::{TRACEPARENT_HEADER, TraceParent};
 use sagaflow::store::{
-    Advance, Begin, Claim, Claimed, Custody, HistoryEntry, Hold, ListQuery, MemoryStore, Mode,
-    Outcome, RedisConfig, RedisStore, Reopen, SagaPage, SagaRecord, SagaStatus, SagaStore,
-    StoreConfig, StoreError, StoreErrorKind, Written, fingerprint,
+    Advance, Begin, Custody, Hold, MemoryStore, Mode, RedisConfig, RedisStore, SagaRecord,
+    SagaStatus, SagaStore, StoreConfig, StoreError, StoreErrorKind, Written, fingerprint,
 };
 use sagaflow::transport::{
     Delivery, Disposition, Handler, MemoryTransport, Message, NatsTransport, RabbitMqTransport,
