@@ -237,7 +237,9 @@ impl<S: Saga> Orchestrator<S> {
             };
         let _waiting_gauge = self.rt.observe.waiting();
         if let Some(existing) = self.admit(cx, input, Mode::Throttled, route).await? {
-            return self.await_existing(cx, existing).await;
+            // Boxed: a repeated id is rare, and inline this future (which holds the record)
+            // would size every waiting caller's future.
+            return Box::pin(self.await_existing(cx, existing)).await;
         }
         // The store's watch subscribes before it reads, so an end that came first is seen.
         self.outcome(cx).await
