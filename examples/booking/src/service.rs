@@ -80,15 +80,9 @@ impl BookingService for BookingApi {
         request: Request<BookingRequest>,
     ) -> Result<Response<BookingSyncResponse>, Status> {
         let (cx, input) = self.accept(&request)?;
-        let orchestrator = self.orchestrator.clone();
-        // On its own task: a client that hangs up must not abandon the saga halfway.
-        let run = tokio::spawn(async move {
-            let result = orchestrator.run_sync(&cx, input).await;
-            (cx, result)
-        });
-        let (cx, result) = run
-            .await
-            .map_err(|e| Status::internal(format!("saga task failed: {e}")))?;
+        // `run_sync` runs the saga on a task of its own: a client that hangs up does not abandon
+        // it halfway (a task spawned here too would hold a second copy of the saga's future).
+        let result = self.orchestrator.run_sync(&cx, input).await;
         log_outcome("sync", &cx, &result);
         result
             .map(|booked| sync_response(cx.trace_id(), booked))

@@ -155,7 +155,7 @@ impl<S: Saga> Orchestrator<S> {
         let cx = owned.clone();
         let this = self.clone();
         let work = async move { this.run_sync_here(&owned, input).await };
-        detached(&cx, work).instrument(span).await
+        detached(&cx, &span, work).instrument(span).await
     }
 
     async fn run_sync_here(
@@ -237,7 +237,9 @@ impl<S: Saga> Orchestrator<S> {
             };
         let _waiting_gauge = self.rt.observe.waiting();
         if let Some(existing) = self.admit(cx, input, Mode::Throttled, route).await? {
-            return self.await_existing(cx, existing).await;
+            // Boxed: a repeated id is rare, and inline this future (which holds the record)
+            // would size every waiting caller's future.
+            return Box::pin(self.await_existing(cx, existing)).await;
         }
         // The store's watch subscribes before it reads, so an end that came first is seen.
         self.outcome(cx).await
@@ -333,7 +335,7 @@ impl<S: Saga> Orchestrator<S> {
         let owned = cx.of_saga::<S>().into_owned();
         let cx = &owned.clone();
         let this = self.clone();
-        detached(cx, async move {
+        detached(cx, &tracing::Span::current(), async move {
             let token = this.rt.token();
             let custody = Custody::queued(&token, this.rt.config.requeue_after);
             let (state, payload) = match this.begin(&owned, input, mode, route.as_deref(), custody).await? {
@@ -387,26 +389,35 @@ pub enum Started {
     Existing(SagaStatus),
 }
 
-/// Runs `work` on a task of its own and waits for it; the task finishes even if the caller
-/// stops waiting.
-async fn detached<T: Send + 'static>(
-    cx: &SagaContext,
-    work: impl std::future::Future<Output = Result<T, SagaError>> + Send + 'static,
-) -> Result<T, SagaError> {
-    // The task runs in the caller's span, when one is recorded.
-    let span = tracing::Span::current();
+/// Spawns `work` on a task of its own, in `span` when it is recorded; the returned future waits
+/// for it, and the task finishes even if the caller stops waiting.
+///
+/// It spawns when called, not when first awaited (an `async fn`), so the caller's future holds
+/// the task's handle only: an `async fn` would keep room for all of `work` in the caller's
+/// future after moving it to the task, doubling the memory of every saga in flight.
+fn detached<'a, T, W>(
+    cx: &'a SagaContext,
+    span: &tracing::Span,
+    work: W,
+) -> impl std::future::Future<Output = Result<T, SagaError>> + use<'a, T, W>
+where
+    T: Send + 'static,
+    W: std::future::Future<Output = Result<T, SagaError>> + Send + 'static,
+{
     let task = if span.is_disabled() {
         tokio::spawn(work)
     } else {
-        tokio::spawn(work.instrument(span))
+        tokio::spawn(work.instrument(span.clone()))
     };
-    task.await.unwrap_or_else(|e| {
-        Err(SagaError::Panicked {
-            saga: cx.saga().to_string(),
-            trace_id: cx.trace_id().to_string(),
-            message: panic_message(e),
+    async move {
+        task.await.unwrap_or_else(|e| {
+            Err(SagaError::Panicked {
+                saga: cx.saga().to_string(),
+                trace_id: cx.trace_id().to_string(),
+                message: panic_message(e),
+            })
         })
-    })
+    }
 }
 
 /// What a failed task says: its panic message, or that it was cancelled.

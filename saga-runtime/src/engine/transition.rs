@@ -2,10 +2,12 @@
 //! panic caught and counted as a failure; and the retry rule that says whether, and after how
 //! long, a failed attempt is tried again. Every mode builds on this.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::future::Either;
 
 use crate::observe;
 use crate::{Cursor, RetryPolicy, Saga, SagaContext, StepDescription, StepError, StepKind};
@@ -62,25 +64,40 @@ pub(crate) async fn attempt<S: Saga>(
     };
     let cx = base.at(step.name, matches!(cursor, Cursor::Compensate(_)), attempt);
     let observed = observe::TransitionProbe::start(&cx, cursor);
-    let run = AssertUnwindSafe(saga.execute(&cx, state)).catch_unwind();
-    let bounded = async {
-        let caught = match step.timeout {
-            Some(limit) => match tokio::time::timeout(limit, run).await {
-                Ok(caught) => caught,
-                Err(_) => return Err(StepError::timeout(limit)),
-            },
-            None => run.await,
-        };
+    // Built and awaited in one expression: this future then holds the step's future once.
+    let result = observed
+        .run(bounded(saga.execute(&cx, state), step.timeout))
+        .await;
+    observed.finish(&result);
+    result
+}
+
+/// The step's future `run` bounded by `timeout` (a timeout is a retryable error), a panic in
+/// it caught as a retryable error naming the panic.
+///
+/// Combinators rather than an `async` block: a block would hold `run` twice for the whole
+/// attempt, once as the value moved in and once inside the timeout it is awaited through (the
+/// step's future is the largest part of a running saga's task).
+fn bounded<T>(
+    run: impl Future<Output = Result<T, StepError>>,
+    timeout: Option<Duration>,
+) -> impl Future<Output = Result<T, StepError>> {
+    let caught = AssertUnwindSafe(run).catch_unwind();
+    let timed = match timeout {
+        Some(limit) => Either::Left(
+            tokio::time::timeout(limit, caught)
+                .map(move |timed| timed.unwrap_or_else(|_| Ok(Err(StepError::timeout(limit))))),
+        ),
+        None => Either::Right(caught),
+    };
+    timed.map(|caught| {
         caught.unwrap_or_else(|panic| {
             Err(StepError::retryable(format!(
                 "panicked: {}",
                 panic_message(&*panic)
             )))
         })
-    };
-    let result = observed.run(bounded).await;
-    observed.finish(&result);
-    result
+    })
 }
 
 /// The text of a caught panic.

@@ -216,12 +216,19 @@ impl<'a> TransitionProbe<'a> {
         }
     }
 
-    /// Runs the attempt `work` in the `transition` span (when a subscriber records it).
-    pub(crate) async fn run<F: std::future::Future>(&self, work: F) -> F::Output {
+    /// The attempt `work`, run in the `transition` span (when a subscriber records it). Not an
+    /// `async fn`, which would hold `work` twice (as its argument and as what it awaits).
+    pub(crate) fn run<F: std::future::Future>(
+        &self,
+        work: F,
+    ) -> futures_util::future::Either<F, tracing::instrument::Instrumented<F>> {
         if self.span.is_disabled() {
-            work.await
+            futures_util::future::Either::Left(work)
         } else {
-            tracing::Instrument::instrument(work, self.span.clone()).await
+            futures_util::future::Either::Right(tracing::Instrument::instrument(
+                work,
+                self.span.clone(),
+            ))
         }
     }
 
