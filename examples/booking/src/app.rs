@@ -203,6 +203,11 @@ pub struct Options {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s", env = "BOOKING_REQUEUE_AFTER")]
     #[serde(with = "humantime_serde")]
     pub requeue_after: Duration,
+    /// The longest wait between two re-publications of one message by the sweeper: each one
+    /// doubles the wait after `--requeue-after` up to this (unset: 8 x `--requeue-after`).
+    #[arg(long, value_parser = humantime::parse_duration, env = "BOOKING_MAX_REQUEUE_AFTER")]
+    #[serde(default, with = "humantime_serde")]
+    pub max_requeue_after: Option<Duration>,
     /// Latency added to each upstream call (overload demo; `20ms`, `0s` for none).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s", env = "BOOKING_UPSTREAM_LATENCY")]
     #[serde(with = "humantime_serde")]
@@ -618,6 +623,7 @@ pub async fn start(options: Options) -> Result<App, Box<dyn Error>> {
             lease: options.lease,
             sweep_interval: Some(options.sweep_interval),
             requeue_after: options.requeue_after,
+            max_requeue_after: options.max_requeue_after,
             compensation_retry: RetryPolicy::new(
                 options.compensation_attempts,
                 RetryPolicy::COMPENSATION.initial_backoff,

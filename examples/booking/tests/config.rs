@@ -45,6 +45,7 @@ fn a_config_file_sets_what_the_flags_do_not() {
                 redis_url = "redis://app:pa55word@cache.internal:6379"
                 concurrency = 16
                 lease = "10s"
+                max_requeue_after = "2m"
                 admin_token = {{ file = "{token}" }}
             "#
         ),
@@ -55,6 +56,11 @@ fn a_config_file_sets_what_the_flags_do_not() {
     assert_eq!(options.store, StoreKind::Redis, "from the file");
     assert_eq!(options.concurrency, 32, "the flag over the file");
     assert_eq!(options.lease, Duration::from_secs(10), "from the file");
+    assert_eq!(
+        options.max_requeue_after,
+        Some(Duration::from_secs(120)),
+        "from the file"
+    );
     assert_eq!(
         options.sweep_interval,
         Duration::from_secs(1),
@@ -82,6 +88,14 @@ fn a_config_file_sets_what_the_flags_do_not() {
     let reread = Options::load_from(["booking", "--config", &again]).expect("reload");
     assert_eq!(reread.concurrency, 32);
     assert_eq!(reread.lease, Duration::from_secs(10));
+    assert_eq!(reread.max_requeue_after, Some(Duration::from_secs(120)));
+    let flagged = Options::load_from(["booking", "--max-requeue-after", "90s"]).expect("flag");
+    assert_eq!(flagged.max_requeue_after, Some(Duration::from_secs(90)));
+    let unset = Options::load_from(["booking"]).expect("defaults");
+    assert_eq!(
+        unset.max_requeue_after, None,
+        "8 x requeue_after, by the library"
+    );
 }
 
 #[test]
