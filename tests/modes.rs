@@ -63,6 +63,16 @@ impl Probe {
     }
 }
 
+/// Notifies `parked`, then waits until `unpark` is notified. It registers for `unpark` before
+/// saying it is parked, so no wake-up is lost.
+async fn park(parked: &Notify, unpark: &Notify) {
+    let unpark = unpark.notified();
+    tokio::pin!(unpark);
+    unpark.as_mut().enable();
+    parked.notify_one();
+    unpark.await;
+}
+
 /// Counts a step execution as running until dropped.
 struct Running<'a>(&'a Probe);
 
@@ -83,12 +93,7 @@ impl TripSaga {
         let _running = self.probe.enter().await;
         self.probe.reserve_calls.fetch_add(1, Ordering::SeqCst);
         if self.probe.park_next_reserve.swap(false, Ordering::SeqCst) {
-            // Register for `unpark` before saying we are parked, so no wake-up is lost.
-            let unpark = self.probe.unpark.notified();
-            tokio::pin!(unpark);
-            unpark.as_mut().enable();
-            self.probe.parked.notify_one();
-            unpark.await;
+            park(&self.probe.parked, &self.probe.unpark).await;
         }
         Ok(format!("seat to {}", trip.destination))
     }
@@ -642,6 +647,7 @@ async fn a_bad_message_is_dead_lettered_and_the_consumer_keeps_running(backend: 
 
 /// A store whose next non-final advance (a consumer recording a step's result) waits until
 /// `unpark` is notified, after notifying `parked`.
+#[derive(Debug)]
 struct ParkedAdvance {
     inner: Arc<dyn SagaStore>,
     park_next: AtomicBool,
@@ -649,20 +655,10 @@ struct ParkedAdvance {
     unpark: Notify,
 }
 
-impl std::fmt::Debug for ParkedAdvance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ParkedAdvance").finish_non_exhaustive()
-    }
-}
-
 store_with_advance!(ParkedAdvance, |this, advance| {
     Box::pin(async move {
         if !advance.status.is_final() && this.park_next.swap(false, Ordering::SeqCst) {
-            let unpark = this.unpark.notified();
-            tokio::pin!(unpark);
-            unpark.as_mut().enable();
-            this.parked.notify_one();
-            unpark.await;
+            park(&this.parked, &this.unpark).await;
         }
         this.inner.advance(advance).await
     })
