@@ -633,7 +633,7 @@ async fn history_keeps_the_latest_entries_in_order(fx: &Fixture) {
     store.begin(record(id, &json!(1))).await.expect("begin");
     // Two transitions, each written with the failed attempt retried in place before it (two
     // entries per write), then a failed attempt handed over by a hold: five entries after
-    // `started`, of which the bound keeps the last four.
+    // `started`; the bound keeps `started` and the last three.
     for (seq, step) in [(0, "create_order"), (1, "create_payment")] {
         let entries = [
             transition(OWNER, step, 1, Some("timeout")),
@@ -667,22 +667,32 @@ async fn history_keeps_the_latest_entries_in_order(fx: &Fixture) {
     .await;
     assert_eq!(held, Written::Done);
     let history = fx.b().history(id).await.expect("history");
-    let seen: Vec<(String, u32)> = history
+    let begun = get(&store, id).await;
+    assert_eq!(
+        history.first(),
+        Some(&HistoryEntry {
+            at_ms: begun.created_at_ms,
+            run: OWNER.into(),
+            event: HistoryEvent::Started { mode: Mode::Async },
+        }),
+        "the `started` entry is always kept, first"
+    );
+    let seen: Vec<(String, u32)> = history[1..]
         .iter()
         .map(|entry| match &entry.event {
             HistoryEvent::Transition { step, attempt, .. } => (step.to_string(), *attempt),
-            other => panic!("only transitions are left past the bound, got {other:?}"),
+            other => panic!("only transitions follow `started`, got {other:?}"),
         })
         .collect();
     assert_eq!(
         seen,
         [
-            ("create_order".to_string(), 2),
             ("create_payment".to_string(), 1),
             ("create_payment".to_string(), 2),
             ("notify".to_string(), 1),
         ],
-        "the latest {HISTORY_LIMIT} entries, oldest first"
+        "`started` and the latest {} others, oldest first",
+        HISTORY_LIMIT - 1
     );
     assert_eq!(
         history[1].event,
@@ -2928,8 +2938,82 @@ async fn redis_store_with_history_off_writes_no_entry() {
     assert!(
         !fields
             .iter()
-            .any(|f| f == "hn" || f.starts_with('h') && f[1..].parse::<u64>().is_ok()),
+            .any(|f| f == "hn" || f == "by" || f.starts_with('h') && f[1..].parse::<u64>().is_ok()),
         "no history field in the record: {fields:?}"
     );
     store.remove("no-history").await.expect("remove");
+}
+
+/// A record begun by a version that stored its `started` entry as the field `h1` (no `by`) reads
+/// back the same history, and its next entries are numbered on after it.
+#[tokio::test]
+async fn redis_store_reads_a_started_entry_stored_as_h1() {
+    let config = RedisConfig {
+        key_prefix: unique("history-h1"),
+        ..RedisConfig::from(store_config())
+    };
+    let store = RedisStore::connect(&redis_url(), config)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "Redis is unreachable at {} ({error}). Start it with: {START_REDIS}",
+                redis_url()
+            )
+        });
+    let id = "started-as-h1";
+    let key = store.record_key(id);
+    let store: Arc<dyn SagaStore> = Arc::new(store);
+    assert_eq!(
+        store.begin(record(id, &json!(1))).await.expect("begin"),
+        Begin::Started
+    );
+    let begun = get(&store, id).await;
+    let started = HistoryEntry {
+        at_ms: begun.created_at_ms,
+        run: OWNER.into(),
+        event: HistoryEvent::Started { mode: Mode::Async },
+    };
+    let mut admin = redis::Client::open(redis_url())
+        .expect("valid Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    // The earlier layout: `started` as `h1`, counted by `hn`, no `by`.
+    let () = redis::pipe()
+        .cmd("HDEL")
+        .arg(&key)
+        .arg("by")
+        .ignore()
+        .cmd("HSET")
+        .arg(&key)
+        .arg("h1")
+        .arg(serde_json::to_string(&started).expect("entry as JSON"))
+        .arg("hn")
+        .arg("1")
+        .ignore()
+        .query_async(&mut admin)
+        .await
+        .expect("rewrite the record in the earlier layout");
+    let entries = [transition(OWNER, "create_order", 1, None)];
+    let next = state(1);
+    let written = store
+        .advance(Advance {
+            history: &entries,
+            ..transition_of(id, 0, OWNER, running(1, "create_payment"), &next)
+        })
+        .await
+        .expect("advance");
+    assert_eq!(written, Written::Done);
+    assert_eq!(
+        store.history(id).await.expect("history"),
+        vec![started, entries[0].clone()]
+    );
+    let second: Option<String> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("h2")
+        .query_async(&mut admin)
+        .await
+        .expect("HGET");
+    assert!(second.is_some(), "the transition is numbered on after h1");
+    store.remove(id).await.expect("remove");
 }

@@ -87,8 +87,8 @@ fn slot_of(kind: StatusKind) -> usize {
         .unwrap_or_default()
 }
 
-/// Appends `entries` to `history`, keeping the latest `limit` (none with a `limit` of 0: the
-/// history is off).
+/// Appends `entries` to `history`, keeping at most `limit`: the `started` entry and the latest
+/// others (none with a `limit` of 0: the history is off). See [`StoreConfig::history_limit`].
 fn append(history: &mut VecDeque<HistoryEntry>, entries: &[HistoryEntry], limit: usize) {
     for entry in entries {
         push(history, entry.clone(), limit);
@@ -101,7 +101,15 @@ fn push(history: &mut VecDeque<HistoryEntry>, entry: HistoryEntry, limit: usize)
         return;
     }
     if history.len() >= limit {
-        history.pop_front();
+        // The `started` entry, always first, is kept: the oldest after it goes.
+        let started = history
+            .front()
+            .is_some_and(|first| matches!(first.event, HistoryEvent::Started { .. }));
+        match (started, history.len()) {
+            (true, 1) => return,
+            (true, _) => drop(history.remove(1)),
+            (false, _) => drop(history.pop_front()),
+        }
     }
     history.push_back(entry);
 }

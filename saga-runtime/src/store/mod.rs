@@ -514,7 +514,9 @@ pub struct StoreConfig {
     /// [`MemoryStore`] only: the most finished records kept; the oldest is evicted first
     /// (O(1), off the begin path). Default 100,000.
     pub max_finished: usize,
-    /// The most history entries kept per saga; the oldest are dropped first. Default 100.
+    /// The most history entries kept per saga, counting its `started` entry, which is always
+    /// kept (it says when, by which run and in which mode the saga began); of the others, the
+    /// oldest are dropped first. Default 100. With `1` only the `started` entry is kept.
     /// `0` turns the history off: no entry is written (the Redis store sends none and
     /// serialises none) and [`SagaStore::history`] returns an empty list; the record, the
     /// status indexes and listings are unchanged.

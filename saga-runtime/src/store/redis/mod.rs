@@ -330,6 +330,32 @@ impl Shared {
     }
 }
 
+/// A record's `started` history entry, read back from its fields: when it was created, in
+/// which mode, by which run (`by`, written by the begin when the history is on). `None` for a
+/// record begun with the history off, or by a version that stored its `started` entry as
+/// `h1` (read with the other entries then).
+fn started_entry(fields: &HashMap<String, String>) -> Result<Option<HistoryEntry>, String> {
+    let Some(by) = fields.get("by") else {
+        return Ok(None);
+    };
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .ok_or_else(|| format!("field `{name}` is missing"))
+    };
+    let created = field("created")?;
+    let at_ms = created
+        .parse()
+        .map_err(|_| format!("field `created` is not a number: `{created}`"))?;
+    let mode_name = field("mode")?;
+    let mode = Mode::parse(mode_name).ok_or_else(|| format!("unknown mode `{mode_name}`"))?;
+    Ok(Some(HistoryEntry {
+        at_ms,
+        run: by.as_str().into(),
+        event: HistoryEvent::Started { mode },
+    }))
+}
+
 /// The fields `names` with the values an `HMGET` of them replied (absent ones left out).
 fn named<'n>(
     names: impl Iterator<Item = &'n &'static str>,
@@ -678,16 +704,6 @@ impl RedisStore {
         let trace_id = record.trace_id.as_str();
         let status = self.json(trace_id, "status", &record.status)?;
         let lease = record.lease_until_ms.saturating_sub(record.created_at_ms);
-        let started = HistoryEntry {
-            at_ms: record.created_at_ms,
-            run: record.owner.as_str().into(),
-            event: HistoryEvent::Started { mode: record.mode },
-        };
-        // Empty with the history off: the script then writes no entry.
-        let started = self
-            .entries(trace_id, &[started])?
-            .pop()
-            .unwrap_or_default();
         let (key, leases) = (
             shared.keys.record(trace_id),
             shared.keys.leases_of(trace_id, &record.saga),
@@ -705,7 +721,7 @@ impl RedisStore {
             .arg(lease)
             .arg(u8::from(record.queued))
             .arg(self.ttl_ms(&record.status))
-            .arg(&started);
+            .arg(u8::from(self.history_limit() > 0));
         let existing: HashMap<String, String> = shared.write("begin", trace_id, &call).await?;
         if existing.is_empty() {
             return Ok(Begin::Started);
@@ -790,7 +806,7 @@ impl RedisStore {
             .arg(u8::from(advance.status.is_final()))
             .arg(self.ttl_ms(&advance.status))
             .arg(advance.status.kind().as_str())
-            .arg(self.history_limit())
+            .arg(self.stored_entries())
             .arg(u8::from(advance.abortable));
         for entry in &entries {
             call.arg(entry);
@@ -824,7 +840,7 @@ impl RedisStore {
             .arg(millis(custody.lease))
             .arg(u8::from(custody.queued))
             .arg(u8::from(refund_attempt))
-            .arg(self.history_limit())
+            .arg(self.stored_entries())
             .arg(u8::from(requeued));
         for entry in &entries {
             call.arg(entry);
@@ -882,14 +898,15 @@ impl RedisStore {
         waiter.wait(BACKEND).await
     }
 
-    /// History entries as JSON, one each, as the scripts' `appended` reads them; none with the
-    /// history off (`history_limit` 0), so every script writes none.
+    /// History entries as JSON, one each, as the scripts' `appended` reads them; none when
+    /// the record keeps none but its `started` entry ([`Self::stored_entries`] 0: the history
+    /// off, or a limit of 1), so every script writes none.
     fn entries(
         &self,
         trace_id: &str,
         history: &[HistoryEntry],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        if self.history_limit() == 0 {
+        if self.stored_entries() == 0 {
             return Ok(Vec::new());
         }
         history
@@ -905,6 +922,13 @@ impl RedisStore {
     /// `StoreConfig::history_limit`: 0 when the history is off (no entry sent).
     fn history_limit(&self) -> usize {
         self.shared.config.store.history_limit
+    }
+
+    /// How many entries the record's fields `h<n>` keep: the history limit but the `started`
+    /// entry, which is not stored as an entry but read back from the record's own fields
+    /// (`created`, `mode` and the begin's run, `by`; see [`started_entry`]).
+    fn stored_entries(&self) -> usize {
+        self.history_limit().saturating_sub(1)
     }
 
     async fn history_of(&self, trace_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -924,9 +948,16 @@ impl RedisStore {
             })
             .collect();
         numbered.sort_unstable_by_key(|(n, _)| *n);
-        numbered
+        let started = started_entry(&fields).map_err(|what| {
+            shared.error(
+                StoreErrorKind::Corrupt,
+                format!("key `{key}` holds corrupt data, not a saga record ({what})"),
+            )
+        })?;
+        started
             .into_iter()
-            .map(|(n, entry)| {
+            .map(Ok)
+            .chain(numbered.into_iter().map(|(n, entry)| {
                 serde_json::from_str(entry).map_err(|error| {
                     shared
                         .error(
@@ -937,7 +968,7 @@ impl RedisStore {
                         )
                         .caused_by(error)
                 })
-            })
+            }))
             .collect()
     }
 
@@ -1039,7 +1070,7 @@ impl RedisStore {
             .arg(millis(reopen.custody.lease))
             .arg(u8::from(reopen.custody.queued))
             .arg(reopen.status.kind().as_str())
-            .arg(self.history_limit())
+            .arg(self.stored_entries())
             .arg(running_ttl)
             .arg(u8::from(reopen.compensate));
         for entry in &entries {
@@ -1058,7 +1089,7 @@ impl RedisStore {
         let entries = self.entries(trace_id, &[entry])?;
         let key = shared.keys.record(trace_id);
         let mut call = SCRIPTS.request_compensation.call(&[&key]);
-        call.arg(self.history_limit());
+        call.arg(self.stored_entries());
         for entry in &entries {
             call.arg(entry);
         }

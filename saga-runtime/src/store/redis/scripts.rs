@@ -5,7 +5,8 @@
 //! final when its `final` field is `1`. Numbers stay below 2^53, exact in Lua.
 //!
 //! Every write keeps the operator's views in the same atomic step: the history (one JSON entry
-//! per field `h<n>` of the record's own hash, the latest `history_limit` kept, written by the
+//! per field `h<n>` of the record's own hash, the latest `history_limit - 1` kept besides the
+//! `started` entry, which is read back from the record's `by`, `created` and `mode`; written by the
 //! transition's `HSET`, so it costs no command of its own and shares the record's
 //! time-to-live) and the status index: one sorted set for every status family, each family a
 //! band of scores (`band(kind) + since`, [`status_score`]), so a saga that changes family is
@@ -294,8 +295,10 @@ if h[1] ~= ARGV[2] or h[2] ~= ARGV[3] then return 2 end
 "#;
 
 /// KEYS[3]: the status index. ARGV: trace id, saga, fingerprint, mode, status, state, owner,
-/// lease ms, queued (0/1), ttl ms (0: none), history entry ('' with the history off). Returns `{}` when created, else
-/// the existing hash (HGETALL).
+/// lease ms, queued (0/1), ttl ms (0: none), history on (0/1). Returns `{}` when created, else
+/// the existing hash (HGETALL). The `started` history entry is not stored as an entry: with the
+/// history on, the record keeps the begin's run as `by`, and a reader builds the entry from it,
+/// `created` and `mode` (one short field instead of a JSON entry and the `hn` counter).
 const BEGIN: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HGETALL', KEYS[1])
@@ -305,7 +308,7 @@ local f = {'saga', ARGV[2], 'fp', ARGV[3], 'mode', ARGV[4], 'status', ARGV[5],
   'state', ARGV[6], 'seq', '0', 'owner', ARGV[7], 'until', lease_until, 'queued', ARGV[9],
   'attempts', '0', 'final', '0', 'created', now_s, 'updated', now_s, 'kind', 'running',
   'since', now_s}
-if ARGV[11] ~= '' then f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'h1', ARGV[11], 'hn', '1' end
+if ARGV[11] == '1' then f[#f + 1], f[#f + 2] = 'by', ARGV[7] end
 if ARGV[10] ~= '0' then f[#f + 1], f[#f + 2] = 'ttl_at', now_s end
 redis.call('HSET', KEYS[1], unpack(f))
 if ARGV[10] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
