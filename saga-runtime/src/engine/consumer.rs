@@ -12,6 +12,7 @@
 //! delivery is dead-lettered and its saga recorded stuck.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,7 +23,7 @@ use tracing::{debug, error, warn};
 
 use super::driver::{Flow, Journal, Ran, Start, drive};
 use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
-use super::progress::Progress;
+use super::progress::{FailedStep, Progress};
 use super::runtime::Runtime;
 use crate::error::{Report, StuckAt};
 use crate::observe;
@@ -83,7 +84,25 @@ impl<S: Saga> tower::Service<Delivery> for ConsumerService<S> {
     fn call(&mut self, delivery: Delivery) -> Self::Future {
         let rt = Arc::clone(&self.rt);
         let topic = Arc::clone(&self.topic);
-        Box::pin(async move { Ok(consume(&rt, &topic, delivery).await) })
+        // Decoded here, not in the future: the future then holds the decoded saga, and the
+        // delivery (its headers, topic and payload) is freed before the step runs. The
+        // transport's side of the delivery keeps what a redelivery needs.
+        match decode::<S>(&delivery.payload) {
+            Ok(envelope) => Box::pin(consume(
+                rt,
+                topic,
+                Arrived::new(envelope, delivery.delivery_count),
+            )),
+            Err(reason @ EnvelopeError::Undecodable { .. }) => {
+                Box::pin(async move { Ok(undecodable(&rt, &topic, &delivery, reason).await) })
+            }
+            Err(reason) => {
+                error!(topic = &*topic, trace_id = delivery.trace_id(), %reason, "dead-lettering a message this consumer cannot process");
+                Box::pin(std::future::ready(Ok(Disposition::DeadLetter {
+                    reason: reason.to_string(),
+                })))
+            }
+        }
     }
 }
 
@@ -99,128 +118,156 @@ fn backoff<S: Saga>(rt: &Runtime<S>, delivery_count: u32) -> Disposition {
     }
 }
 
-async fn consume<S: Saga>(rt: &Runtime<S>, topic: &str, delivery: Delivery) -> Disposition {
-    let envelope = match decode::<S>(&delivery.payload) {
-        Ok(envelope) => envelope,
-        Err(reason @ EnvelopeError::Undecodable { .. }) => {
-            return undecodable(rt, topic, &delivery, reason).await;
-        }
-        Err(reason) => {
-            error!(topic, trace_id = delivery.trace_id(), %reason, "dead-lettering a message this consumer cannot process");
-            return Disposition::DeadLetter {
-                reason: reason.to_string(),
-            };
-        }
-    };
-    let Envelope {
-        trace_id,
-        seq,
-        metadata,
-        route,
-        failure,
-        state,
-        ..
-    } = envelope;
-    let cx = SagaContext::new(S::description().name, trace_id).with_metadata(metadata);
-    if S::cursor(&state).is_terminal() {
-        let reason = format!(
-            "the message holds a finished saga ({:?}): nothing to run",
-            S::cursor(&state)
-        );
-        error!(topic, trace_id = cx.trace_id(), %reason, "dead-lettering");
-        return Disposition::DeadLetter { reason };
-    }
-    let max_deliveries = rt.transport.config().max_deliveries;
-    if delivery.delivery_count > max_deliveries {
-        let reason = format!(
-            "delivered {} times, over the bound of {max_deliveries} (transport max_deliveries); \
-             the saga is recorded stuck at this transition",
-            delivery.delivery_count
-        );
-        let stuck = |attempts| stuck_error::<S>(&cx, &state, failure, attempts, reason.clone());
-        return give_up(rt, &cx, topic, seq, stuck, None, reason.clone()).await;
-    }
-    // Wait for a slot before claiming, so the lease does not run out in the queue. The slot
-    // is given back once the step has run (see `Relay::slot`).
-    let queued = rt.step_slots.as_ref().map(|_| rt.observe.queued());
-    let slot = match &rt.step_slots {
-        Some(slots) => Arc::clone(slots).acquire_owned().await.ok(),
-        None => None,
-    };
-    drop(queued);
-    let token = rt.token();
-    let claim = rt.delivery_claim(&cx, seq, &token);
-    let (start, mode) = match rt.store.claim(claim).await {
-        Ok(Claimed::Won {
-            attempt,
-            compensate,
-            mode,
+/// A decoded delivery: what its transition needs of the message, and nothing else.
+struct Arrived<S: Saga> {
+    cx: SagaContext,
+    seq: u64,
+    route: Option<String>,
+    failure: Option<FailedStep>,
+    state: S::State,
+    delivery_count: u32,
+}
+
+impl<S: Saga> Arrived<S> {
+    fn new(envelope: Envelope<S::State>, delivery_count: u32) -> Self {
+        let Envelope {
+            trace_id,
+            seq,
+            metadata,
+            route,
+            failure,
+            state,
             ..
-        }) => (
-            Start {
+        } = envelope;
+        Self {
+            cx: SagaContext::new(S::description().name, trace_id).with_metadata(metadata),
+            seq,
+            route,
+            failure,
+            state,
+            delivery_count,
+        }
+    }
+}
+
+/// Runs the transition of a decoded delivery, and says how to settle the delivery.
+///
+/// Not an `async fn`: its future is an `async move` block that uses `arrived` in place, where
+/// an `async fn` would hold its arguments twice (as arguments and as the locals they move to)
+/// for as long as the step runs.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice while the step runs"
+)]
+fn consume<S: Saga>(
+    rt: Arc<Runtime<S>>,
+    topic: Arc<str>,
+    mut arrived: Arrived<S>,
+) -> impl Future<Output = Result<Disposition, Infallible>> + Send + 'static {
+    async move {
+        let (rt, topic) = (&*rt, &*topic);
+        let seq = arrived.seq;
+        if S::cursor(&arrived.state).is_terminal() {
+            let reason = format!(
+                "the message holds a finished saga ({:?}): nothing to run",
+                S::cursor(&arrived.state)
+            );
+            error!(topic, trace_id = arrived.cx.trace_id(), %reason, "dead-lettering");
+            return Ok(Disposition::DeadLetter { reason });
+        }
+        let max_deliveries = rt.transport.config().max_deliveries;
+        if arrived.delivery_count > max_deliveries {
+            let reason = format!(
+                "delivered {} times, over the bound of {max_deliveries} (transport max_deliveries); \
+                 the saga is recorded stuck at this transition",
+                arrived.delivery_count
+            );
+            let (cx, state, failure) = (&arrived.cx, &arrived.state, arrived.failure);
+            let stuck = |attempts| stuck_error::<S>(cx, state, failure, attempts, reason.clone());
+            return Ok(give_up(rt, cx, topic, seq, stuck, None, reason.clone()).await);
+        }
+        // Wait for a slot before claiming, so the lease does not run out in the queue. The slot
+        // is given back once the step has run (see `Relay::slot`).
+        let queued = rt.step_slots.as_ref().map(|_| rt.observe.queued());
+        let slot = match &rt.step_slots {
+            Some(slots) => Arc::clone(slots).acquire_owned().await.ok(),
+            None => None,
+        };
+        drop(queued);
+        let token = rt.token();
+        let claim = rt.delivery_claim(&arrived.cx, seq, &token);
+        let (start, mode) = match rt.store.claim(claim).await {
+            Ok(Claimed::Won {
                 attempt,
                 compensate,
-            },
-            mode,
-        ),
-        Ok(Claimed::Stale { current }) => {
-            debug!(
-                topic,
-                trace_id = cx.trace_id(),
-                seq,
-                current,
-                "stale or duplicate delivery dropped"
-            );
-            return Disposition::Ack;
-        }
-        Ok(Claimed::Busy) => {
-            // Another run holds the saga: a duplicate while it runs, or the copy of a replica
-            // that died. Come back after a lease: by then it moved on (this copy is stale) or
-            // its custody lapsed (this copy takes it over).
-            debug!(
-                topic,
-                trace_id = cx.trace_id(),
-                seq,
-                "another run holds the saga: delivery held back for a lease"
-            );
-            return Disposition::Nack {
-                delay: Some(rt.config.lease),
-            };
-        }
-        Ok(Claimed::Finished) => {
-            debug!(
-                topic,
-                trace_id = cx.trace_id(),
-                seq,
-                "delivery of a finished saga dropped"
-            );
-            return Disposition::Ack;
-        }
-        Ok(Claimed::Missing) => return missing(&cx, topic),
-        Err(error) => {
-            warn!(topic, trace_id = cx.trace_id(), error = %Report(&error), "cannot claim the saga; redelivering later");
-            return backoff(rt, delivery.delivery_count);
-        }
-    };
-    let cx = rt.observe.attach(cx, Some(mode));
-    let mut relay = Relay {
-        rt,
-        token,
-        seq,
-        route,
-        topic,
-        slot,
-    };
-    drive(
-        &*rt.saga,
-        &cx,
-        &rt.policies,
-        state,
-        failure,
-        start,
-        &mut relay,
-    )
-    .await
+                mode,
+                ..
+            }) => (
+                Start {
+                    attempt,
+                    compensate,
+                },
+                mode,
+            ),
+            Ok(Claimed::Stale { current }) => {
+                debug!(
+                    topic,
+                    trace_id = arrived.cx.trace_id(),
+                    seq,
+                    current,
+                    "stale or duplicate delivery dropped"
+                );
+                return Ok(Disposition::Ack);
+            }
+            Ok(Claimed::Busy) => {
+                // Another run holds the saga: a duplicate while it runs, or the copy of a
+                // replica that died. Come back after a lease: by then it moved on (this copy is
+                // stale) or its custody lapsed (this copy takes it over).
+                debug!(
+                    topic,
+                    trace_id = arrived.cx.trace_id(),
+                    seq,
+                    "another run holds the saga: delivery held back for a lease"
+                );
+                return Ok(Disposition::Nack {
+                    delay: Some(rt.config.lease),
+                });
+            }
+            Ok(Claimed::Finished) => {
+                debug!(
+                    topic,
+                    trace_id = arrived.cx.trace_id(),
+                    seq,
+                    "delivery of a finished saga dropped"
+                );
+                return Ok(Disposition::Ack);
+            }
+            Ok(Claimed::Missing) => return Ok(missing(&arrived.cx, topic)),
+            Err(error) => {
+                warn!(topic, trace_id = arrived.cx.trace_id(), error = %Report(&error), "cannot claim the saga; redelivering later");
+                return Ok(backoff(rt, arrived.delivery_count));
+            }
+        };
+        arrived.cx = rt.observe.attach(arrived.cx, Some(mode));
+        let mut relay = Relay {
+            rt,
+            token,
+            seq,
+            route: arrived.route,
+            topic,
+            slot,
+        };
+        Ok(drive(
+            &*rt.saga,
+            &arrived.cx,
+            &rt.policies,
+            arrived.state,
+            arrived.failure,
+            start,
+            &mut relay,
+        )
+        .await)
+    }
 }
 
 /// A message whose state the deployed definition cannot read (a step was added, removed,
