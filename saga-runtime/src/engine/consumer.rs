@@ -560,10 +560,13 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
     ) -> Flow<S, Self::Stop> {
         self.slot = None;
         let mut history = vec![ran.entry::<S>(&self.token)];
+        // `hand_over` and `finish` are boxed: they run once per delivery, after the step, and
+        // inline they would set the size of every delivery's future while its step runs (the
+        // driver holds the largest of its futures: this one was 3.4 KB, the step's 1.9 KB).
         loop {
             return Flow::Stop(match progress {
                 Progress::Running { state, failure } => {
-                    match self.hand_over(cx, state, failure, &history).await {
+                    match Box::pin(self.hand_over(cx, state, failure, &history)).await {
                         Ok(disposition) => disposition,
                         Err(state) => {
                             let ran = Ran::OperatorRollback {
@@ -589,8 +592,7 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
                         .rt
                         .kept_state(cx, &done, self.seq, self.route.as_deref());
                     let result = done.into_outcome(cx);
-                    self.finish(cx, result, dead_letter, &history, kept.as_deref())
-                        .await
+                    Box::pin(self.finish(cx, result, dead_letter, &history, kept.as_deref())).await
                 }
             });
         }
