@@ -102,10 +102,15 @@ async fn pump<S: Source>(
         let handler = handler.clone();
         let topic = topic.clone();
         tasks.spawn(async move {
-            let work = run_handler(&*handler, delivery, &topic);
+            // The handler's future is awaited in place; the progress signals around it are
+            // boxed, so the task of every delivery of a broker without them (memory,
+            // RabbitMQ) is not sized for them.
             let disposition = match pending.progress_interval() {
-                None => work.await,
-                Some(every) => with_progress(work, &pending, every).await,
+                None => run_handler(&*handler, delivery, &topic).await,
+                Some(every) => {
+                    let work = run_handler(&*handler, delivery, &topic);
+                    Box::pin(with_progress(work, &pending, every)).await
+                }
             };
             pending.settle(disposition).await;
             drop(permit);
