@@ -40,10 +40,35 @@ struct Inner {
     topics: Mutex<HashMap<String, HashMap<String, Arc<GroupQueue>>>>,
 }
 
+/// A queued message. An unsettled delivery's message stays here (for its redelivery) for as
+/// long as its handler runs, a saga's whole step, so the headers are kept as a boxed slice of
+/// pairs: ~0.3 KB for the engine's three, where a `BTreeMap` takes ~0.8 KB. Each delivery gets
+/// them as a map ([`Headers`]).
 struct Envelope {
-    headers: Headers,
+    headers: Box<[(Box<str>, Box<str>)]>,
     payload: bytes::Bytes,
     delivery_count: u32,
+}
+
+impl Envelope {
+    fn new(headers: &Headers, payload: bytes::Bytes) -> Self {
+        Self {
+            headers: headers
+                .iter()
+                .map(|(name, value)| (Box::from(name.as_str()), Box::from(value.as_str())))
+                .collect(),
+            payload,
+            delivery_count: 0,
+        }
+    }
+
+    /// The headers as a map.
+    fn headers(&self) -> Headers {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
 }
 
 struct GroupQueue {
@@ -89,11 +114,9 @@ impl Inner {
         let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(groups) = topics.get(topic) {
             for queue in groups.values() {
-                let _ = queue.tx.send(Envelope {
-                    headers: message.headers.clone(),
-                    payload: message.payload.clone(),
-                    delivery_count: 0,
-                });
+                let _ = queue
+                    .tx
+                    .send(Envelope::new(&message.headers, message.payload.clone()));
             }
         }
     }
@@ -128,7 +151,7 @@ impl Transport for MemoryTransport {
             let source = MemorySource {
                 queue: self.inner.queue(topic, &options.group),
                 transport: Arc::downgrade(&self.inner),
-                topic: topic.to_owned(),
+                topic: Arc::from(topic),
             };
             Ok(dispatch::spawn(source, handler, options.concurrency, topic))
         })
@@ -147,7 +170,7 @@ impl Transport for MemoryTransport {
 struct MemorySource {
     queue: Arc<GroupQueue>,
     transport: Weak<Inner>,
-    topic: String,
+    topic: Arc<str>,
 }
 
 impl Source for MemorySource {
@@ -157,8 +180,8 @@ impl Source for MemorySource {
         let mut envelope = self.queue.rx.lock().await.recv().await?;
         envelope.delivery_count += 1;
         let delivery = Delivery {
-            topic: self.topic.clone(),
-            headers: envelope.headers.clone(),
+            topic: self.topic.to_string(),
+            headers: envelope.headers(),
             payload: envelope.payload.clone(),
             delivery_count: envelope.delivery_count,
         };
@@ -179,12 +202,12 @@ struct MemoryPending {
     envelope: Option<Envelope>,
     queue: Arc<GroupQueue>,
     transport: Weak<Inner>,
-    topic: String,
+    topic: Arc<str>,
 }
 
 impl Pending for MemoryPending {
     async fn settle(mut self, disposition: Disposition) {
-        let Some(mut envelope) = self.envelope.take() else {
+        let Some(envelope) = self.envelope.take() else {
             return;
         };
         match disposition {
@@ -201,13 +224,12 @@ impl Pending for MemoryPending {
             }
             Disposition::DeadLetter { reason } => {
                 if let Some(transport) = self.transport.upgrade() {
-                    envelope
-                        .headers
-                        .insert(DEAD_LETTER_REASON_HEADER.to_owned(), reason);
+                    let mut headers = envelope.headers();
+                    headers.insert(DEAD_LETTER_REASON_HEADER.to_owned(), reason);
                     transport.enqueue(
                         &dead_letter_topic(&self.topic),
                         Message {
-                            headers: envelope.headers,
+                            headers,
                             payload: envelope.payload,
                         },
                     );
