@@ -55,9 +55,14 @@ struct Slot {
     generation: Option<u64>,
 }
 
+/// The records by trace id. Each slot is boxed: a bucket of the map's table then holds the key
+/// and a pointer (24 bytes) instead of the key and the whole slot (384), so the table's spare
+/// capacity (up to half its buckets after a resize) costs little, and a resize moves pointers.
+type Records = HashMap<Id, Box<Slot>>;
+
 #[derive(Default)]
 struct State {
-    records: HashMap<Id, Slot>,
+    records: Records,
     /// Kept apart from `records`, so that a write changes a slot and the indexes with one
     /// lookup of the slot.
     index: Indexes,
@@ -168,7 +173,7 @@ impl Indexes {
 }
 
 /// Forgets the record of `trace_id` (removed, or expired on access).
-fn forget(records: &mut HashMap<Id, Slot>, index: &mut Indexes, trace_id: &str) {
+fn forget(records: &mut Records, index: &mut Indexes, trace_id: &str) {
     if let Some(mut slot) = records.remove(trace_id) {
         let record = &slot.record;
         let id = slot.id.clone();
@@ -290,11 +295,11 @@ impl MemoryStore {
     /// [`Gone::Expired`] the caller forgets it.
     fn live<'s>(
         &self,
-        records: &'s mut HashMap<Id, Slot>,
+        records: &'s mut Records,
         trace_id: &str,
         now: u64,
     ) -> Result<&'s mut Slot, Gone> {
-        let slot = records.get_mut(trace_id).ok_or(Gone::Missing)?;
+        let slot: &mut Slot = records.get_mut(trace_id).ok_or(Gone::Missing)?;
         if self.expired(&slot.record, now) {
             return Err(Gone::Expired);
         }
@@ -346,7 +351,7 @@ impl MemoryStore {
             history,
             generation: None,
         };
-        records.insert(id, slot);
+        records.insert(id, Box::new(slot));
         Begin::Started
     }
 
