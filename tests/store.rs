@@ -152,13 +152,7 @@ async fn redis_store_on(prefix: &str, target: &Target) -> RedisStore {
                 index_buckets: *buckets,
                 ..config
             };
-            match RedisStore::connect(&redis_url(), config).await {
-                Ok(store) => store,
-                Err(error) => panic!(
-                    "Redis is unreachable at {} ({error}). Start it with: {START_REDIS}",
-                    redis_url()
-                ),
-            }
+            redis_store_with(config).await
         }
         Target::Cluster(nodes) => {
             let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
@@ -167,6 +161,18 @@ async fn redis_store_on(prefix: &str, target: &Target) -> RedisStore {
                 .unwrap_or_else(|error| panic!("the private Redis Cluster {nodes:?}: {error}"))
         }
     }
+}
+
+/// A store on the local Redis with `config`; fails naming the server and how to start it.
+async fn redis_store_with(config: RedisConfig) -> RedisStore {
+    RedisStore::connect(&redis_url(), config)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "Redis is unreachable at {} ({error}). Start it with: {START_REDIS}",
+                redis_url()
+            )
+        })
 }
 
 /// The settings of a store on the private cluster: every write acknowledged by its master's
@@ -462,6 +468,18 @@ async fn hold_recording(
         })
         .await
         .expect("hold")
+}
+
+/// Advances `trace_id` from its begin to the `create_payment` step, recording `entries`.
+async fn ordered(store: &Arc<dyn SagaStore>, trace_id: &str, entries: &[HistoryEntry]) -> Written {
+    let next = state(1);
+    store
+        .advance(Advance {
+            history: entries,
+            ..transition_of(trace_id, 0, OWNER, running(1, "create_payment"), &next)
+        })
+        .await
+        .expect("advance")
 }
 
 async fn get(store: &Arc<dyn SagaStore>, trace_id: &str) -> SagaRecord {
@@ -2847,15 +2865,7 @@ async fn history_off_writes_no_entry(store: Arc<dyn SagaStore>) {
         Begin::Started
     );
     let entries = [transition(OWNER, "create_order", 1, None)];
-    let next = state(1);
-    let written = store
-        .advance(Advance {
-            history: &entries,
-            ..transition_of(id, 0, OWNER, running(1, "create_payment"), &next)
-        })
-        .await
-        .expect("advance");
-    assert_eq!(written, Written::Done);
+    assert_eq!(ordered(&store, id, &entries).await, Written::Done);
     let held = hold_recording(
         &store,
         id,
@@ -2914,14 +2924,7 @@ async fn redis_store_with_history_off_writes_no_entry() {
             ..store_config()
         })
     };
-    let store = RedisStore::connect(&redis_url(), config)
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "Redis is unreachable at {} ({error}). Start it with: {START_REDIS}",
-                redis_url()
-            )
-        });
+    let store = redis_store_with(config).await;
     let key = store.record_key("no-history");
     let store: Arc<dyn SagaStore> = Arc::new(store);
     history_off_writes_no_entry(Arc::clone(&store)).await;
@@ -2952,14 +2955,7 @@ async fn redis_store_reads_a_started_entry_stored_as_h1() {
         key_prefix: unique("history-h1"),
         ..RedisConfig::from(store_config())
     };
-    let store = RedisStore::connect(&redis_url(), config)
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "Redis is unreachable at {} ({error}). Start it with: {START_REDIS}",
-                redis_url()
-            )
-        });
+    let store = redis_store_with(config).await;
     let id = "started-as-h1";
     let key = store.record_key(id);
     let store: Arc<dyn SagaStore> = Arc::new(store);
@@ -2995,15 +2991,7 @@ async fn redis_store_reads_a_started_entry_stored_as_h1() {
         .await
         .expect("rewrite the record in the earlier layout");
     let entries = [transition(OWNER, "create_order", 1, None)];
-    let next = state(1);
-    let written = store
-        .advance(Advance {
-            history: &entries,
-            ..transition_of(id, 0, OWNER, running(1, "create_payment"), &next)
-        })
-        .await
-        .expect("advance");
-    assert_eq!(written, Written::Done);
+    assert_eq!(ordered(&store, id, &entries).await, Written::Done);
     assert_eq!(
         store.history(id).await.expect("history"),
         vec![started, entries[0].clone()]
