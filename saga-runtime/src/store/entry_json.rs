@@ -1,10 +1,11 @@
 //! History entries as JSON for a store that keeps them as text (the Redis store).
 //!
-//! Every saga writes a `started` entry and one `transition` entry per step and compensation,
-//! so their encoding is on the hot path of every saga: they are written here by hand, byte for
-//! byte what `serde_json` writes for them (a test holds the two equal), at a fraction of its
-//! cost (`serde_json` escapes strings byte by byte and goes through a map serializer for the
-//! flattened event). The operator entries, rare, go through `serde_json`.
+//! Every saga writes one `transition` entry per step and compensation, so their encoding is on
+//! the hot path of every saga: they are written here by hand, byte for byte what `serde_json`
+//! writes for them (a test holds the two equal), at a fraction of its cost (`serde_json` escapes
+//! strings byte by byte and goes through a map serializer for the flattened event). The others
+//! go through `serde_json`: the operator entries are rare, and the Redis store keeps no
+//! `started` entry as text (it reads it back from the record's fields).
 
 use super::{HistoryEntry, HistoryEvent};
 
@@ -12,13 +13,6 @@ impl HistoryEntry {
     /// The entry as JSON, the same bytes as `serde_json::to_vec(self)`.
     pub(crate) fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         let mut out = match &self.event {
-            HistoryEvent::Started { mode } => {
-                let mut out = self.open_json(0)?;
-                out.extend_from_slice(b",\"event\":\"started\",\"mode\":\"");
-                out.extend_from_slice(mode.as_str().as_bytes());
-                out.push(b'"');
-                out
-            }
             HistoryEvent::Transition {
                 step,
                 compensation,

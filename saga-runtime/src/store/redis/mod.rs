@@ -343,17 +343,24 @@ fn started_entry(fields: &HashMap<String, String>) -> Result<Option<HistoryEntry
             .get(name)
             .ok_or_else(|| format!("field `{name}` is missing"))
     };
-    let created = field("created")?;
-    let at_ms = created
-        .parse()
-        .map_err(|_| format!("field `created` is not a number: `{created}`"))?;
-    let mode_name = field("mode")?;
-    let mode = Mode::parse(mode_name).ok_or_else(|| format!("unknown mode `{mode_name}`"))?;
     Ok(Some(HistoryEntry {
-        at_ms,
+        at_ms: number("created", field("created")?)?,
         run: by.as_str().into(),
-        event: HistoryEvent::Started { mode },
+        event: HistoryEvent::Started {
+            mode: mode(field("mode")?)?,
+        },
     }))
+}
+
+/// The field `name`'s `text` as a number; `Err` names the field.
+fn number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("field `{name}` is not a number: `{text}`"))
+}
+
+/// The mode the field `mode` names; `Err` says it is unknown.
+fn mode(name: &str) -> Result<Mode, String> {
+    Mode::parse(name).ok_or_else(|| format!("unknown mode `{name}`"))
 }
 
 /// The fields `names` with the values an `HMGET` of them replied (absent ones left out).
@@ -377,21 +384,16 @@ fn decode_record(
             .remove(name)
             .ok_or_else(|| format!("field `{name}` is missing"))
     };
-    fn number<T: std::str::FromStr>(name: &str, text: String) -> Result<T, String> {
-        text.parse()
-            .map_err(|_| format!("field `{name}` is not a number: `{text}`"))
-    }
     let saga = take("saga")?;
     let fingerprint = take("fp")?;
-    let mode_name = take("mode")?;
-    let mode = Mode::parse(&mode_name).ok_or_else(|| format!("unknown mode `{mode_name}`"))?;
+    let mode = mode(&take("mode")?)?;
     let status_json = take("status")?;
     let status: SagaStatus = serde_json::from_str(&status_json)
         .map_err(|e| format!("field `status` does not decode: {e}"))?;
-    let created_at_ms = number("created", take("created")?)?;
+    let created_at_ms = number("created", &take("created")?)?;
     // Records written before the status indexes have no `since`.
     let status_since_ms = match take("since") {
-        Ok(since) => number("since", since)?,
+        Ok(since) => number("since", &since)?,
         Err(_) => created_at_ms,
     };
     Ok(SagaRecord {
@@ -400,20 +402,20 @@ fn decode_record(
         fingerprint,
         mode,
         status,
-        seq: number("seq", take("seq")?)?,
+        seq: number("seq", &take("seq")?)?,
         // A final record holds an empty state unless it kept one (stuck).
         state: take("state").ok().filter(|state| !state.is_empty()),
         owner: take("owner")?,
-        lease_until_ms: number("until", take("until")?)?,
+        lease_until_ms: number("until", &take("until")?)?,
         queued: take("queued")? == "1",
-        attempts: number("attempts", take("attempts")?)?,
+        attempts: number("attempts", &take("attempts")?)?,
         created_at_ms,
-        updated_at_ms: number("updated", take("updated")?)?,
+        updated_at_ms: number("updated", &take("updated")?)?,
         status_since_ms,
         compensation_requested: take("abort").is_ok_and(|abort| abort == "1"),
         // Absent until the sweeper first requeues the saga (and in records older than it).
         requeues: match take("requeues") {
-            Ok(requeues) => number("requeues", requeues)?,
+            Ok(requeues) => number("requeues", &requeues)?,
             Err(_) => 0,
         },
     })
