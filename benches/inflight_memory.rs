@@ -24,7 +24,8 @@
 //! cargo bench --bench inflight_memory -- --levels 5000,10000,20000 -- --transport nats --store redis
 //! ```
 //! `--rpc async` holds the sagas in the async mode instead (the example then gets
-//! `--concurrency <largest level>`, so its consumers run them all at once).
+//! `--concurrency <largest level>`, so its consumers run them all at once); its requests are
+//! sent at most 256 at a time (`--max-streams`), since an accepted async saga holds no request.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -38,6 +39,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use booking_proto::pb::BookingRequest;
 use booking_proto::pb::booking_service_client::BookingServiceClient;
 use clap::{Parser, ValueEnum};
+use tokio::sync::Semaphore;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -74,6 +76,13 @@ struct Args {
     /// connections with a transport error: 5,000 streams each).
     #[arg(long, default_value_t = 16)]
     connections: usize,
+    /// The most requests open at once while a level is sent. Default: every request of the
+    /// level at once with `--rpc sync` (each open request is a saga in flight), 256 with
+    /// `--rpc async` (an accepted async saga holds no request: sending all of them at once
+    /// would measure the HTTP/2 server's stream tables, which keep the capacity of the burst,
+    /// not the sagas).
+    #[arg(long)]
+    max_streams: Option<usize>,
     /// Sagas of the warm-up before the idle reading.
     #[arg(long, default_value_t = 500)]
     warmup: u64,
@@ -89,6 +98,18 @@ struct Args {
     /// More arguments of the example (`--transport nats --store redis`).
     #[arg(last = true)]
     example_args: Vec<String>,
+}
+
+impl Args {
+    /// The most requests open at once while `level` requests are sent (see `max_streams`).
+    fn streams(&self, level: u64) -> usize {
+        let all = usize::try_from(level).unwrap_or(usize::MAX);
+        match (self.max_streams, self.rpc) {
+            (Some(streams), _) => streams,
+            (None, Rpc::Sync) => all,
+            (None, Rpc::Async) => all.min(256),
+        }
+    }
 }
 
 /// The example process, killed (and reaped) when dropped: only the process this bench started.
@@ -137,20 +158,28 @@ impl Server {
     }
 }
 
-/// Sends `n` requests at once; the handle resolves to how many failed (and the first error).
+/// Sends `n` requests, at most `streams` open at once; the handle resolves to how many failed
+/// (and the first error).
 fn send(
     channels: &[Channel],
     rpc: Rpc,
     prefix: &str,
     next: &Arc<AtomicU64>,
     n: u64,
+    streams: usize,
 ) -> tokio::task::JoinHandle<(u64, Option<String>)> {
+    let open = Arc::new(Semaphore::new(streams.max(1)));
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let mut client =
                 BookingServiceClient::new(channels[i as usize % channels.len()].clone());
             let id = format!("{prefix}-{}", next.fetch_add(1, Ordering::Relaxed));
+            let open = Arc::clone(&open);
             tokio::spawn(async move {
+                let _stream = open
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
                 let mut request = Request::new(BookingRequest {
                     product_id: 1,
                     count: 1,
@@ -209,7 +238,14 @@ async fn hold(
 ) -> Level {
     let rss_before = server.rss();
     let before = server.counts().await;
-    let sent = send(channels, args.rpc, prefix, next, target);
+    let sent = send(
+        channels,
+        args.rpc,
+        prefix,
+        next,
+        target,
+        args.streams(target),
+    );
     // Poll until `target` sagas are open; keep the reading at the most open seen, and stop
     // early once sagas of this level begin to end (the ramp took longer than their life).
     let deadline = Instant::now() + args.wait;
@@ -302,9 +338,16 @@ async fn main() {
     }
     let prefix = format!("mem-{run_id}");
     let next = Arc::new(AtomicU64::new(0));
-    let (failed, first) = send(&channels, args.rpc, &prefix, &next, args.warmup)
-        .await
-        .expect("warm-up");
+    let (failed, first) = send(
+        &channels,
+        args.rpc,
+        &prefix,
+        &next,
+        args.warmup,
+        args.streams(args.warmup),
+    )
+    .await
+    .expect("warm-up");
     if failed > 0 {
         eprintln!("warm-up: {failed} failed, first {first:?}");
     }
@@ -312,10 +355,11 @@ async fn main() {
     tokio::time::sleep(args.settle).await;
     let idle = server.rss();
     println!(
-        "example: {} ({:?} mode, each step {})",
+        "example: {} ({:?} mode, each step {}; at most {} requests open at once)",
         example_args.join(" "),
         args.rpc,
-        humantime::format_duration(args.simulate_latency)
+        humantime::format_duration(args.simulate_latency),
+        args.streams(largest)
     );
     println!(
         "RSS at start {:.1} MiB; idle after a warm-up of {} sagas {:.1} MiB",
