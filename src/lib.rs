@@ -5,8 +5,8 @@
 pub use saga_macros::{saga, step};
 
 pub use saga_runtime::{
-    Cursor, Effect, ErrorKind, RetryPolicy, Saga, SagaContext, SagaDescription, SagaError,
-    StepDescription, StepError, StepKind, StepResult,
+    Cursor, Effect, ErrorKind, Metadata, RetryPolicy, Saga, SagaContext, SagaDescription,
+    SagaError, StepDescription, StepError, StepKind, StepResult,
 };
 pub use saga_runtime::{admin, engine, error, observe, store, testing, tls, transport};
 

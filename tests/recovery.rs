@@ -16,7 +16,7 @@
 #[macro_use]
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ use sagaflow::transport::{
     Delivery, Disposition, Handler, MemoryTransport, Message, NatsTransport, RabbitMqTransport,
     SubscribeOptions, Subscription, TRACE_ID_HEADER, Transport, TransportConfig, TransportError,
 };
-use sagaflow::{Saga, SagaContext, SagaError, StepError, StepResult, saga};
+use sagaflow::{Metadata, Saga, SagaContext, SagaError, StepError, StepResult, saga};
 use serde::{Deserialize, Serialize};
 
 /// How long a replica's custody lasts without renewal.
@@ -72,7 +72,7 @@ struct Receipt {
 }
 
 /// The idempotency key and request metadata a step call saw.
-type CallContext = (String, BTreeMap<String, String>);
+type CallContext = (String, Metadata);
 
 /// What the steps did, per trace id, shared by every replica of a test.
 struct Probe {
@@ -178,11 +178,7 @@ impl Probe {
     /// (idempotency key, metadata) of every call of `step` for `trace_id`, without the W3C
     /// `traceparent` the engine may add: every call carries the same one, if any (the trace the
     /// saga began with continues on whichever replica runs or recovers it).
-    fn contexts(
-        &self,
-        trace_id: &str,
-        step: &'static str,
-    ) -> Vec<(String, BTreeMap<String, String>)> {
+    fn contexts(&self, trace_id: &str, step: &'static str) -> Vec<CallContext> {
         let contexts = self.contexts.lock().expect("lock");
         let mut calls = contexts
             .get(&(trace_id.to_string(), step))
@@ -314,8 +310,8 @@ fn cx(trace_id: &str) -> SagaContext {
 }
 
 /// Request metadata the callers on A forward to the saga.
-fn tenant() -> BTreeMap<String, String> {
-    BTreeMap::from([("tenant".to_string(), "acme".to_string())])
+fn tenant() -> Metadata {
+    Metadata::from([("tenant", "acme")])
 }
 
 fn config(pod: &str) -> OrchestratorConfig {
@@ -855,7 +851,7 @@ fn stranded_record(trace_id: &str, input: &Order, token: &str, lease: Duration) 
         version: 1,
         trace_id: trace_id.to_string(),
         seq: 0,
-        metadata: BTreeMap::new(),
+        metadata: Metadata::new(),
         route: None,
         failure: None,
         state: Shop::start(input.clone()),

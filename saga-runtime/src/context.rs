@@ -1,10 +1,10 @@
 //! [`SagaContext`]: what a step or compensation knows about the saga it runs in.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::Metadata;
 use crate::observe::Observed;
 
 /// Per-transition context handed to every step and compensation.
@@ -18,7 +18,7 @@ pub struct SagaContext {
     step: &'static str,
     compensating: bool,
     attempt: u32,
-    metadata: Arc<BTreeMap<String, String>>,
+    metadata: Arc<Metadata>,
     deadline: Option<Instant>,
     /// The orchestrator observing this saga (spans, metrics), set by the engine.
     observed: Option<Observed>,
@@ -49,9 +49,10 @@ impl SagaContext {
         }
     }
 
-    /// Replaces the metadata (forwarded request headers, for example).
-    pub fn with_metadata(mut self, metadata: impl Into<Arc<BTreeMap<String, String>>>) -> Self {
-        self.metadata = metadata.into();
+    /// Replaces the metadata (forwarded request headers, for example); a
+    /// `BTreeMap<String, String>` or an array of pairs converts into it.
+    pub fn with_metadata(mut self, metadata: impl Into<Metadata>) -> Self {
+        self.metadata = Arc::new(metadata.into().compact());
         self
     }
 
@@ -124,7 +125,7 @@ impl SagaContext {
     }
 
     /// Request metadata forwarded to the saga (headers of the triggering request, say).
-    pub fn metadata(&self) -> &BTreeMap<String, String> {
+    pub fn metadata(&self) -> &Metadata {
         &self.metadata
     }
 

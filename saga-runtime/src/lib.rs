@@ -17,6 +17,7 @@ pub mod context;
 pub mod description;
 pub mod engine;
 pub mod error;
+mod metadata;
 pub mod observe;
 pub mod redact;
 pub mod retry;
@@ -36,6 +37,7 @@ pub mod otel;
 pub use context::SagaContext;
 pub use description::{SagaDescription, StepDescription, StepKind};
 pub use error::{Effect, ErrorKind, SagaError, StepError, StepResult};
+pub use metadata::Metadata;
 pub use retry::RetryPolicy;
 pub use saga::{Cursor, Saga};
 

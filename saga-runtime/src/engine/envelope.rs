@@ -2,13 +2,11 @@
 //! id, sequence number, the state, and the failure being compensated. The store keeps the
 //! same JSON as the state to resume from, so a transition is serialized once.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::progress::FailedStep;
 use crate::error::StuckAt;
-use crate::{Saga, SagaContext, SagaError, StepError};
+use crate::{Metadata, Saga, SagaContext, SagaError, StepError};
 
 /// The message format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 2;
@@ -34,8 +32,8 @@ pub struct Envelope<St> {
     /// record is at the same number (a stale or duplicate message is dropped).
     pub seq: u64,
     /// Request metadata forwarded to every step.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
     /// The pod whose topics carry this saga (pod-affine routing), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,

@@ -8,15 +8,14 @@
 //! `tracestate`, the idempotency key, and the headers the user names; `authorization`,
 //! cookies and every other header stay out of the broker unless named.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tonic::metadata::{KeyAndValueRef, MetadataMap};
 use tonic::{Request, Status};
 
 use super::REQUEST_ID_HEADER;
-use crate::SagaContext;
 use crate::observe::{TRACEPARENT_HEADER, TraceParent};
+use crate::{Metadata, SagaContext};
 
 /// The longest trace id accepted, in bytes. Longer ids are refused as invalid arguments:
 /// the id becomes a store key and travels in every message of the saga.
@@ -160,7 +159,7 @@ pub fn saga_context<T>(
     let policy = policy.into();
     let metadata = request.metadata();
     let trace_id = policy.trace_id.trace_id_from_metadata(metadata)?;
-    let mut forwarded = BTreeMap::new();
+    let mut forwarded = Metadata::new();
     for entry in metadata.iter() {
         if let KeyAndValueRef::Ascii(key, value) = entry {
             let key = key.as_str();

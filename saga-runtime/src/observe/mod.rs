@@ -127,7 +127,7 @@ impl Observer {
                 let parent = spans::context_of(&span).unwrap_or_else(TraceParent::generate);
                 spans::record_trace(&span, &parent);
                 let mut metadata = cx.metadata().clone();
-                metadata.insert(TRACEPARENT_HEADER.to_string(), parent.to_string());
+                metadata.insert(TRACEPARENT_HEADER, parent.to_string());
                 cx.with_metadata(metadata)
             }
         };
