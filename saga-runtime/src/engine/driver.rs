@@ -140,10 +140,7 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
             "compensating the saga on an operator's request"
         );
         let progress = Progress::operator_rollback(cx, state);
-        match journal
-            .record(cx, progress, Ran::OperatorRollback { cursor })
-            .await
-        {
+        match Box::pin(journal.record(cx, progress, Ran::OperatorRollback { cursor })).await {
             Flow::Continue(next, next_failure) => {
                 state = next;
                 failure = next_failure;
@@ -172,7 +169,7 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
             };
             let progress = Progress::after(cx, state, failure, Err(failed));
             attempt = 1;
-            match journal.record(cx, progress, ran).await {
+            match Box::pin(journal.record(cx, progress, ran)).await {
                 Flow::Continue(next, next_failure) => {
                     state = next;
                     failure = next_failure;
@@ -234,7 +231,10 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
             },
         };
         attempt = 1;
-        match journal.record(cx, progress, ran).await {
+        // Boxed, as every record: the write, publish and their retries after a transition
+        // would otherwise size this future, which a running saga holds for as long as its
+        // step runs (each record allocates once, after its step ran).
+        match Box::pin(journal.record(cx, progress, ran)).await {
             Flow::Continue(next, next_failure) => {
                 state = next;
                 failure = next_failure;

@@ -118,9 +118,8 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
         loop {
             let (state, failure) = match progress {
                 Progress::Running { state, failure } => (state, failure),
-                // Boxed: it runs once per saga, and inline its future would set the size of
-                // every running saga's task (the driver holds the largest of its futures).
-                done => return Flow::Stop(Box::pin(self.finish(cx, done, &history)).await),
+                // Not boxed here: the driver boxes every `record`.
+                done => return Flow::Stop(self.finish(cx, done, &history).await),
             };
             let queue = failure.is_some() && self.rollback == Rollback::Queued;
             let payload = match self.rt.encode(

@@ -122,11 +122,16 @@ impl<S: Saga> Runtime<S> {
             failure: failure.cloned(),
             state,
         };
-        serde_json::to_string(&envelope).map_err(|e| SagaError::InvalidState {
+        let mut json = serde_json::to_string(&envelope).map_err(|e| SagaError::InvalidState {
             saga: cx.saga().to_string(),
             trace_id: cx.trace_id().to_string(),
             message: format!("the saga state does not serialize: {e}"),
-        })
+        })?;
+        // The writer doubles its buffer as it fills (a 600-byte state in 1 KiB); the JSON is
+        // kept while the saga is in flight (the message a broker may deliver again, the memory
+        // store's record), so it is kept at its size.
+        json.shrink_to_fit();
+        Ok(json)
     }
 
     /// The state a stuck saga's record keeps (its envelope at `seq`, the stuck transition's),

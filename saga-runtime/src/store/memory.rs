@@ -100,10 +100,18 @@ fn append(history: &mut VecDeque<HistoryEntry>, entries: &[HistoryEntry], limit:
     }
 }
 
+/// Up to this many entries a history grows one entry at a time: a running saga's history is
+/// a few entries, and a deque's first growth makes room for four, mostly unused (and kept
+/// with the finished record for the retention time).
+const GROWN_ONE_BY_ONE: usize = 8;
+
 /// [`append`] of one entry the caller owns.
 fn push(history: &mut VecDeque<HistoryEntry>, entry: HistoryEntry, limit: usize) {
     if limit == 0 {
         return;
+    }
+    if history.len() == history.capacity() && history.len() < GROWN_ONE_BY_ONE.min(limit) {
+        history.reserve_exact(1);
     }
     if history.len() >= limit {
         // The `started` entry, always first, is kept: the oldest after it goes.
@@ -635,10 +643,12 @@ fn apply_custody(
     }
 }
 
-/// Stores `state` in `record`, reusing its buffer.
+/// Stores `state` in `record`, reusing its buffer when it is large enough (a larger state gets
+/// a buffer of its size: growing the held one would double it, and it is kept while the saga
+/// runs).
 fn set_state(record: &mut SagaRecord, state: Option<&str>) {
     match (state, &mut record.state) {
-        (Some(new), Some(held)) => {
+        (Some(new), Some(held)) if held.capacity() >= new.len() => {
             held.clear();
             held.push_str(new);
         }
