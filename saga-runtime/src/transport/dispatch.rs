@@ -151,7 +151,9 @@ async fn with_progress<P: Pending>(
         tokio::select! {
             disposition = &mut work => return disposition,
             _ = ticks.tick() => {
-                let signal = tokio::time::timeout(every, pending.progress());
+                // Boxed: a broker's progress signal (about 1 KB of future on NATS) is sent once
+                // per `every`, and inline it would size every delivery's progress loop.
+                let signal = tokio::time::timeout(every, Box::pin(pending.progress()));
                 tokio::pin!(signal);
                 tokio::select! {
                     disposition = &mut work => return disposition,
