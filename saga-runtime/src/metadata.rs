@@ -77,7 +77,7 @@ impl Metadata {
 
     /// The entries, in name order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &String)> + ExactSizeIterator {
-        self.entries.iter().map(|(name, value)| (name, value))
+        self.into_iter()
     }
 
     /// The names, in order.

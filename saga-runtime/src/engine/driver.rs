@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,18 @@ impl Start {
     };
 }
 
+/// `journal.record(..)`, boxed: the write, the publish and their retries after a transition
+/// would otherwise size the driver's future, which a running saga holds for as long as its step
+/// runs. Each record allocates once, after its step ran.
+fn recorded<'a, S: Saga, J: Journal<S>>(
+    journal: &'a mut J,
+    cx: &'a SagaContext,
+    progress: Progress<S>,
+    ran: Ran,
+) -> Pin<Box<impl Future<Output = Flow<S, J::Stop>> + Send + 'a>> {
+    Box::pin(journal.record(cx, progress, ran))
+}
+
 /// Drives `saga` from `state` (a running state), from `start`, until `journal` stops it.
 pub(crate) async fn drive<S: Saga, J: Journal<S>>(
     saga: &S,
@@ -140,7 +153,7 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
             "compensating the saga on an operator's request"
         );
         let progress = Progress::operator_rollback(cx, state);
-        match Box::pin(journal.record(cx, progress, Ran::OperatorRollback { cursor })).await {
+        match recorded(journal, cx, progress, Ran::OperatorRollback { cursor }).await {
             Flow::Continue(next, next_failure) => {
                 state = next;
                 failure = next_failure;
@@ -169,7 +182,7 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
             };
             let progress = Progress::after(cx, state, failure, Err(failed));
             attempt = 1;
-            match Box::pin(journal.record(cx, progress, ran)).await {
+            match recorded(journal, cx, progress, ran).await {
                 Flow::Continue(next, next_failure) => {
                     state = next;
                     failure = next_failure;
@@ -231,10 +244,7 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
             },
         };
         attempt = 1;
-        // Boxed, as every record: the write, publish and their retries after a transition
-        // would otherwise size this future, which a running saga holds for as long as its
-        // step runs (each record allocates once, after its step ran).
-        match Box::pin(journal.record(cx, progress, ran)).await {
+        match recorded(journal, cx, progress, ran).await {
             Flow::Continue(next, next_failure) => {
                 state = next;
                 failure = next_failure;
