@@ -282,6 +282,58 @@ async fn nack_leads_to_redelivery(h: Arc<Harness>) {
     }
 }
 
+/// A handler that panics, while it builds its future or while the future runs, has the
+/// delivery nacked and redelivered, and its subscription goes on.
+async fn panicking_handler_is_redelivered(h: Arc<Harness>) {
+    let topic = "panicking";
+    // payload -> delivery counts seen
+    let seen = Shared::new(HashMap::<String, Vec<u32>>::new());
+    let subscription = {
+        let seen = seen.clone();
+        h.transport
+            .subscribe(
+                topic,
+                options("g", 2),
+                handler(move |d: Delivery| {
+                    let payload = String::from_utf8_lossy(&d.payload).into_owned();
+                    let first = seen.update(|seen| {
+                        let counts = seen.entry(payload.clone()).or_default();
+                        counts.push(d.delivery_count);
+                        counts.len() == 1
+                    });
+                    if first && payload == "in handle" {
+                        panic!("a panic while the handler builds its future");
+                    }
+                    async move {
+                        if first && payload == "in future" {
+                            panic!("a panic while the handler's future runs");
+                        }
+                        Disposition::Ack
+                    }
+                }),
+            )
+            .await
+            .unwrap()
+    };
+    for payload in ["in handle", "in future"] {
+        h.transport.publish(topic, message(payload)).await.unwrap();
+    }
+    seen.wait_until("both messages redelivered after their panic", |seen| {
+        seen.values().filter(|counts| counts.len() >= 2).count() == 2
+    })
+    .await;
+    subscription.shutdown(Duration::from_secs(30)).await;
+    for payload in ["in handle", "in future"] {
+        let counts = seen.read(|seen| seen[payload].clone());
+        assert_eq!(counts[0], 1, "{}: first delivery of {payload}", h.kind);
+        assert!(
+            counts[1] >= 2,
+            "{}: redelivery of {payload} counted {counts:?}",
+            h.kind
+        );
+    }
+}
+
 /// A subscriber that dies mid-message (aborted, never settled) has the message redelivered
 /// to another consumer of the group.
 async fn aborted_consumer_message_goes_to_another(h: Arc<Harness>) {
@@ -659,6 +711,7 @@ conformance!(
     ten_thousand_messages_through_four_consumers,
     concurrency_limit_is_never_exceeded,
     nack_leads_to_redelivery,
+    panicking_handler_is_redelivered,
     aborted_consumer_message_goes_to_another,
     groups_split_and_fan_out,
     poison_message_is_dead_lettered,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, error, warn};
@@ -91,7 +92,7 @@ impl<S: Saga> tower::Service<Delivery> for ConsumerService<S> {
             Ok(envelope) => Box::pin(consume(
                 rt,
                 topic,
-                Arrived::new(envelope, delivery.delivery_count),
+                Box::new(Arrived::new(envelope, delivery.delivery_count)),
             )),
             Err(reason @ EnvelopeError::Undecodable { .. }) => {
                 Box::pin(async move { Ok(undecodable(&rt, &topic, &delivery, reason).await) })
@@ -152,9 +153,11 @@ impl<S: Saga> Arrived<S> {
 
 /// Runs the transition of a decoded delivery, and says how to settle the delivery.
 ///
-/// Not an `async fn`: its future is an `async move` block that uses `arrived` in place, where
-/// an `async fn` would hold its arguments twice (as arguments and as the locals they move to)
-/// for as long as the step runs.
+/// Not an `async fn`: its future is an `async move` block that uses its arguments in place,
+/// where an `async fn` would hold them twice (as arguments and as the locals they move to) for
+/// as long as the step runs. `arrived` comes boxed: an argument is held for the future's whole
+/// life, and its state and failure are moved into the driver once the saga is claimed; out of
+/// the box, they are held once, by the driver, while the step runs.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would hold its arguments twice while the step runs"
@@ -162,7 +165,7 @@ impl<S: Saga> Arrived<S> {
 fn consume<S: Saga>(
     rt: Arc<Runtime<S>>,
     topic: Arc<str>,
-    mut arrived: Arrived<S>,
+    mut arrived: Box<Arrived<S>>,
 ) -> impl Future<Output = Result<Disposition, Infallible>> + Send + 'static {
     async move {
         let (rt, topic) = (&*rt, &*topic);
@@ -195,8 +198,16 @@ fn consume<S: Saga>(
             None => None,
         };
         drop(queued);
-        let token = rt.token();
-        let claim = rt.delivery_claim(&arrived.cx, seq, &token);
+        // Made before the claim, which borrows its token: one token held, not two.
+        let mut relay = Relay {
+            rt,
+            token: rt.token(),
+            seq,
+            route: arrived.route.take(),
+            topic,
+            slot,
+        };
+        let claim = rt.delivery_claim(&arrived.cx, seq, &relay.token);
         let (start, mode) = match rt.store.claim(claim).await {
             Ok(Claimed::Won {
                 attempt,
@@ -249,21 +260,16 @@ fn consume<S: Saga>(
                 return Ok(backoff(rt, arrived.delivery_count));
             }
         };
-        arrived.cx = rt.observe.attach(arrived.cx, Some(mode));
-        let mut relay = Relay {
-            rt,
-            token,
-            seq,
-            route: arrived.route,
-            topic,
-            slot,
-        };
+        let Arrived {
+            cx, failure, state, ..
+        } = *arrived;
+        let cx = rt.observe.attach(cx, Some(mode));
         Ok(drive(
             &*rt.saga,
-            &arrived.cx,
+            &cx,
             &rt.policies,
-            arrived.state,
-            arrived.failure,
+            state,
+            failure,
             start,
             &mut relay,
         )
@@ -623,8 +629,11 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
         Some(Disposition::Nack { delay: Some(delay) })
     }
 
-    async fn keep_custody(&self, cx: &SagaContext) -> Self::Stop {
-        self.rt.renew_until_lost(cx, self.seq, &self.token).await;
-        Disposition::Ack
+    fn keep_custody(&self, cx: &SagaContext) -> impl Future<Output = Self::Stop> + Send {
+        // A combinator, not an `async fn`: held beside every step, it holds nothing more than
+        // the renewal.
+        self.rt
+            .renew_until_lost(cx, self.seq, &self.token)
+            .map(|()| Disposition::Ack)
     }
 }

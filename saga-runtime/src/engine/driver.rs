@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::progress::{FailedStep, Progress};
 use super::transition::{self, Policies, TransitionFailure, step_at};
 use crate::store::{HistoryEntry, HistoryEvent};
-use crate::{Cursor, Saga, SagaContext};
+use crate::{Cursor, Saga, SagaContext, StepError};
 
 /// What just happened to a saga, for its history: a transition that ran (or gave up), or a
 /// rollback an operator asked for.
@@ -134,7 +134,15 @@ fn recorded<'a, S: Saga, J: Journal<S>>(
 }
 
 /// Drives `saga` from `state` (a running state), from `start`, until `journal` stops it.
-pub(crate) async fn drive<S: Saga, J: Journal<S>>(
+///
+/// Not an `async fn`: its future is an `async move` block that uses the arguments in place,
+/// where an `async fn` would hold them twice (as arguments and as the locals they move to) for
+/// as long as the saga's step runs.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice while the step runs"
+)]
+pub(crate) fn drive<S: Saga, J: Journal<S>>(
     saga: &S,
     cx: &SagaContext,
     policies: &Policies,
@@ -142,114 +150,183 @@ pub(crate) async fn drive<S: Saga, J: Journal<S>>(
     mut failure: Option<FailedStep>,
     start: Start,
     journal: &mut J,
-) -> J::Stop {
-    let mut attempt = start.attempt;
-    if start.compensate && Progress::<S>::abortable(&state) {
-        let cursor = S::cursor(&state);
-        tracing::warn!(
-            trace_id = cx.trace_id(),
-            saga = cx.saga(),
-            ?cursor,
-            "compensating the saga on an operator's request"
-        );
-        let progress = Progress::operator_rollback(cx, state);
-        match recorded(journal, cx, progress, Ran::OperatorRollback { cursor }).await {
-            Flow::Continue(next, next_failure) => {
-                state = next;
-                failure = next_failure;
-                attempt = 1;
-            }
-            Flow::Stop(stop) => return stop,
-        }
-    }
-    loop {
-        let cursor = S::cursor(&state);
-        if let Some(error) = transition::over_bound::<S>(cursor, attempt, policies) {
-            tracing::error!(
-                trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, %error,
-                "transition past its retry bound before it runs: giving up on it"
+) -> impl Future<Output = J::Stop> {
+    async move {
+        let mut attempt = start.attempt;
+        if start.compensate && Progress::<S>::abortable(&state) {
+            let cursor = S::cursor(&state);
+            tracing::warn!(
+                trace_id = cx.trace_id(),
+                saga = cx.saga(),
+                ?cursor,
+                "compensating the saga on an operator's request"
             );
-            let ran = Ran::Transition {
+            let progress = Progress::operator_rollback(cx, state);
+            match recorded(journal, cx, progress, Ran::OperatorRollback { cursor }).await {
+                Flow::Continue(next, next_failure) => {
+                    state = next;
+                    failure = next_failure;
+                    attempt = 1;
+                }
+                Flow::Stop(stop) => return stop,
+            }
+        }
+        loop {
+            let cursor = S::cursor(&state);
+            if let Some(error) = transition::over_bound::<S>(cursor, attempt, policies) {
+                tracing::error!(
+                    trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, %error,
+                    "transition past its retry bound before it runs: giving up on it"
+                );
+                let ran = Ran::Transition {
+                    cursor,
+                    attempt: 0,
+                    elapsed: Duration::ZERO,
+                    error: Some(error.to_string()),
+                    retried: false,
+                };
+                let failed = TransitionFailure {
+                    error,
+                    attempts: attempt - 1,
+                };
+                let progress = Progress::after(cx, state, failure, Err(failed));
+                attempt = 1;
+                match recorded(journal, cx, progress, ran).await {
+                    Flow::Continue(next, next_failure) => {
+                        state = next;
+                        failure = next_failure;
+                        continue;
+                    }
+                    Flow::Stop(stop) => return stop,
+                }
+            }
+            let began = Instant::now();
+            let result = tokio::select! {
+                biased;
+                result = transition::attempt(saga, cx, &state, attempt) => result,
+                lost = journal.keep_custody(cx) => return lost,
+            };
+            let attempted = Attempted {
                 cursor,
-                attempt: 0,
-                elapsed: Duration::ZERO,
-                error: Some(error.to_string()),
-                retried: false,
+                attempt,
+                elapsed: began.elapsed(),
             };
-            let failed = TransitionFailure {
-                error,
-                attempts: attempt - 1,
-            };
-            let progress = Progress::after(cx, state, failure, Err(failed));
+            let (progress, ran) =
+                match after_attempt(cx, policies, attempted, state, failure, result) {
+                    Next::Retry {
+                        delay,
+                        ran,
+                        state: same,
+                        failure: same_failure,
+                    } => {
+                        (state, failure) = (same, same_failure);
+                        if let Some(stop) = journal.retry_later(cx, attempt, delay, ran).await {
+                            return stop;
+                        }
+                        attempt += 1;
+                        continue;
+                    }
+                    Next::Record { progress, ran } => (progress, ran),
+                };
             attempt = 1;
             match recorded(journal, cx, progress, ran).await {
                 Flow::Continue(next, next_failure) => {
                     state = next;
                     failure = next_failure;
-                    continue;
                 }
                 Flow::Stop(stop) => return stop,
             }
         }
-        let began = Instant::now();
-        let result = tokio::select! {
-            biased;
-            result = transition::attempt(saga, cx, &state, attempt) => result,
-            lost = journal.keep_custody(cx) => return lost,
-        };
-        let mut ran = Ran::Transition {
-            cursor,
-            attempt,
-            elapsed: began.elapsed(),
-            error: None,
-            retried: false,
-        };
-        let progress = match result {
-            Ok(effect) => Progress::at(cx, S::apply(state, effect), failure),
-            Err(error) => match transition::retry_delay::<S>(cursor, &error, attempt, policies) {
-                Some(delay) => {
-                    tracing::debug!(
-                        trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, ?delay,
-                        %error, "transition failed, retrying"
-                    );
-                    if let Ran::Transition {
-                        error: failed,
-                        retried,
-                        ..
-                    } = &mut ran
-                    {
-                        *failed = Some(error.to_string());
-                        *retried = true;
-                    }
-                    if let Some(stop) = journal.retry_later(cx, attempt, delay, ran).await {
-                        return stop;
-                    }
-                    attempt += 1;
-                    continue;
-                }
-                None => {
-                    tracing::warn!(
-                        trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, %error,
-                        "transition failed, giving up"
-                    );
-                    if let Ran::Transition { error: gave_up, .. } = &mut ran {
-                        *gave_up = Some(error.to_string());
-                    }
-                    let failed = TransitionFailure {
-                        error,
-                        attempts: attempt,
-                    };
-                    Progress::after(cx, state, failure, Err(failed))
-                }
-            },
-        };
-        attempt = 1;
-        match recorded(journal, cx, progress, ran).await {
-            Flow::Continue(next, next_failure) => {
-                state = next;
-                failure = next_failure;
+    }
+}
+
+/// One attempt that ran: of which transition, which attempt, for how long.
+#[derive(Clone, Copy)]
+struct Attempted {
+    cursor: Cursor,
+    attempt: u32,
+    elapsed: Duration,
+}
+
+impl Attempted {
+    /// What happened, for the history: the attempt failed with `error` if set, and is tried
+    /// again if `retried`.
+    fn ran(self, error: Option<&StepError>, retried: bool) -> Ran {
+        Ran::Transition {
+            cursor: self.cursor,
+            attempt: self.attempt,
+            elapsed: self.elapsed,
+            error: error.map(ToString::to_string),
+            retried,
+        }
+    }
+}
+
+/// What comes after an attempt.
+enum Next<S: Saga> {
+    /// It failed and is tried again after `delay`; the saga stays at `state`.
+    Retry {
+        delay: Duration,
+        ran: Ran,
+        state: S::State,
+        failure: Option<FailedStep>,
+    },
+    /// The transition is over (it ran, or gave up): `progress` is recorded.
+    Record { progress: Progress<S>, ran: Ran },
+}
+
+/// Where `attempted` leaves the saga at `state`, from its `result`.
+///
+/// A plain function that takes the result by value: in the driver's `async` block, a result
+/// matched in place (or a history entry mended through a reference) would keep its room in the
+/// block for every later await, the step's included.
+fn after_attempt<S: Saga>(
+    cx: &SagaContext,
+    policies: &Policies,
+    attempted: Attempted,
+    state: S::State,
+    failure: Option<FailedStep>,
+    result: Result<S::Effect, StepError>,
+) -> Next<S> {
+    let Attempted {
+        cursor, attempt, ..
+    } = attempted;
+    let error = match result {
+        Ok(effect) => {
+            return Next::Record {
+                progress: Progress::at(cx, S::apply(state, effect), failure),
+                ran: attempted.ran(None, false),
+            };
+        }
+        Err(error) => error,
+    };
+    match transition::retry_delay::<S>(cursor, &error, attempt, policies) {
+        Some(delay) => {
+            tracing::debug!(
+                trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, ?delay, %error,
+                "transition failed, retrying"
+            );
+            Next::Retry {
+                delay,
+                ran: attempted.ran(Some(&error), true),
+                state,
+                failure,
             }
-            Flow::Stop(stop) => return stop,
+        }
+        None => {
+            tracing::warn!(
+                trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, %error,
+                "transition failed, giving up"
+            );
+            let ran = attempted.ran(Some(&error), false);
+            let failed = TransitionFailure {
+                error,
+                attempts: attempt,
+            };
+            Next::Record {
+                progress: Progress::after(cx, state, failure, Err(failed)),
+                ran,
+            }
         }
     }
 }

@@ -362,22 +362,38 @@ impl<S: Saga> Runtime<S> {
 
     /// Renews the lease of `token` at `seq` every third of a lease; resolves when custody is
     /// lost (another run took the saga, or it ended).
-    pub(super) async fn renew_until_lost(&self, cx: &SagaContext, seq: u64, token: &str) {
-        let every = self.config.lease / 3;
-        loop {
-            tokio::time::sleep(every).await;
-            match self.hold(cx, seq, token, self.held(token)).await {
-                Ok(Written::Done) => {}
-                Ok(refused) => {
-                    warn!(
-                        trace_id = cx.trace_id(),
-                        ?refused,
-                        "custody of the saga lost while running a transition"
-                    );
-                    return;
-                }
-                Err(error) => {
-                    warn!(trace_id = cx.trace_id(), error = %Report(&error), "cannot renew the saga's lease; retrying");
+    ///
+    /// Every running saga holds this future beside its step, so it is kept small: not an
+    /// `async fn` (which would hold its arguments twice), and the store write is the store's
+    /// boxed future, made once per renewal.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold its arguments twice while the step runs"
+    )]
+    pub(super) fn renew_until_lost(
+        &self,
+        cx: &SagaContext,
+        seq: u64,
+        token: &str,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            let every = self.config.lease / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                let held = self.hold_of(cx, seq, token, self.held(token));
+                match self.store.hold(held).await {
+                    Ok(Written::Done) => {}
+                    Ok(refused) => {
+                        warn!(
+                            trace_id = cx.trace_id(),
+                            ?refused,
+                            "custody of the saga lost while running a transition"
+                        );
+                        return;
+                    }
+                    Err(error) => {
+                        warn!(trace_id = cx.trace_id(), error = %Report(&error), "cannot renew the saga's lease; retrying");
+                    }
                 }
             }
         }

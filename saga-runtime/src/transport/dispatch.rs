@@ -90,16 +90,18 @@ async fn pump<S: Source>(
         else {
             break;
         };
-        let handler = handler.clone();
+        // The handler is called here, its future spawned: the task then holds the future, not
+        // the delivery beside it for as long as the handler runs.
+        let work = call_handler(&*handler, delivery, &topic);
         let topic = topic.clone();
         tasks.spawn(async move {
             // The handler's future is awaited in place; the progress signals around it are
             // boxed, so the task of every delivery of a broker without them (memory,
             // RabbitMQ) is not sized for them.
             let disposition = match pending.progress_interval() {
-                None => run_handler(&*handler, delivery, &topic).await,
+                None => run_handler(work, &topic).await,
                 Some(every) => {
-                    let work = run_handler(&*handler, delivery, &topic);
+                    let work = run_handler(work, &topic);
                     Box::pin(with_progress(work, &pending, every)).await
                 }
             };
@@ -164,24 +166,34 @@ async fn with_progress<P: Pending>(
     }
 }
 
-/// Runs the handler; a panic (while building or polling its future) counts as a nack.
-async fn run_handler(handler: &dyn Handler, delivery: Delivery, topic: &str) -> Disposition {
-    let panicked = || {
-        tracing::warn!(
-            topic,
-            "message handler panicked; the delivery is nacked for redelivery"
-        );
-        Disposition::Nack {
-            delay: Some(Duration::from_secs(1)),
-        }
-    };
-    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.handle(delivery))) {
+/// The handler's future for `delivery`; a panic while the handler builds it counts as a nack.
+fn call_handler(
+    handler: &dyn Handler,
+    delivery: Delivery,
+    topic: &str,
+) -> BoxFuture<'static, Disposition> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| handler.handle(delivery))) {
         Ok(future) => future,
-        Err(_) => return panicked(),
-    };
-    match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(disposition) => disposition,
-        Err(_) => panicked(),
+        Err(_) => Box::pin(std::future::ready(panicked(topic))),
+    }
+}
+
+/// Awaits the handler's future; a panic while it runs counts as a nack.
+async fn run_handler(work: BoxFuture<'static, Disposition>, topic: &str) -> Disposition {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| panicked(topic))
+}
+
+/// The disposition of a delivery whose handler panicked: a nack, logged.
+fn panicked(topic: &str) -> Disposition {
+    tracing::warn!(
+        topic,
+        "message handler panicked; the delivery is nacked for redelivery"
+    );
+    Disposition::Nack {
+        delay: Some(Duration::from_secs(1)),
     }
 }
 

@@ -150,6 +150,9 @@ pub enum Disposition {
 pub trait Handler: Send + Sync + 'static {
     /// Handles one delivery and says how to settle it. Must not panic; a panic is treated
     /// as a nack.
+    ///
+    /// Called on the subscription's consumer loop, the returned future is run in a task of
+    /// its own: return quickly and do the work in the future, or the next delivery waits.
     fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Disposition>;
 }
 
