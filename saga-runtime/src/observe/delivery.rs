@@ -32,14 +32,19 @@ impl<H: Handler> Handler for ObservedHandler<H> {
         let span = delivery_span(&delivery, self.saga, self.observer.replica());
         let redelivered = delivery.delivery_count > 1;
         let observer = Arc::clone(&self.observer);
-        let work = self.inner.handle(delivery);
+        // In the span: the inner handler may call its service (and log) right away.
+        let mut work = span
+            .in_scope(|| self.inner.handle(delivery))
+            .instrument(span);
         Box::pin(async move {
             let metrics = &observer.metrics;
             if redelivered {
                 metrics.redeliveries.increment(1);
             }
             let _in_flight = observer.in_flight();
-            let disposition = work.instrument(span).await;
+            // Awaited through a reference (it is `Unpin`): moved into the await, it would be
+            // held twice for as long as the delivery runs.
+            let disposition = (&mut work).await;
             if matches!(disposition, Disposition::DeadLetter { .. }) {
                 metrics.dead_letters.increment(1);
             }

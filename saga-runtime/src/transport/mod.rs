@@ -49,6 +49,7 @@ pub mod memory;
 pub mod nats;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
+mod service;
 
 pub use config::{NatsAuth, QueueType, TransportConfig};
 pub use memory::MemoryTransport;
@@ -56,6 +57,7 @@ pub use memory::MemoryTransport;
 pub use nats::NatsTransport;
 #[cfg(feature = "rabbitmq")]
 pub use rabbitmq::RabbitMqTransport;
+pub use service::ServiceHandler;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -163,53 +165,6 @@ where
 {
     fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Disposition> {
         Box::pin((self)(delivery))
-    }
-}
-
-/// A [`Handler`] made of a `tower::Service` of deliveries, so a consumer can be wrapped in tower
-/// layers (timeouts, concurrency limits, tracing, metrics). The service is cloned per delivery
-/// and polled ready before each call. An error of the service (a layer's timeout, say) is
-/// logged with the topic and trace id and the delivery is nacked for redelivery after
-/// `retry_after`.
-#[derive(Clone, Debug)]
-pub struct ServiceHandler<T> {
-    service: T,
-    retry_after: Duration,
-}
-
-impl<T> ServiceHandler<T> {
-    /// Wraps `service`; its errors nack the delivery with `retry_after` as the delay.
-    pub fn new(service: T, retry_after: Duration) -> Self {
-        Self {
-            service,
-            retry_after,
-        }
-    }
-}
-
-impl<T> Handler for ServiceHandler<T>
-where
-    T: tower::Service<Delivery, Response = Disposition> + Clone + Send + Sync + 'static,
-    T::Error: fmt::Display + Send,
-    T::Future: Send,
-{
-    fn handle(&self, delivery: Delivery) -> BoxFuture<'static, Disposition> {
-        let mut service = self.service.clone();
-        let retry_after = self.retry_after;
-        Box::pin(async move {
-            let topic = delivery.topic.clone();
-            let trace_id = delivery.trace_id().to_string();
-            let result = match futures_util::future::poll_fn(|cx| service.poll_ready(cx)).await {
-                Ok(()) => service.call(delivery).await,
-                Err(error) => Err(error),
-            };
-            result.unwrap_or_else(|error| {
-                tracing::warn!(topic, trace_id, %error, "the consumer service failed; redelivering later");
-                Disposition::Nack {
-                    delay: Some(retry_after),
-                }
-            })
-        })
     }
 }
 
