@@ -30,7 +30,7 @@ use sagaflow::error::{Report, SagaFailure, StuckAt};
 use sagaflow::store::{
     Advance, Begin, Claim, Claimed, Custody, HistoryEntry, HistoryEvent, Hold, ListQuery,
     MemoryStore, Mode, RedisConfig, RedisStore, SagaRecord, SagaStatus, SagaStore, StatusKind,
-    StoreConfig, StoreErrorKind, Written, fingerprint,
+    StoreConfig, StoreErrorKind, StoredState, Written, fingerprint,
 };
 use serde_json::json;
 
@@ -331,8 +331,10 @@ async fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) ->
 }
 
 /// The state stored at sequence `seq` (any JSON does for the store).
-fn state(seq: u64) -> String {
-    json!({"v": 2, "seq": seq, "state": {"step": seq}}).to_string()
+fn state(seq: u64) -> StoredState {
+    json!({"v": 2, "seq": seq, "state": {"step": seq}})
+        .to_string()
+        .into()
 }
 
 /// A record of saga [`SAGA`] for `input`, held by [`OWNER`] under a long lease.
@@ -383,7 +385,7 @@ fn transition_of<'a>(
     seq: u64,
     token: &'a str,
     status: SagaStatus,
-    next: &'a str,
+    next: &'a StoredState,
 ) -> Advance<'a> {
     let final_status = status.is_final();
     Advance {
@@ -665,7 +667,7 @@ async fn history_keeps_the_latest_entries_in_order(fx: &Fixture) {
                 seq,
                 token: OWNER,
                 status: running(usize::try_from(seq).expect("small") + 1, step),
-                state: Some(next.as_str()),
+                state: Some(&next),
                 custody: Custody::held(OWNER, LONG),
                 history: &entries,
                 abortable: false,
@@ -1127,7 +1129,7 @@ async fn claim_is_fenced(fx: &Fixture) {
             attempt: 1,
             seq: 0,
             mode: Mode::Sync,
-            state: Some(state(0)),
+            state: Some(state(0).to_string()),
             compensate: false,
             requeues: 0,
         }
@@ -1249,7 +1251,7 @@ async fn requeues_count_hand_backs_until_the_next_transition(fx: &Fixture) {
                 attempt: 1,
                 seq: 0,
                 mode: Mode::Async,
-                state: Some(state(0)),
+                state: Some(state(0).to_string()),
                 compensate: false,
                 requeues: n,
             },
@@ -1458,7 +1460,8 @@ async fn advance_renews_a_lease_only_when_due(fx: &Fixture) {
     assert_eq!(kept.lease_until_ms, begun.lease_until_ms, "{kept:?}");
 
     // More left than the short lease asked for: cut down to it, in the index too.
-    let mut shorter = transition_of("lazy", 1, OWNER, running(2, "book_hotel"), "s2");
+    let s2 = StoredState::from("s2");
+    let mut shorter = transition_of("lazy", 1, OWNER, running(2, "book_hotel"), &s2);
     shorter.custody = Custody::held(OWNER, SHORT);
     assert_eq!(a.advance(shorter).await.expect("advance"), Written::Done);
     let cut = get(&b, "lazy").await;
@@ -1670,7 +1673,7 @@ async fn many_racers_one_recovery_wins(fx: &Fixture) {
                 attempt: 1,
                 seq: 0,
                 mode: Mode::Async,
-                state: Some(state(0)),
+                state: Some(state(0).to_string()),
                 compensate: false,
                 requeues: 0,
             }

@@ -28,7 +28,7 @@ use super::progress::{FailedStep, Progress};
 use super::runtime::Runtime;
 use crate::error::{Report, StuckAt};
 use crate::observe;
-use crate::store::{Advance, Claimed, Custody, HistoryEntry, Hold, Written};
+use crate::store::{Advance, Claimed, Custody, HistoryEntry, Hold, StoredState, Written};
 use crate::transport::{Delivery, Disposition, TransportError};
 use crate::{Saga, SagaContext, SagaError, StepError};
 
@@ -291,7 +291,9 @@ async fn undecodable<S: Saga>(
         unreachable!("called for undecodable states only")
     };
     let text = reason.to_string();
-    let raw = std::str::from_utf8(&delivery.payload).ok();
+    let raw = std::str::from_utf8(&delivery.payload)
+        .ok()
+        .map(StoredState::from);
     if head.trace_id.is_empty() || raw.is_none() {
         error!(topic, %text, "dead-lettering a message whose state does not decode");
         return Disposition::DeadLetter { reason: text };
@@ -299,7 +301,7 @@ async fn undecodable<S: Saga>(
     let cx = SagaContext::for_saga::<S>(head.trace_id.as_str());
     let (written, deployed) = (head.version, *deployed);
     let stuck = |attempts| stuck_on_definition(&cx, written, deployed, attempts, text.clone());
-    give_up(rt, &cx, topic, head.seq, stuck, raw, text.clone()).await
+    give_up(rt, &cx, topic, head.seq, stuck, raw.as_ref(), text.clone()).await
 }
 
 /// A delivery whose saga has no record: nothing can fence it, so it is dead-lettered.
@@ -325,7 +327,7 @@ async fn give_up<S: Saga>(
     topic: &str,
     seq: u64,
     stuck: impl FnOnce(u32) -> SagaError,
-    kept: Option<&str>,
+    kept: Option<&StoredState>,
     reason: String,
 ) -> Disposition {
     let token = rt.token();
@@ -434,7 +436,7 @@ impl<S: Saga> Relay<'_, S> {
         result: Result<S::Output, SagaError>,
         dead_letter: Option<String>,
         history: &[HistoryEntry],
-        kept: Option<&str>,
+        kept: Option<&StoredState>,
     ) -> Disposition {
         let advance = Advance {
             history,
@@ -490,13 +492,9 @@ impl<S: Saga> Relay<'_, S> {
         let queued = Custody::queued(&self.token, self.rt.config.requeue_after);
         let advance = Advance {
             history,
-            ..self.rt.running_advance(
-                cx,
-                self.seq,
-                &self.token,
-                (&state, payload.as_str()),
-                queued,
-            )
+            ..self
+                .rt
+                .running_advance(cx, self.seq, &self.token, (&state, &payload), queued)
         };
         match self.rt.advance(advance).await {
             Ok(Written::Done) => self.seq = next,
@@ -551,7 +549,7 @@ impl<S: Saga> Relay<'_, S> {
             .ok();
         let error = stuck_error::<S>(cx, state, failure, 1, reason);
         let reason = error.to_string();
-        self.finish(cx, Err(error), Some(reason), &[], kept.as_deref())
+        self.finish(cx, Err(error), Some(reason), &[], kept.as_ref())
             .await
     }
 }
@@ -598,7 +596,7 @@ impl<S: Saga> Journal<S> for Relay<'_, S> {
                         .rt
                         .kept_state(cx, &done, self.seq, self.route.as_deref());
                     let result = done.into_outcome(cx);
-                    self.finish(cx, result, dead_letter, &history, kept.as_deref())
+                    self.finish(cx, result, dead_letter, &history, kept.as_ref())
                         .await
                 }
             });

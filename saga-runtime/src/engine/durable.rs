@@ -12,7 +12,7 @@ use super::driver::{Flow, Journal, Ran};
 use super::progress::Progress;
 use super::runtime::{Runtime, store_error};
 use crate::error::Report;
-use crate::store::{Advance, Custody, HistoryEntry, Written};
+use crate::store::{Advance, Custody, HistoryEntry, StoredState, Written};
 use crate::{Saga, SagaContext, SagaError};
 
 /// Journals into the store; the caller waits for the outcome.
@@ -44,7 +44,7 @@ impl<S: Saga> Durable<'_, S> {
         let result = done.into_outcome(cx);
         let advance = Advance {
             history,
-            state: kept.as_deref(),
+            state: kept.as_ref(),
             ..self.rt.final_advance(cx, self.seq, &self.token, &result)
         };
         match self.rt.advance(advance).await {
@@ -80,7 +80,7 @@ impl<S: Saga> Durable<'_, S> {
         &self,
         cx: &SagaContext,
         state: &S::State,
-        payload: String,
+        payload: StoredState,
     ) -> Result<(), ()> {
         let cursor = S::cursor(state);
         match self
@@ -137,7 +137,7 @@ impl<S: Saga> Journal<S> for Durable<'_, S> {
             } else {
                 self.rt.held(&self.token)
             };
-            let next = (&state, payload.as_str());
+            let next = (&state, &payload);
             let advance = Advance {
                 history: &history,
                 ..self

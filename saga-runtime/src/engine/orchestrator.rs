@@ -14,7 +14,9 @@ use super::durable::Durable;
 use super::runtime::{Runtime, decode_outcome, store_error};
 use super::serve::{self, Consumers};
 use crate::error::{Rejection, Report};
-use crate::store::{Begin, Custody, Mode, SagaRecord, SagaStatus, SagaStore, fingerprint};
+use crate::store::{
+    Begin, Custody, Mode, SagaRecord, SagaStatus, SagaStore, StoredState, fingerprint,
+};
 use crate::transport::{Delivery, Disposition, Transport, TransportError};
 use crate::{Saga, SagaContext, SagaError};
 use tower::Layer;
@@ -374,7 +376,10 @@ impl<S: Saga> Orchestrator<S> {
 /// What [`Orchestrator::begin`] found.
 enum Admitted<S: Saga> {
     /// The saga is recorded: run it from `state` (serialized as `payload`, sequence 0).
-    New { state: S::State, payload: String },
+    New {
+        state: S::State,
+        payload: StoredState,
+    },
     /// The id exists with the same input.
     Existing(Box<SagaRecord>),
 }

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tracing::{error, warn};
@@ -27,7 +26,7 @@ use crate::error::Report;
 use crate::error::SagaFailure;
 use crate::observe::{Observer, TRACEPARENT_HEADER, outgoing_traceparent};
 use crate::store::{
-    Advance, Claim, Custody, Hold, Outcome, SagaStatus, SagaStore, StoreError, Written,
+    Advance, Claim, Custody, Hold, Outcome, SagaStatus, SagaStore, StoreError, StoredState, Written,
 };
 use crate::transport::{MESSAGE_ID_HEADER, Message, TRACE_ID_HEADER, Transport, TransportError};
 use crate::{Cursor, Saga, SagaContext, SagaError};
@@ -110,7 +109,7 @@ impl<S: Saga> Runtime<S> {
         failure: Option<&FailedStep>,
         seq: u64,
         route: Option<&str>,
-    ) -> Result<String, SagaError> {
+    ) -> Result<StoredState, SagaError> {
         let envelope = Envelope {
             v: FORMAT_VERSION,
             saga: S::description().name.to_string(),
@@ -129,9 +128,9 @@ impl<S: Saga> Runtime<S> {
         })?;
         // The writer doubles its buffer as it fills (a 600-byte state in 1 KiB); the JSON is
         // kept while the saga is in flight (the message a broker may deliver again, the memory
-        // store's record), so it is kept at its size.
+        // store's record, sharing one buffer), so it is kept at its size.
         json.shrink_to_fit();
-        Ok(json)
+        Ok(StoredState::from(json))
     }
 
     /// The state a stuck saga's record keeps (its envelope at `seq`, the stuck transition's),
@@ -142,7 +141,7 @@ impl<S: Saga> Runtime<S> {
         done: &Progress<S>,
         seq: u64,
         route: Option<&str>,
-    ) -> Option<String> {
+    ) -> Option<StoredState> {
         match done {
             Progress::Stuck { state, failure, .. } => {
                 self.encode(cx, state, failure.as_ref(), seq, route).ok()
@@ -163,7 +162,7 @@ impl<S: Saga> Runtime<S> {
         cursor: Cursor,
         route: Option<&str>,
         seq: u64,
-        payload: String,
+        payload: StoredState,
         recovery: Option<&str>,
     ) -> Result<(), TransportError> {
         let Some(topic) = topic_for::<S>(cursor, route) else {
@@ -177,7 +176,7 @@ impl<S: Saga> Runtime<S> {
             });
         };
         let mut message = Message {
-            payload: Bytes::from(payload),
+            payload: payload.bytes(),
             ..Message::default()
         };
         message
@@ -273,7 +272,7 @@ impl<S: Saga> Runtime<S> {
         cx: &'a SagaContext,
         seq: u64,
         token: &'a str,
-        (state, payload): (&S::State, &'a str),
+        (state, payload): (&S::State, &'a StoredState),
         custody: Custody,
     ) -> Advance<'a> {
         Advance {

@@ -27,7 +27,7 @@ use super::envelope::{Envelope, EnvelopeError, decode, stuck_on_definition};
 use super::runtime::Runtime;
 use crate::error::Report;
 use crate::observe;
-use crate::store::{Advance, Claim, Claimed, Custody, Mode, Written};
+use crate::store::{Advance, Claim, Claimed, Custody, Mode, StoredState, Written};
 use crate::{Saga, SagaContext, SagaError};
 use tracing::Instrument;
 
@@ -88,7 +88,7 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
             },
             seq,
             mode,
-            state.unwrap_or_default(),
+            StoredState::from(state.unwrap_or_default()),
             requeues,
         ),
         Ok(_) => return, // another replica won it, or it moved on meanwhile
@@ -117,7 +117,7 @@ pub(super) async fn recover<S: Saga>(rt: &Arc<Runtime<S>>, trace_id: &str, tasks
             let error = stuck_on_definition(&cx, head.version, deployed, start.attempt, text);
             let result: Result<S::Output, SagaError> = Err(error);
             let advance = Advance {
-                state: Some(stored.as_str()),
+                state: Some(&stored),
                 ..rt.final_advance(&cx, seq, &token, &result)
             };
             if let Ok(Written::Done) = rt.advance(advance).await {
@@ -243,7 +243,7 @@ async fn unrecoverable<S: Saga>(
     seq: u64,
     token: &str,
     reason: String,
-    stored: &str,
+    stored: &StoredState,
 ) {
     error!(trace_id = cx.trace_id(), %reason, "cannot resume the saga from its stored state; recording it failed");
     let result: Result<S::Output, SagaError> = Err(SagaError::InvalidState {

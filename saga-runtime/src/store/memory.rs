@@ -397,7 +397,7 @@ impl MemoryStore {
             seq: record.seq,
             mode: record.mode,
             state: if claim.recovery {
-                record.state.clone()
+                record.state.as_deref().map(str::to_owned)
             } else {
                 None
             },
@@ -443,7 +443,7 @@ impl MemoryStore {
             }
             index.reindex(&slot.id, record, Some(previous), now);
             // A stuck saga keeps the state it is stuck at, for an operator to resume.
-            set_state(record, advance.state);
+            record.state = advance.state.cloned();
             if record.status.is_final() {
                 index
                     .leases
@@ -542,7 +542,7 @@ impl MemoryStore {
         record.requeues = 0;
         record.updated_at_ms = now;
         record.status = reopen.status;
-        record.state = Some(reopen.state.to_string());
+        record.state = Some(reopen.state.into());
         record.compensation_requested = reopen.compensate;
         index.reindex(&slot.id, record, Some(StatusKind::Stuck), now);
         apply_custody(
@@ -640,19 +640,6 @@ fn apply_custody(
     record.queued = custody.queued;
     if matches!(renewal, Renewal::Always) || custody.renews(record.lease_until_ms, now) {
         index.set_lease(id, record, now.saturating_add(millis(custody.lease)));
-    }
-}
-
-/// Stores `state` in `record`, reusing its buffer when it is large enough (a larger state gets
-/// a buffer of its size: growing the held one would double it, and it is kept while the saga
-/// runs).
-fn set_state(record: &mut SagaRecord, state: Option<&str>) {
-    match (state, &mut record.state) {
-        (Some(new), Some(held)) if held.capacity() >= new.len() => {
-            held.clear();
-            held.push_str(new);
-        }
-        (new, held) => *held = new.map(str::to_string),
     }
 }
 

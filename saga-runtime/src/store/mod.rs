@@ -43,6 +43,7 @@ mod history;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod state;
 mod waiters;
 
 #[cfg(feature = "redis")]
@@ -50,6 +51,7 @@ pub use self::redis::{RedisConfig, RedisStore};
 pub use error::{StoreError, StoreErrorKind};
 pub use history::{HistoryEntry, HistoryEvent, ListCursor, ListQuery, SagaPage, StatusKind};
 pub use memory::MemoryStore;
+pub use state::StoredState;
 
 /// Where a saga stands, as recorded in the store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,8 +156,8 @@ pub struct SagaRecord {
     /// A delivery or a run holding an older number is stale.
     pub seq: u64,
     /// The serialized state to resume from (the engine's message envelope, JSON); `None`
-    /// once the saga is final.
-    pub state: Option<String>,
+    /// once the saga is final. Shared with the message that carries it, not copied.
+    pub state: Option<StoredState>,
     /// The token of the run that holds custody (see [`Custody`]); empty once final.
     pub owner: String,
     /// Until when the owner's custody lasts, in milliseconds since the Unix epoch (store
@@ -197,7 +199,7 @@ impl SagaRecord {
         fingerprint: String,
         first_step: &str,
         mode: Mode,
-        state: String,
+        state: impl Into<StoredState>,
         custody: Custody,
     ) -> Self {
         let now = now_ms();
@@ -211,7 +213,7 @@ impl SagaRecord {
                 name: first_step.to_string(),
             },
             seq: 0,
-            state: Some(state),
+            state: Some(state.into()),
             owner: custody.token,
             lease_until_ms: now.saturating_add(millis(custody.lease)),
             queued: custody.queued,
@@ -418,7 +420,7 @@ pub struct Advance<'a> {
     pub status: SagaStatus,
     /// The state to resume from (the next message's envelope); for a final status, the state
     /// a stuck saga is stuck at (kept for an operator), or `None`.
-    pub state: Option<&'a str>,
+    pub state: Option<&'a StoredState>,
     /// Who holds the saga after the write (ignored for a final status).
     pub custody: Custody,
     /// What ran, appended to the saga's history in the same atomic write (usually one entry).

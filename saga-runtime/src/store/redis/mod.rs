@@ -70,7 +70,7 @@ use self::watcher::Watcher;
 use super::{
     Advance, Begin, Claim, Claimed, HistoryEntry, HistoryEvent, Hold, ListCursor, ListQuery, Mode,
     Outcome, Reopen, SagaPage, SagaRecord, SagaStatus, SagaStore, StoreConfig, StoreError,
-    StoreErrorKind, Written, millis,
+    StoreErrorKind, StoredState, Written, millis,
 };
 use crate::redact::{Scrubbed, redact_url, secrets_of};
 use crate::tls::{ClientTls, wants_tls};
@@ -404,7 +404,10 @@ fn decode_record(
         status,
         seq: number("seq", &take("seq")?)?,
         // A final record holds an empty state unless it kept one (stuck).
-        state: take("state").ok().filter(|state| !state.is_empty()),
+        state: take("state")
+            .ok()
+            .filter(|state| !state.is_empty())
+            .map(StoredState::from),
         owner: take("owner")?,
         lease_until_ms: number("until", &take("until")?)?,
         queued: take("queued")? == "1",
@@ -802,7 +805,7 @@ impl RedisStore {
             .arg(advance.seq)
             .arg(advance.token)
             .arg(&status)
-            .arg(advance.state.unwrap_or_default())
+            .arg(advance.state.map_or("", StoredState::as_str))
             .arg(millis(advance.custody.lease))
             .arg(u8::from(advance.custody.queued))
             .arg(u8::from(advance.status.is_final()))
