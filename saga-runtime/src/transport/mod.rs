@@ -44,6 +44,7 @@
 
 mod config;
 mod dispatch;
+mod headers;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
