@@ -850,6 +850,21 @@ async fn advance_tracks_the_lifecycle(fx: &Fixture) {
     let got = get(&b, "life").await;
     assert_eq!(got.status, completed(json!({"order": 42})));
     assert_eq!(got.status.outcome(), Some(Ok(json!({"order": 42}))));
+    // Every read gives a finished record's output back (the memory store keeps it as text):
+    // a watch after the end, a listing.
+    let outcome = bounded("watch of a completed saga", b.watch("life"))
+        .await
+        .expect("watch");
+    assert_eq!(outcome, Ok(json!({"order": 42})));
+    let page = b
+        .list(&ListQuery::new(StatusKind::Completed))
+        .await
+        .expect("list");
+    let listed = page.sagas.iter().find(|record| record.trace_id == "life");
+    assert_eq!(
+        listed.map(|record| &record.status),
+        Some(&completed(json!({"order": 42})))
+    );
     assert_eq!(got.seq, 3);
     assert_eq!(got.state, None, "a final record holds no state");
     assert_eq!(got.owner, "", "a final record has no owner");
