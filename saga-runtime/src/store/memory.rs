@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::num::NonZeroU64;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -52,7 +53,9 @@ struct Slot {
     /// Its history, oldest entry first, at most [`StoreConfig::history_limit`] entries.
     history: VecDeque<HistoryEntry>,
     /// Its generation in the retention queue while it is finished; `None` while running.
-    generation: Option<u64>,
+    /// (Non-zero: the option takes no more room, and the boxed slot stays in its 384-byte
+    /// size class.)
+    generation: Option<NonZeroU64>,
     /// A completed saga's output as JSON text, its record holding `null` in its place: a
     /// finished record is kept for the retention time, and a JSON object as a `serde_json` map
     /// is a B-tree node of ~0.6 KB, as text a tenth of that. See [`Slot::record`].
@@ -106,7 +109,7 @@ struct Indexes {
     /// `(expires_at_ms, trace_id, generation)` of finished records, in the order they ended
     /// (the finished TTL is one value, so that is also expiry order). An entry whose
     /// generation is not its slot's is stale (the record was removed, expired or reopened).
-    finished: VecDeque<(u64, Id, u64)>,
+    finished: VecDeque<(u64, Id, NonZeroU64)>,
     /// How many finished records are held: what the retention cap bounds.
     finished_held: usize,
     next_generation: u64,
@@ -173,7 +176,7 @@ impl Indexes {
 
     /// Enters a record that just ended into the retention queue.
     fn retain_ended(&mut self, slot: &mut Slot, expires_at: u64) {
-        let generation = self.next_generation;
+        let generation = NonZeroU64::MIN.saturating_add(self.next_generation);
         self.next_generation += 1;
         if slot.generation.replace(generation).is_none() {
             self.finished_held += 1;
