@@ -231,10 +231,34 @@ async fn concurrency_limit_is_never_exceeded(h: Arc<Harness>) {
 }
 
 /// A nack (with and without delay) leads to redelivery, counted in `delivery_count`.
-async fn nack_leads_to_redelivery(h: Arc<Harness>) {
-    let topic = "nacked";
-    // payload -> delivery counts seen
-    let seen = Shared::new(HashMap::<String, Vec<u32>>::new());
+/// Delivery counts seen, by payload.
+type Seen = Arc<Shared<HashMap<String, Vec<u32>>>>;
+
+/// Notes the delivery count of `d` under its payload; returns the payload and whether this
+/// was its first delivery.
+fn note_delivery(seen: &Seen, d: &Delivery) -> (String, bool) {
+    let payload = String::from_utf8_lossy(&d.payload).into_owned();
+    let first = seen.update(|seen| {
+        let counts = seen.entry(payload.clone()).or_default();
+        counts.push(d.delivery_count);
+        counts.len() == 1
+    });
+    (payload, first)
+}
+
+/// Subscribes to `topic` with a handler that answers each delivery with `respond(payload,
+/// first delivery)`, publishes `payloads`, waits until each was delivered again, and checks that
+/// each was first delivered once and then redelivered.
+async fn assert_each_redelivered<F, Fut>(
+    h: &Harness,
+    topic: &str,
+    payloads: [&'static str; 2],
+    respond: F,
+) where
+    F: Fn(String, bool) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Disposition> + Send + 'static,
+{
+    let seen: Seen = Shared::new(HashMap::new());
     let subscription = {
         let seen = seen.clone();
         h.transport
@@ -242,36 +266,22 @@ async fn nack_leads_to_redelivery(h: Arc<Harness>) {
                 topic,
                 options("g", 2),
                 handler(move |d: Delivery| {
-                    let seen = seen.clone();
-                    async move {
-                        let payload = String::from_utf8_lossy(&d.payload).into_owned();
-                        let first = seen.update(|seen| {
-                            let counts = seen.entry(payload.clone()).or_default();
-                            counts.push(d.delivery_count);
-                            counts.len() == 1
-                        });
-                        match (first, payload.as_str()) {
-                            (true, "later") => Disposition::Nack {
-                                delay: Some(Duration::from_millis(300)),
-                            },
-                            (true, _) => Disposition::Nack { delay: None },
-                            (false, _) => Disposition::Ack,
-                        }
-                    }
+                    let (payload, first) = note_delivery(&seen, &d);
+                    respond(payload, first)
                 }),
             )
             .await
             .unwrap()
     };
-    for payload in ["now", "later"] {
+    for payload in payloads {
         h.transport.publish(topic, message(payload)).await.unwrap();
     }
-    seen.wait_until("both messages redelivered", |seen| {
-        seen.values().filter(|counts| counts.len() >= 2).count() == 2
+    seen.wait_until("every message redelivered", |seen| {
+        seen.values().filter(|counts| counts.len() >= 2).count() == payloads.len()
     })
     .await;
     subscription.shutdown(Duration::from_secs(30)).await;
-    for payload in ["now", "later"] {
+    for payload in payloads {
         let counts = seen.read(|seen| seen[payload].clone());
         assert_eq!(counts[0], 1, "{}: first delivery of {payload}", h.kind);
         assert!(
@@ -282,56 +292,34 @@ async fn nack_leads_to_redelivery(h: Arc<Harness>) {
     }
 }
 
+async fn nack_leads_to_redelivery(h: Arc<Harness>) {
+    let respond = |payload: String, first| async move {
+        match (first, payload.as_str()) {
+            (true, "later") => Disposition::Nack {
+                delay: Some(Duration::from_millis(300)),
+            },
+            (true, _) => Disposition::Nack { delay: None },
+            (false, _) => Disposition::Ack,
+        }
+    };
+    assert_each_redelivered(&h, "nacked", ["now", "later"], respond).await;
+}
+
 /// A handler that panics, while it builds its future or while the future runs, has the
 /// delivery nacked and redelivered, and its subscription goes on.
 async fn panicking_handler_is_redelivered(h: Arc<Harness>) {
-    let topic = "panicking";
-    // payload -> delivery counts seen
-    let seen = Shared::new(HashMap::<String, Vec<u32>>::new());
-    let subscription = {
-        let seen = seen.clone();
-        h.transport
-            .subscribe(
-                topic,
-                options("g", 2),
-                handler(move |d: Delivery| {
-                    let payload = String::from_utf8_lossy(&d.payload).into_owned();
-                    let first = seen.update(|seen| {
-                        let counts = seen.entry(payload.clone()).or_default();
-                        counts.push(d.delivery_count);
-                        counts.len() == 1
-                    });
-                    if first && payload == "in handle" {
-                        panic!("a panic while the handler builds its future");
-                    }
-                    async move {
-                        if first && payload == "in future" {
-                            panic!("a panic while the handler's future runs");
-                        }
-                        Disposition::Ack
-                    }
-                }),
-            )
-            .await
-            .unwrap()
+    let respond = |payload: String, first| {
+        if first && payload == "in handle" {
+            panic!("a panic while the handler builds its future");
+        }
+        async move {
+            if first && payload == "in future" {
+                panic!("a panic while the handler's future runs");
+            }
+            Disposition::Ack
+        }
     };
-    for payload in ["in handle", "in future"] {
-        h.transport.publish(topic, message(payload)).await.unwrap();
-    }
-    seen.wait_until("both messages redelivered after their panic", |seen| {
-        seen.values().filter(|counts| counts.len() >= 2).count() == 2
-    })
-    .await;
-    subscription.shutdown(Duration::from_secs(30)).await;
-    for payload in ["in handle", "in future"] {
-        let counts = seen.read(|seen| seen[payload].clone());
-        assert_eq!(counts[0], 1, "{}: first delivery of {payload}", h.kind);
-        assert!(
-            counts[1] >= 2,
-            "{}: redelivery of {payload} counted {counts:?}",
-            h.kind
-        );
-    }
+    assert_each_redelivered(&h, "panicking", ["in handle", "in future"], respond).await;
 }
 
 /// A subscriber that dies mid-message (aborted, never settled) has the message redelivered

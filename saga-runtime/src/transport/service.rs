@@ -127,24 +127,26 @@ mod tests {
             .await
     }
 
-    #[tokio::test]
-    async fn a_ready_service_is_called_and_its_errors_nack() {
-        let ready = Service {
-            not_ready: 0,
+    /// What a service ready after `not_ready` polls answers to a good and to a failing delivery.
+    async fn answers(not_ready: usize) -> (Disposition, Disposition) {
+        let service = Service {
+            not_ready,
             refuse: false,
         };
-        assert_eq!(handled(ready.clone(), "ok").await, Disposition::Ack);
-        assert_eq!(handled(ready, "fail").await, NACK);
+        (
+            handled(service.clone(), "ok").await,
+            handled(service, "fail").await,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_ready_service_is_called_and_its_errors_nack() {
+        assert_eq!(answers(0).await, (Disposition::Ack, NACK));
     }
 
     #[tokio::test]
     async fn a_service_not_ready_yet_is_polled_until_it_is() {
-        let later = Service {
-            not_ready: 3,
-            refuse: false,
-        };
-        assert_eq!(handled(later.clone(), "ok").await, Disposition::Ack);
-        assert_eq!(handled(later, "fail").await, NACK);
+        assert_eq!(answers(3).await, (Disposition::Ack, NACK));
     }
 
     #[tokio::test]
