@@ -178,13 +178,12 @@ pub(crate) fn drive<S: Saga, J: Journal<S>>(
                     trace_id = cx.trace_id(), saga = cx.saga(), ?cursor, attempt, %error,
                     "transition past its retry bound before it runs: giving up on it"
                 );
-                let ran = Ran::Transition {
+                let skipped = Attempted {
                     cursor,
                     attempt: 0,
                     elapsed: Duration::ZERO,
-                    error: Some(error.to_string()),
-                    retried: false,
                 };
+                let ran = skipped.ran(Some(&error), false);
                 let failed = TransitionFailure {
                     error,
                     attempts: attempt - 1,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tracing::{error, warn};
 
@@ -310,15 +311,16 @@ impl<S: Saga> Runtime<S> {
     }
 
     /// Renews or hands over the custody `token` holds at `seq` (one try: the lease has
-    /// slack for a lost renewal).
-    pub(super) async fn hold(
-        &self,
-        cx: &SagaContext,
+    /// slack for a lost renewal). The store's boxed write itself, not wrapped in a future of
+    /// its own: every running saga's lease renewal awaits it.
+    pub(super) fn hold<'a>(
+        &'a self,
+        cx: &'a SagaContext,
         seq: u64,
-        token: &str,
+        token: &'a str,
         custody: Custody,
-    ) -> Result<Written, StoreError> {
-        self.store.hold(self.hold_of(cx, seq, token, custody)).await
+    ) -> BoxFuture<'a, Result<Written, StoreError>> {
+        self.store.hold(self.hold_of(cx, seq, token, custody))
     }
 
     /// Hands a saga this run claimed but did not run (a recovery that publishes it again) to
@@ -363,8 +365,8 @@ impl<S: Saga> Runtime<S> {
     /// lost (another run took the saga, or it ended).
     ///
     /// Every running saga holds this future beside its step, so it is kept small: not an
-    /// `async fn` (which would hold its arguments twice), and the store write is the store's
-    /// boxed future, made once per renewal.
+    /// `async fn` (which would hold its arguments twice), and it awaits the store's boxed
+    /// write ([`Runtime::hold`]), made once per renewal.
     #[expect(
         clippy::manual_async_fn,
         reason = "an async fn would hold its arguments twice while the step runs"
@@ -379,8 +381,7 @@ impl<S: Saga> Runtime<S> {
             let every = self.config.lease / 3;
             loop {
                 tokio::time::sleep(every).await;
-                let held = self.hold_of(cx, seq, token, self.held(token));
-                match self.store.hold(held).await {
+                match self.hold(cx, seq, token, self.held(token)).await {
                     Ok(Written::Done) => {}
                     Ok(refused) => {
                         warn!(
