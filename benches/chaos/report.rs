@@ -136,6 +136,9 @@ pub fn run_table(run: &RunResult, runs: usize, examples: usize) -> String {
                 secs(stats.max()),
                 format!("{} ({})", stats.never, stats.never_on_killed),
             );
+            if let Some((id, mode)) = &stats.slowest {
+                let _ = writeln!(out, "  slowest to settle: {id} ({})", mode.name());
+            }
             if let Some(n) = event.sync_in_flight {
                 let _ = writeln!(
                     out,

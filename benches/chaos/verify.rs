@@ -306,6 +306,8 @@ pub struct SettleStats {
     pub never: usize,
     /// Of the never settled, those sent to the killed replica.
     pub never_on_killed: usize,
+    /// The booking that took longest to settle (its trace id and mode), to look up in the logs.
+    pub slowest: Option<(String, Mode)>,
 }
 
 impl SettleStats {
@@ -371,7 +373,13 @@ pub fn settle_stats(
         stats.in_flight += 1;
         stats.on_killed += usize::from(on_killed);
         match timeline.settled_at {
-            Some(at) => stats.settled.push(at - killed_at),
+            Some(at) => {
+                let took = at - killed_at;
+                if stats.settled.iter().all(|&other| took > other) {
+                    stats.slowest = Some((booking.id.clone(), booking.mode));
+                }
+                stats.settled.push(took);
+            }
             None => {
                 stats.never += 1;
                 stats.never_on_killed += usize::from(on_killed);
