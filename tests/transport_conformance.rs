@@ -675,6 +675,63 @@ async fn delivery_count_counts_every_nack(h: Arc<Harness>) {
     );
 }
 
+/// A delivery nacked with a delay gives its concurrency slot back while it waits: with one
+/// slot, a message published after it is handled before it comes back. (A retry's backoff must
+/// not stall the topic: on NATS a `-NAK` with a delay would hold one of the consumer's
+/// `max_ack_pending` slots, shared by every replica, for the whole delay.)
+async fn delayed_nack_frees_its_concurrency_slot(h: Arc<Harness>) {
+    const DELAY: Duration = Duration::from_secs(3);
+    let topic = "parked";
+    // (payload, delivery count, when), in the order handled.
+    let handled = Shared::new(Vec::<(String, u32, std::time::Instant)>::new());
+    let subscription = {
+        let handled = handled.clone();
+        h.transport
+            .subscribe(
+                topic,
+                options("g", 1),
+                handler(move |d: Delivery| {
+                    let payload = String::from_utf8_lossy(&d.payload).into_owned();
+                    let park = payload == "parked" && d.delivery_count == 1;
+                    handled
+                        .update(|h| h.push((payload, d.delivery_count, std::time::Instant::now())));
+                    async move {
+                        if park {
+                            Disposition::Nack { delay: Some(DELAY) }
+                        } else {
+                            Disposition::Ack
+                        }
+                    }
+                }),
+            )
+            .await
+            .unwrap()
+    };
+    h.transport.publish(topic, message("parked")).await.unwrap();
+    handled
+        .wait_until("the first delivery", |h| !h.is_empty())
+        .await;
+    h.transport.publish(topic, message("next")).await.unwrap();
+    handled
+        .wait_until("both handled, the parked one twice", |h| h.len() >= 3)
+        .await;
+    subscription.shutdown(Duration::from_secs(30)).await;
+    let handled = handled.read(Vec::clone);
+    let order: Vec<(&str, u32)> = handled.iter().map(|(p, n, _)| (p.as_str(), *n)).collect();
+    assert_eq!(
+        order,
+        [("parked", 1), ("next", 1), ("parked", 2)],
+        "{}: the next message waited for the parked one",
+        h.kind
+    );
+    let waited = handled[2].2 - handled[0].2;
+    assert!(
+        waited >= DELAY.mul_f32(0.9),
+        "{}: the parked message came back after {waited:?}, before its delay of {DELAY:?}",
+        h.kind
+    );
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         conformance!(@kind memory, Memory, all(), $($test),*);
@@ -708,6 +765,7 @@ conformance!(
     shutdown_with_messages_in_flight_loses_none,
     shutdown_grace_expired_redelivers,
     delivery_count_counts_every_nack,
+    delayed_nack_frees_its_concurrency_slot,
 );
 
 /// Connecting to nothing, or with a bad URL, is a prompt [`TransportError::Connect`] naming

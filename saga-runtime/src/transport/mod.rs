@@ -27,7 +27,8 @@
 //! - **Concurrency**: at most `concurrency` handler calls run at once per subscription (take
 //!   the value from [`TransportConfig::concurrency_for`]). RabbitMQ also uses it as the
 //!   per-consumer prefetch; NATS as the consumer's `max_ack_pending`, **a cap shared by every
-//!   replica of the group**.
+//!   replica of the group**. A delivery nacked with a delay gives its slot back while it
+//!   waits, on every transport (RabbitMQ: a retry queue; NATS: a parking consumer).
 //! - **Redelivery of unsettled deliveries**: immediately for memory, when the subscriber's
 //!   channel closes for RabbitMQ, after the ack wait ([`TransportConfig::ack_wait`]) for
 //!   NATS.

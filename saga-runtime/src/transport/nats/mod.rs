@@ -36,7 +36,9 @@
 //! Publish waits for the JetStream publish ack. A message with a [`MESSAGE_ID_HEADER`] is
 //! published with `Nats-Msg-Id` set from it: the stream drops a second message with the same
 //! id within its duplicate window (the publish still succeeds); deliveries carry the id under
-//! that header only. Acks are `+ACK`, a nack is `-NAK` with the optional delay, a dead letter
+//! that header only. Acks are `+ACK`, a nack is `-NAK`; a nack with a delay **parks** the
+//! delivery (a copy on the group's parking subject, the original acked; module [`parked`]) so
+//! that its wait holds none of the consumer's `max_ack_pending` slots; a dead letter
 //! is published (and acked by the stream) to the dead-letter subject with the reason header
 //! (and a `Nats-Msg-Id` derived from the original's, `{id}/dead-letter`), then the original
 //! is terminated (`+TERM`). What a handler
@@ -53,6 +55,9 @@
 //! subscriber. Each subscriber also runs at most `concurrency` handlers itself. The first
 //! subscription of a group creates the consumer; a later one whose configured concurrency,
 //! ack wait or delivery bound differs updates it (the latest subscriber's configuration wins).
+//! A parked delivery waits on its group's parking consumer (uncapped) and, once due, is
+//! handled within the subscriber's own cap but outside the shared one: the global cap bounds
+//! first deliveries and plain redeliveries, not retries coming back from their delay.
 //!
 //! # Bounded delivery
 //! [`Delivery::delivery_count`] is the server's count (`delivered` of the message info).
@@ -91,7 +96,19 @@ use super::{
 use crate::redact::{redact_url, secrets_of};
 use crate::tls::ClientTls;
 
+mod parked;
+
 const BROKER: &str = "NATS";
+
+/// What a durable consumer is for.
+#[derive(Clone, Copy, Debug)]
+enum ConsumerKind {
+    /// A topic's (or a dead-letter topic's) consumer: at most `concurrency` deliveries
+    /// unacked at once, across every replica of the group.
+    Topic { concurrency: usize },
+    /// A group's parking ([`parked`]): no cap on the copies waiting, none ever given up on.
+    Parking,
+}
 
 /// A NATS JetStream transport: one client, one stream per prefix, one durable pull consumer
 /// per (topic, group). Cheap to clone.
@@ -174,7 +191,8 @@ fn from_header_map(map: Option<&HeaderMap>) -> Headers {
     let mut headers = Headers::new();
     if let Some(map) = map {
         for (key, values) in map.iter() {
-            if AsRef::<str>::as_ref(key).eq_ignore_ascii_case(NATS_MESSAGE_ID.as_ref()) {
+            let name: &str = key.as_ref();
+            if name.eq_ignore_ascii_case(NATS_MESSAGE_ID.as_ref()) || parked::is_bookkeeping(name) {
                 continue;
             }
             if let Some(value) = values.first() {
@@ -442,9 +460,26 @@ impl Inner {
         &self,
         topic: &str,
         group: &str,
-        concurrency: usize,
+        kind: ConsumerKind,
         update: bool,
     ) -> Result<PullConsumer, Reason> {
+        let (max_ack_pending, max_deliver) = match kind {
+            // One past the engine's bound, so the engine sees (and dead-letters) the
+            // delivery over it before the server gives up on the message. Dead letters are
+            // never given up on: an operator reads them (each read redelivers them) until
+            // they are replayed.
+            ConsumerKind::Topic { concurrency } => (
+                i64::try_from(concurrency).unwrap_or(i64::MAX),
+                if topic.ends_with(DEAD_LETTER_SUFFIX) {
+                    -1
+                } else {
+                    i64::from(self.config.max_deliveries) + 1
+                },
+            ),
+            // A parked copy waits out its delay here; the delivery count it carries is the
+            // one the engine bounds.
+            ConsumerKind::Parking => (-1, -1),
+        };
         let name = sanitize(&format!("{topic}__{group}"));
         let config = pull::Config {
             durable_name: Some(name.clone()),
@@ -454,16 +489,8 @@ impl Inner {
             // backlog the stream kept (module docs).
             deliver_policy: DeliverPolicy::All,
             ack_wait: self.config.ack_wait,
-            max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
-            // One past the engine's bound, so the engine sees (and dead-letters) the
-            // delivery over it before the server gives up on the message. Dead letters are
-            // never given up on: an operator reads them (each read redelivers them) until
-            // they are replayed.
-            max_deliver: if topic.ends_with(DEAD_LETTER_SUFFIX) {
-                -1
-            } else {
-                i64::from(self.config.max_deliveries) + 1
-            },
+            max_ack_pending,
+            max_deliver,
             ..Default::default()
         };
         let context = format!("{BROKER} at {}: consumer `{name}`", self.address);
@@ -501,12 +528,13 @@ impl Inner {
         &self,
         topic: &str,
         group: &str,
-        concurrency: usize,
+        kind: ConsumerKind,
+        batch: usize,
     ) -> Result<pull::Stream, Reason> {
-        self.consumer(topic, group, concurrency, true)
+        self.consumer(topic, group, kind, true)
             .await?
             .stream()
-            .max_messages_per_batch(concurrency)
+            .max_messages_per_batch(batch)
             .heartbeat(Duration::from_secs(3))
             .expires(Duration::from_secs(10))
             .messages()
@@ -572,26 +600,31 @@ impl Transport for NatsTransport {
             let concurrency = options.concurrency.max(1);
             let subscribe_error = |reason: Reason| reason.subscribe(topic);
             // Dead letters of this group are kept by the same group on the dead-letter topic.
+            let kind = ConsumerKind::Topic { concurrency };
             self.inner
-                .consumer(
-                    &dead_letter_topic(topic),
-                    &options.group,
-                    concurrency,
-                    false,
-                )
+                .consumer(&dead_letter_topic(topic), &options.group, kind, false)
                 .await
                 .map_err(subscribe_error)?;
-            let messages = self
-                .inner
-                .messages(topic, &options.group, concurrency)
-                .await
-                .map_err(subscribe_error)?;
-            let source = NatsSource {
-                inner: self.inner.clone(),
-                topic: Arc::from(topic),
-                group: options.group,
+            let group = options.group.as_str();
+            // The parking consumer exists before any delivery can be parked: the stream keeps
+            // a message only for the consumers there are when it is published.
+            let parking = parked::parking_topic(topic, group);
+            let main = Puller::start(&self.inner, topic, group, kind, concurrency).await;
+            let parked = Puller::start(
+                &self.inner,
+                &parking,
+                group,
+                ConsumerKind::Parking,
                 concurrency,
-                messages: Some(messages),
+            )
+            .await;
+            let source = NatsSource {
+                names: Arc::new(Names {
+                    topic: topic.into(),
+                    group: group.into(),
+                }),
+                main: main.map_err(subscribe_error)?,
+                parked: parked.map_err(subscribe_error)?,
             };
             Ok(dispatch::spawn(source, handler, concurrency, topic))
         })
@@ -622,44 +655,43 @@ impl Transport for NatsTransport {
     }
 }
 
-struct NatsSource {
+/// One durable consumer's pull stream, made again when it fails or ends.
+struct Puller {
     inner: Arc<Inner>,
-    topic: Arc<str>,
+    topic: String,
     group: String,
-    concurrency: usize,
+    kind: ConsumerKind,
+    batch: usize,
     messages: Option<pull::Stream>,
 }
 
-impl Source for NatsSource {
-    type Pending = NatsPending;
+impl Puller {
+    /// Gets or creates the consumer and starts pulling from it.
+    async fn start(
+        inner: &Arc<Inner>,
+        topic: &str,
+        group: &str,
+        kind: ConsumerKind,
+        batch: usize,
+    ) -> Result<Self, Reason> {
+        let messages = inner.messages(topic, group, kind, batch).await?;
+        Ok(Self {
+            inner: inner.clone(),
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            kind,
+            batch,
+            messages: Some(messages),
+        })
+    }
 
-    async fn next(&mut self) -> Option<(Delivery, NatsPending)> {
+    /// The next message; a failed or ended pull is started again (with backoff) until one
+    /// comes. Cancel safe: a message is only taken out of the stream when it is returned.
+    async fn next(&mut self) -> jetstream::Message {
         loop {
             if let Some(messages) = self.messages.as_mut() {
                 match messages.next().await {
-                    Some(Ok(mut message)) => {
-                        let delivery_count = message
-                            .info()
-                            .map(|info| u32::try_from(info.delivered).unwrap_or(1))
-                            .unwrap_or(1)
-                            .max(1);
-                        // Taken out of the message the ack holds for as long as the step
-                        // runs: a `HeaderMap` is ~0.57 KB, packed they are ~0.15 KB.
-                        let headers = message.message.headers.take();
-                        let delivery = Delivery {
-                            topic: self.topic.to_string(),
-                            headers: from_header_map(headers.as_ref()),
-                            payload: message.payload.clone(),
-                            delivery_count,
-                        };
-                        let pending = NatsPending {
-                            inner: self.inner.clone(),
-                            topic: self.topic.clone(),
-                            headers: pack_header_map(headers.as_ref()),
-                            message,
-                        };
-                        return Some((delivery, pending));
-                    }
+                    Some(Ok(message)) => return message,
                     Some(Err(error)) => {
                         // A failed pull (missed heartbeats, a reconnection whose consumer
                         // check failed) may leave no pull request pending on the server:
@@ -676,7 +708,7 @@ impl Source for NatsSource {
             }
             let recreated = (|| {
                 self.inner
-                    .messages(&self.topic, &self.group, self.concurrency)
+                    .messages(&self.topic, &self.group, self.kind, self.batch)
             })
             .retry(
                 ExponentialBuilder::default()
@@ -693,13 +725,104 @@ impl Source for NatsSource {
         }
     }
 
-    async fn close(mut self) {
-        // Hand back what was pulled but never given to the handler, so the group gets it now
-        // rather than after the ack wait.
+    /// What was pulled but never handed out.
+    fn buffered(&mut self) -> Vec<jetstream::Message> {
+        let mut buffered = Vec::new();
         if let Some(mut messages) = self.messages.take() {
             while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-                let _ = message.ack_with(AckKind::Nak(None)).await;
+                buffered.push(message);
             }
+        }
+        buffered
+    }
+}
+
+/// How many times the server delivered `message` (this delivery included).
+fn delivered(message: &jetstream::Message) -> u32 {
+    message
+        .info()
+        .map(|info| u32::try_from(info.delivered).unwrap_or(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The topic and group of a subscription, shared by its deliveries.
+struct Names {
+    topic: Box<str>,
+    group: Box<str>,
+}
+
+/// A subscription's deliveries: its topic's consumer, and the parked copies of its group
+/// once they are due ([`parked`]).
+struct NatsSource {
+    names: Arc<Names>,
+    main: Puller,
+    parked: Puller,
+}
+
+impl NatsSource {
+    fn delivery(&self, mut message: jetstream::Message, parked: bool) -> (Delivery, NatsPending) {
+        // Taken out of the message the ack holds for as long as the step runs: a `HeaderMap`
+        // is ~0.57 KB, packed they are ~0.15 KB.
+        let headers = message.message.headers.take();
+        let delivered = delivered(&message);
+        // A parked copy's first delivery on the parking consumer only started its wait (see
+        // `next`): that one does not count.
+        let delivered = if parked {
+            delivered.saturating_sub(1).max(1)
+        } else {
+            delivered
+        };
+        let deliveries = parked::carried_deliveries(headers.as_ref()).saturating_add(delivered);
+        let delivery = Delivery {
+            topic: self.names.topic.to_string(),
+            headers: from_header_map(headers.as_ref()),
+            payload: message.payload.clone(),
+            delivery_count: deliveries,
+        };
+        let pending = NatsPending {
+            inner: self.main.inner.clone(),
+            names: self.names.clone(),
+            deliveries,
+            headers: pack_header_map(headers.as_ref()),
+            message,
+        };
+        (delivery, pending)
+    }
+}
+
+impl Source for NatsSource {
+    type Pending = NatsPending;
+
+    async fn next(&mut self) -> Option<(Delivery, NatsPending)> {
+        loop {
+            tokio::select! {
+                message = self.main.next() => return Some(self.delivery(message, false)),
+                message = self.parked.next() => {
+                    let left = parked::time_left(message.headers.as_ref());
+                    if left.is_none() && delivered(&message) > 1 {
+                        return Some(self.delivery(message, true));
+                    }
+                    // Not due, or its first delivery (which only starts the wait, even when
+                    // already due, so that the delivery count stays exact): it waits on the
+                    // parking consumer, holding no slot of the topic's.
+                    if let Err(error) = message.ack_with(AckKind::Nak(left)).await {
+                        tracing::debug!(topic = %self.names.topic, %error, "NATS nack of a parked copy failed; it comes back after the ack wait");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close(mut self) {
+        // Hand back what was pulled but never given to the handler, so the group gets it now
+        // rather than after the ack wait (a parked copy: when it is due).
+        for message in self.main.buffered() {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+        for message in self.parked.buffered() {
+            let left = parked::time_left(message.headers.as_ref());
+            let _ = message.ack_with(AckKind::Nak(left)).await;
         }
     }
 }
@@ -708,8 +831,11 @@ impl Source for NatsSource {
 /// ack wait.
 struct NatsPending {
     inner: Arc<Inner>,
-    topic: Arc<str>,
-    /// The message's headers as delivered, for a dead letter (taken out of `message`).
+    names: Arc<Names>,
+    /// Its delivery count (carried over its parked copies).
+    deliveries: u32,
+    /// The message's headers as delivered, for a dead letter or a parked copy (taken out of
+    /// `message`).
     headers: PackedHeaders,
     message: jetstream::Message,
 }
@@ -722,46 +848,77 @@ impl Pending for NatsPending {
 
     async fn progress(&self) {
         if let Err(error) = self.message.ack_with(AckKind::Progress).await {
-            tracing::debug!(topic = %self.topic, %error, "NATS in-progress ack failed");
+            tracing::debug!(topic = %self.names.topic, %error, "NATS in-progress ack failed");
         }
     }
 
     async fn settle(self, disposition: Disposition) {
         let kind = match disposition {
             Disposition::Ack => AckKind::Ack,
+            Disposition::Nack { delay: Some(delay) } if !delay.is_zero() => self.park(delay).await,
             Disposition::Nack { delay } => AckKind::Nak(delay),
-            Disposition::DeadLetter { reason } => {
-                let mut headers = HeaderMap::new();
-                for (name, value) in self.headers.pairs() {
-                    headers.append(name, value);
-                }
-                headers.insert(DEAD_LETTER_REASON_HEADER, reason.as_str());
-                // The original's id would make the stream drop the dead letter as a
-                // duplicate of it; a derived one still deduplicates a dead letter published
-                // twice (redelivered after a crash between the publish and the `+TERM`).
-                let original_id = headers.get(NATS_MESSAGE_ID).map(|id| id.to_string());
-                if let Some(id) = original_id {
-                    headers.insert(NATS_MESSAGE_ID, format!("{id}/dead-letter").as_str());
-                }
-                let subject = self
-                    .inner
-                    .config
-                    .physical_topic(&dead_letter_topic(&self.topic));
-                match self
-                    .inner
-                    .publish_raw(subject, headers, self.message.payload.clone())
-                    .await
-                {
-                    Ok(()) => AckKind::Term,
-                    Err(error) => {
-                        tracing::warn!(topic = %self.topic, %error, "NATS dead-letter publish failed; message nacked");
-                        AckKind::Nak(Some(Duration::from_secs(1)))
-                    }
-                }
-            }
+            Disposition::DeadLetter { reason } => self.dead_letter(reason).await,
         };
         if let Err(error) = self.message.ack_with(kind).await {
-            tracing::warn!(topic = %self.topic, %error, "NATS ack failed; the message will be redelivered after the ack wait");
+            tracing::warn!(topic = %self.names.topic, %error, "NATS ack failed; the message will be redelivered after the ack wait");
+        }
+    }
+}
+
+impl NatsPending {
+    /// Parks the delivery for `delay` ([`parked`]) and acks it; if the copy cannot be
+    /// published, nacks it with the delay (it then holds its consumer slot meanwhile).
+    async fn park(&self, delay: Duration) -> AckKind {
+        let Names { topic, group } = &*self.names;
+        let payload = self.message.payload.clone();
+        match parked::park(
+            &self.inner,
+            topic,
+            group,
+            &self.headers,
+            self.deliveries,
+            delay,
+            payload,
+        )
+        .await
+        {
+            Ok(()) => AckKind::Ack,
+            Err(error) => {
+                tracing::warn!(%topic, %error, ?delay, "NATS: cannot park the delivery for its delay; nacked with the delay instead");
+                AckKind::Nak(Some(delay))
+            }
+        }
+    }
+
+    /// Publishes the dead letter (the delivery's headers without the transport's bookkeeping,
+    /// and the reason); `+TERM` once the stream has it, else a nack to try again.
+    async fn dead_letter(&self, reason: String) -> AckKind {
+        let mut headers = HeaderMap::new();
+        for (name, value) in self.headers.pairs() {
+            if !parked::is_bookkeeping(name) {
+                headers.append(name, value);
+            }
+        }
+        headers.insert(DEAD_LETTER_REASON_HEADER, reason.as_str());
+        // The original's id would make the stream drop the dead letter as a duplicate of it;
+        // a derived one still deduplicates a dead letter published twice (redelivered after
+        // a crash between the publish and the `+TERM`).
+        let original_id = headers.get(NATS_MESSAGE_ID).map(|id| id.to_string());
+        if let Some(id) = original_id {
+            headers.insert(NATS_MESSAGE_ID, format!("{id}/dead-letter").as_str());
+        }
+        let topic = &self.names.topic;
+        let subject = self.inner.config.physical_topic(&dead_letter_topic(topic));
+        match self
+            .inner
+            .publish_raw(subject, headers, self.message.payload.clone())
+            .await
+        {
+            Ok(()) => AckKind::Term,
+            Err(error) => {
+                tracing::warn!(%topic, %error, "NATS dead-letter publish failed; message nacked");
+                AckKind::Nak(Some(Duration::from_secs(1)))
+            }
         }
     }
 }
