@@ -37,9 +37,15 @@ const DUE_HEADER: &str = "Sagaflow-Due-Ms";
 /// The deliveries a parked copy had before it was parked (its delivery count goes on from it).
 const DELIVERIES_HEADER: &str = "Sagaflow-Deliveries";
 
-/// The logical topic of the parking of `group`'s deliveries of `topic`.
+/// The logical topic of the parking of `group`'s deliveries of `topic`: the group as one
+/// subject token (an empty group too).
 pub(super) fn parking_topic(topic: &str, group: &str) -> String {
-    format!("{topic}.parked.{}", sanitize(group))
+    let token = if group.is_empty() {
+        "_".to_owned()
+    } else {
+        sanitize(group)
+    };
+    format!("{topic}.parked.{token}")
 }
 
 /// Whether `name` is this module's bookkeeping, kept out of the headers a handler sees and
@@ -111,6 +117,11 @@ mod tests {
         assert_eq!(
             parking_topic("Booking.rollback", "booking.v2 blue"),
             "Booking.rollback.parked.booking_v2_blue"
+        );
+        assert_eq!(
+            parking_topic("t", ""),
+            "t.parked._",
+            "an empty token is no subject"
         );
     }
 
