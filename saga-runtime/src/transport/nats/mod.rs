@@ -765,8 +765,9 @@ struct NatsSource {
 }
 
 impl NatsSource {
-    fn delivery(&self, message: jetstream::Message, parked: bool) -> (Delivery, NatsPending) {
-        let delivered = delivered(&message);
+    /// The delivery of `message`, which the server delivered `delivered` times that count
+    /// (its parked copies' counts are carried on from their headers).
+    fn delivery(&self, message: jetstream::Message, delivered: u32) -> (Delivery, NatsPending) {
         // The pending delivery keeps what its acks, a dead letter and a parked copy need, held
         // for as long as the step runs: not the whole message (432 bytes, and its `HeaderMap`
         // of ~0.57 KB; packed, the headers take ~0.15 KB).
@@ -780,13 +781,6 @@ impl NatsSource {
                 },
             ..
         } = message;
-        // A parked copy's first delivery on the parking consumer only started its wait (see
-        // `next`): that one does not count.
-        let delivered = if parked {
-            delivered.saturating_sub(1).max(1)
-        } else {
-            delivered
-        };
         let deliveries = parked::carried_deliveries(headers.as_ref()).saturating_add(delivered);
         let delivery = Delivery {
             topic: self.names.topic.to_string(),
@@ -812,11 +806,17 @@ impl Source for NatsSource {
     async fn next(&mut self) -> Option<(Delivery, NatsPending)> {
         loop {
             tokio::select! {
-                message = self.main.next() => return Some(self.delivery(message, false)),
+                message = self.main.next() => {
+                    let delivered = delivered(&message);
+                    return Some(self.delivery(message, delivered));
+                }
                 message = self.parked.next() => {
                     let left = parked::time_left(message.headers.as_ref());
-                    if left.is_none() && delivered(&message) > 1 {
-                        return Some(self.delivery(message, true));
+                    let delivered = delivered(&message);
+                    if left.is_none() && delivered > 1 {
+                        // Its first delivery here only started its wait: that one does not
+                        // count.
+                        return Some(self.delivery(message, delivered - 1));
                     }
                     // Not due, or its first delivery (which only starts the wait, even when
                     // already due, so that the delivery count stays exact): it waits on the
